@@ -1,0 +1,126 @@
+"""Lifecycle and tool-call activities over one worker's backends and live instances."""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.instances import InstanceRegistry, LiveInstance
+from backends import BackendHost, ToolCallError
+from contract import (
+    CleanupInput,
+    ErrorCode,
+    InitializeInput,
+    InstanceInfo,
+    ToolCallInput,
+    ToolOutcome,
+    WarmupInput,
+    WarmupResult,
+)
+
+log = logging.getLogger(__name__)
+
+
+class SessionActivities:
+    """Activities bound to a worker's backends.
+
+    ``initialize`` runs on the shared task queue; whichever worker takes it keeps the instance
+    and answers with its own ``task_queue``, where the workflow sends every later call.
+    """
+
+    def __init__(self, host: BackendHost, registry: InstanceRegistry, *, task_queue: str) -> None:
+        self.host = host
+        self.registry = registry
+        self.task_queue = task_queue
+        self.worker_id = task_queue
+
+    @activity.defn(name="session.warmup")
+    async def warmup(self, inp: WarmupInput) -> WarmupResult:
+        names = inp.resource_types if inp.resource_types is not None else list(self.host.backends)
+        try:
+            for name in names:
+                await self.host.ensure_warm(name)
+        except ToolCallError as exc:
+            raise ApplicationError(
+                exc.message, type=str(int(exc.code)), non_retryable=True
+            ) from exc
+        return WarmupResult(worker=self.worker_id, warmed=names, tools=self.host.specs())
+
+    @activity.defn(name="session.initialize")
+    async def initialize(self, inp: InitializeInput) -> InstanceInfo:
+        instance = await self._create(inp)
+        return InstanceInfo(
+            session_id=inp.session_id,
+            task_queue=self.task_queue,
+            worker=self.worker_id,
+            data=instance.backend.describe(instance.session_info),
+            tools=self.host.specs(inp.resource_type),
+        )
+
+    @activity.defn(name="session.call_tool")
+    async def call_tool(self, inp: ToolCallInput) -> ToolOutcome:
+        if inp.initialize is not None:
+            return await self._call_once(inp)
+        instance = self.registry.get(inp.session_id or "")
+        if instance is None:
+            return ToolOutcome(
+                code=ErrorCode.RESOURCE_LOST,
+                message=f"instance {inp.session_id} is not held by worker {self.worker_id}",
+            )
+        return await self.host.invoke(inp.tool, inp.params, instance.session_info)
+
+    @activity.defn(name="session.cleanup")
+    async def cleanup(self, inp: CleanupInput) -> None:
+        instance = self.registry.pop(inp.session_id)
+        if instance is not None:
+            await instance.backend.cleanup(self.worker_id, instance.session_info)
+
+    async def _create(self, inp: InitializeInput) -> LiveInstance:
+        try:
+            backend = await self.host.ensure_warm(inp.resource_type)
+            info = await backend.initialize(self.worker_id, inp.config)
+        except ToolCallError as exc:
+            raise ApplicationError(
+                exc.message, type=str(int(exc.code)), non_retryable=True
+            ) from exc
+        except Exception as exc:
+            # Bad config fails the same way on every try: do not retry it.
+            raise ApplicationError(
+                f"{inp.resource_type} initialize failed: {type(exc).__name__}: {exc}",
+                type=str(int(ErrorCode.INITIALIZE_FAILED)),
+                non_retryable=True,
+            ) from exc
+        instance = LiveInstance(inp.session_id, inp.sandbox_id, backend, info)
+        self.registry.add(instance)
+        return instance
+
+    async def _call_once(self, inp: ToolCallInput) -> ToolOutcome:
+        """A temporary session in one activity: create, call, clean up, on this worker."""
+        assert inp.initialize is not None
+        try:
+            self.host.validate(inp.tool, inp.params)
+            instance = await self._create(inp.initialize)
+        except ToolCallError as exc:
+            return ToolOutcome(code=exc.code, message=exc.message)
+        except ApplicationError as exc:
+            return ToolOutcome(code=int(exc.type or ErrorCode.INTERNAL), message=exc.message)
+        try:
+            return await self.host.invoke(inp.tool, inp.params, instance.session_info)
+        finally:
+            self.registry.pop(instance.session_id)
+            try:
+                await instance.backend.cleanup(self.worker_id, instance.session_info)
+            except Exception:
+                log.exception("cleanup of temporary session %s failed", instance.session_id)
+
+    async def release_all(self) -> int:
+        """Clean up every live instance (the worker is stopping); returns how many."""
+        live = self.registry.drain()
+        for instance in live:
+            try:
+                await instance.backend.cleanup(self.worker_id, instance.session_info)
+            except Exception:
+                log.exception("cleanup of %s failed at shutdown", instance.session_id)
+        return len(live)

@@ -1,0 +1,112 @@
+"""The backend plugin API: a base class with lifecycle hooks and the ``@tool`` decorator."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, create_model
+
+from contract import ToolSpec, split_tool_name
+
+_TOOL_ATTR = "__session_tool_name__"
+#: Keyword-only parameters the host supplies; they are not tool parameters.
+_INJECTED = frozenset({"session_info"})
+_SKIPPED = frozenset({"self", "cls"})
+
+
+def tool(name: str, *, description: str | None = None) -> Callable[[Any], Any]:
+    """Mark a backend method as the tool ``name`` (``"<resource>:<action>"``)."""
+    split_tool_name(name)
+
+    def mark(fn: Any) -> Any:
+        setattr(fn, _TOOL_ATTR, name)
+        if description is not None:
+            fn.__doc__ = description
+        return fn
+
+    return mark
+
+
+class Backend:
+    """Base class of every backend.
+
+    ``name`` is the resource type and the prefix of its tools. A *session* backend (the default)
+    gets a private instance per session from :meth:`initialize`; a *shared* backend
+    (``shared = True``) is warmed once per worker and its tools need no session.
+    """
+
+    name: ClassVar[str] = ""
+    shared: ClassVar[bool] = False
+
+    async def warmup(self) -> None:
+        """Load what every session of this backend shares (models, pools); once per process."""
+
+    async def initialize(self, worker_id: str, config: dict[str, Any]) -> dict[str, Any]:
+        """Create a private instance for one session; the result is its ``session_info``."""
+        return {"config": config}
+
+    async def cleanup(self, worker_id: str, session_info: dict[str, Any]) -> None:
+        """Release one session's instance."""
+
+    async def shutdown(self) -> None:
+        """Release what :meth:`warmup` loaded; the worker is stopping."""
+
+    def describe(self, session_info: dict[str, Any]) -> dict[str, Any]:
+        """JSON-safe facts about an instance, shown in the session's view (never secrets)."""
+        return {}
+
+
+@dataclass(frozen=True)
+class ToolBinding:
+    """A tool found on a backend: its spec, its parameter model and the bound method."""
+
+    spec: ToolSpec
+    params_model: type[BaseModel]
+    method: Callable[..., Awaitable[Any]]
+    wants_session: bool
+
+
+def _params_model(name: str, fn: Callable[..., Any]) -> tuple[type[BaseModel], bool]:
+    signature = inspect.signature(fn)
+    hints = get_type_hints(fn, include_extras=True)  # resolves postponed annotations
+    fields: dict[str, Any] = {}
+    wants_session = False
+    for param in signature.parameters.values():
+        if param.name in _INJECTED:
+            wants_session = True
+            continue
+        if param.name in _SKIPPED or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+    model = create_model(
+        f"Params[{name}]", __config__=ConfigDict(extra="forbid", strict=True), **fields
+    )
+    return model, wants_session
+
+
+def scan_tools(backend: Backend) -> dict[str, ToolBinding]:
+    """Find every ``@tool`` method of a backend and build its spec from its signature."""
+    found: dict[str, ToolBinding] = {}
+    for attr in dir(type(backend)):
+        fn = getattr(type(backend), attr, None)
+        name = getattr(fn, _TOOL_ATTR, None)
+        if name is None or fn is None:
+            continue
+        resource, _ = split_tool_name(name)
+        if resource != backend.name:
+            raise ValueError(f"tool {name!r} does not belong to backend {backend.name!r}")
+        model, wants_session = _params_model(name, fn)
+        spec = ToolSpec(
+            name=name,
+            resource_type=backend.name,
+            description=inspect.getdoc(fn) or "",
+            shared=backend.shared,
+            params_schema=model.model_json_schema(),
+        )
+        found[name] = ToolBinding(spec, model, getattr(backend, attr), wants_session)
+    return found

@@ -1,0 +1,75 @@
+"""The ``bash`` backend: a persistent shell per session."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from backends.base import Backend, tool
+from backends.shell import Shell
+from contract import ErrorCode, ToolOutcome
+
+DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
+
+
+class BashBackend(Backend):
+    """A real bash process per session; cwd and exported variables persist between calls.
+
+    Config: ``cwd`` (start directory), ``env`` (extra variables), ``max_output_bytes``
+    (per stream, default 256 KiB).
+    """
+
+    name = "bash"
+
+    async def initialize(self, worker_id: str, config: dict[str, Any]) -> dict[str, Any]:
+        cwd = str(config.get("cwd") or os.getcwd())
+        if not os.path.isdir(cwd):
+            raise ValueError(f"cwd {cwd!r} is not a directory")
+        env = {
+            **os.environ,
+            "TERM": "dumb",
+            **{k: str(v) for k, v in config.get("env", {}).items()},
+        }
+        limit = int(config.get("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES))
+        shell = Shell(cwd, env, limit)
+        await shell.start()
+        return {"shell": shell, "config": config}
+
+    async def cleanup(self, worker_id: str, session_info: dict[str, Any]) -> None:
+        await session_info["shell"].close()
+
+    def describe(self, session_info: dict[str, Any]) -> dict[str, Any]:
+        shell: Shell = session_info["shell"]
+        return {"pid": shell.pid, "cwd": shell.cwd}
+
+    @tool("bash:run")
+    async def run(
+        self,
+        command: str,
+        timeout: Annotated[float, Field(gt=0, le=86400)] = 30,
+        *,
+        session_info: dict[str, Any],
+    ) -> dict[str, Any] | ToolOutcome:
+        """Run a command in the session's shell; returns stdout, stderr, return_code, cwd."""
+        shell: Shell = session_info["shell"]
+        result = await shell.run(command, timeout)
+        data = {
+            "stdout": result.stdout,
+            "stderr": result.stderr,
+            "return_code": result.return_code,
+            "cwd": result.cwd,
+        }
+        if result.timed_out:
+            return ToolOutcome(
+                code=ErrorCode.TIMEOUT,
+                message=(
+                    f"command timed out after {timeout:g}s and was killed; the shell was "
+                    "restarted with its working directory and exported variables"
+                ),
+                data=data,
+            )
+        if result.restarted:
+            data["note"] = "the command ended the shell; a new shell was started"
+        return data

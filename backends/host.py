@@ -1,0 +1,159 @@
+"""The backends of one worker process: loading, warming once, and calling tools safely."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import ValidationError
+
+from backends.base import Backend, ToolBinding, scan_tools
+from contract import ErrorCode, ToolOutcome, ToolSpec
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "durable_sessions.backends"
+
+
+class ToolCallError(Exception):
+    """A tool call rejected or failed with an envelope code."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def load_backends(names: Iterable[str] | None = None) -> list[Backend]:
+    """Instantiate the backends registered under the entry point group (all, or those named)."""
+    wanted = set(names) if names is not None else None
+    backends: list[Backend] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if wanted is not None and ep.name not in wanted:
+            continue
+        cls = ep.load()
+        backends.append(cls())
+    return backends
+
+
+def validation_error(exc: ValidationError) -> ToolCallError:
+    """Map a pydantic error on tool parameters to the envelope code a caller expects."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "params"
+    if first["type"] == "missing":
+        return ToolCallError(ErrorCode.MISSING_FIELD, f"missing required parameter '{where}'")
+    if first["type"] == "extra_forbidden":
+        return ToolCallError(ErrorCode.INVALID_INPUT, f"unknown parameter '{where}'")
+    return ToolCallError(ErrorCode.WRONG_TYPE, f"parameter '{where}': {first['msg']}")
+
+
+class BackendHost:
+    """Holds a worker's backends, warms each once, and runs tool calls into envelopes."""
+
+    def __init__(self, backends: Iterable[Backend]) -> None:
+        self.backends: dict[str, Backend] = {b.name: b for b in backends}
+        self.tools: dict[str, ToolBinding] = {}
+        for backend in self.backends.values():
+            self.tools.update(scan_tools(backend))
+        self._warm: set[str] = set()
+        # One lock per backend: warming one never waits for another.
+        self._warm_locks = {name: asyncio.Lock() for name in self.backends}
+
+    def specs(self, resource_type: str | None = None) -> list[ToolSpec]:
+        return [
+            b.spec
+            for b in self.tools.values()
+            if resource_type is None or b.spec.resource_type == resource_type
+        ]
+
+    def backend(self, resource_type: str) -> Backend:
+        try:
+            return self.backends[resource_type]
+        except KeyError:
+            known = ", ".join(sorted(self.backends)) or "none"
+            raise ToolCallError(
+                ErrorCode.UNKNOWN_TOOL,
+                f"unknown resource type {resource_type!r} (this worker has: {known})",
+            ) from None
+
+    def is_warm(self, resource_type: str) -> bool:
+        return resource_type in self._warm
+
+    async def ensure_warm(self, resource_type: str) -> Backend:
+        """Warm a backend once per process; concurrent callers wait for the one warmup."""
+        backend = self.backend(resource_type)
+        if resource_type in self._warm:
+            return backend
+        async with self._warm_locks[resource_type]:
+            if resource_type not in self._warm:
+                try:
+                    await backend.warmup()
+                except Exception as exc:
+                    raise ToolCallError(
+                        ErrorCode.NOT_WARM, f"backend {resource_type!r} failed to warm up: {exc}"
+                    ) from exc
+                self._warm.add(resource_type)
+        return backend
+
+    def binding(self, tool_name: str) -> ToolBinding:
+        try:
+            return self.tools[tool_name]
+        except KeyError:
+            raise ToolCallError(ErrorCode.UNKNOWN_TOOL, f"unknown tool {tool_name!r}") from None
+
+    def validate(self, tool_name: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Check parameters against the tool's signature before anything runs."""
+        binding = self.binding(tool_name)
+        try:
+            model = binding.params_model.model_validate(params)
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+        return {name: getattr(model, name) for name in type(model).model_fields}
+
+    async def invoke(
+        self, tool_name: str, params: dict[str, Any], session_info: dict[str, Any] | None
+    ) -> ToolOutcome:
+        """Validate, warm if needed, run the tool; every failure becomes an outcome, not a raise."""
+        started = time.perf_counter()
+        try:
+            binding = self.binding(tool_name)
+            args = self.validate(tool_name, params)
+            await self.ensure_warm(binding.spec.resource_type)
+            if binding.wants_session:
+                result = await binding.method(**args, session_info=session_info or {})
+            else:
+                result = await binding.method(**args)
+        except ToolCallError as exc:
+            return _outcome(exc.code, exc.message, None, started)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("tool %s raised", tool_name, exc_info=True)
+            data = {"error_type": type(exc).__name__, "error": str(exc)}
+            return _outcome(ErrorCode.TOOL_ERROR, f"{type(exc).__name__}: {exc}", data, started)
+        if isinstance(result, ToolOutcome):
+            result.execution_time_ms = _elapsed_ms(started)
+            return result
+        return _outcome(ErrorCode.SUCCESS, "success", result, started)
+
+    async def shutdown(self) -> None:
+        """Run every backend's shutdown hook; one failing does not stop the others."""
+        for backend in self.backends.values():
+            try:
+                await backend.shutdown()
+            except Exception:
+                log.exception("backend %s failed to shut down", backend.name)
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _outcome(code: ErrorCode, message: str, data: Any, started: float) -> ToolOutcome:
+    return ToolOutcome(
+        code=code, message=message, data=data, execution_time_ms=_elapsed_ms(started)
+    )

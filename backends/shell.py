@@ -1,0 +1,159 @@
+"""A persistent bash process that runs one command at a time and survives timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class CommandResult:
+    stdout: str
+    stderr: str
+    return_code: int
+    cwd: str
+    timed_out: bool = False
+    restarted: bool = False
+
+
+def _read_capped(path: Path, limit: int) -> str:
+    """Read at most ``limit`` bytes, saying plainly how much was cut."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return ""
+    with path.open("rb") as f:
+        data = f.read(limit)
+    text = data.decode("utf-8", errors="replace")
+    if size > limit:
+        text += f"\n[... output truncated: {size - limit} of {size} bytes not shown ...]"
+    return text
+
+
+class Shell:
+    """One bash process in its own process group.
+
+    Each command is sourced from a file (so a syntax error stays inside it), with stdout and
+    stderr sent to files and a unique marker printed when it ends. The marker line carries the
+    exit code and the working directory; ``export -p`` after every command keeps a snapshot of
+    the exported variables, so a shell killed on timeout comes back where it was.
+    """
+
+    def __init__(self, cwd: str, env: dict[str, str], max_output_bytes: int) -> None:
+        self.cwd = cwd
+        self._env = env
+        self._max = max_output_bytes
+        self._dir = Path(tempfile.mkdtemp(prefix="bash-session-"))
+        self._proc: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def env_snapshot(self) -> Path:
+        return self._dir / "env.sh"
+
+    async def start(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            "bash",
+            "--noprofile",
+            "--norc",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            cwd=self.cwd,
+            env=self._env,
+            start_new_session=True,
+        )
+
+    async def run(self, command: str, timeout: float) -> CommandResult:
+        async with self._lock:
+            return await self._run(command, timeout)
+
+    async def _run(self, command: str, timeout: float) -> CommandResult:
+        assert self._proc and self._proc.stdin and self._proc.stdout
+        token = uuid.uuid4().hex
+        out, err, script = self._dir / "out", self._dir / "err", self._dir / "cmd.sh"
+        script.write_text(command + "\n")
+        marker = f"__SESSION_DONE_{token}"
+        line = (
+            f"{{ . {shlex.quote(str(script))}; }} >{shlex.quote(str(out))} "
+            f"2>{shlex.quote(str(err))} </dev/null; __rc=$?; "
+            f"export -p >{shlex.quote(str(self.env_snapshot))}; "
+            f'printf \'%s %d %s\\n\' {marker} "$__rc" "$PWD"\n'
+        )
+        self._proc.stdin.write(line.encode())
+        await self._proc.stdin.drain()
+        try:
+            done = await asyncio.wait_for(self._await_marker(marker), timeout)
+        except TimeoutError:
+            await self._restart()
+            return CommandResult(
+                _read_capped(out, self._max),
+                _read_capped(err, self._max),
+                -int(signal.SIGKILL),
+                self.cwd,
+                timed_out=True,
+                restarted=True,
+            )
+        if done is None:  # the command ended the shell itself (exit, exec, kill)
+            code = await self._proc.wait()
+            await self._restart()
+            return CommandResult(
+                _read_capped(out, self._max),
+                _read_capped(err, self._max),
+                code,
+                self.cwd,
+                restarted=True,
+            )
+        code, cwd = done
+        self.cwd = cwd
+        return CommandResult(_read_capped(out, self._max), _read_capped(err, self._max), code, cwd)
+
+    async def _await_marker(self, marker: str) -> tuple[int, str] | None:
+        assert self._proc and self._proc.stdout
+        prefix = marker.encode() + b" "
+        while True:
+            raw = await self._proc.stdout.readline()
+            if not raw:
+                return None
+            if raw.startswith(prefix):
+                code, _, cwd = (
+                    raw[len(prefix) :].decode(errors="replace").rstrip("\n").partition(" ")
+                )
+                return int(code), cwd
+
+    async def _restart(self) -> None:
+        """Kill the whole process group and start a fresh shell with the saved cwd and exports."""
+        await self._kill()
+        if not os.path.isdir(self.cwd):
+            self.cwd = self._env.get("HOME", "/")
+        await self.start()
+        if self.env_snapshot.exists():
+            snapshot, cwd = shlex.quote(str(self.env_snapshot)), shlex.quote(self.cwd)
+            restore = f". {snapshot} >/dev/null 2>&1; cd {cwd}"
+            await self._run(restore, timeout=10)
+
+    async def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            await proc.wait()
+
+    async def close(self) -> None:
+        """End the shell and everything it started; remove its files."""
+        await self._kill()
+        shutil.rmtree(self._dir, ignore_errors=True)

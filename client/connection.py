@@ -1,0 +1,39 @@
+"""One way to connect, for the client, the worker and the CLI."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+
+DEFAULT_ADDRESS = "localhost:7233"
+DEFAULT_NAMESPACE = "default"
+
+
+def connect_options(address: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+    """Connection settings: explicit arguments, then Temporal's own environment variables
+    (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*) and config file,
+    then the embedded server's defaults."""
+    options: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    options.setdefault("target_host", DEFAULT_ADDRESS)
+    options.setdefault("namespace", DEFAULT_NAMESPACE)
+    if address:
+        options["target_host"] = address
+    if namespace:
+        options["namespace"] = namespace
+    return options
+
+
+async def connect(address: str | None = None, namespace: str | None = None) -> Client:
+    """Connect with the pydantic data converter, which every part of the product uses."""
+    return await Client.connect(
+        **connect_options(address, namespace), data_converter=pydantic_data_converter
+    )
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default

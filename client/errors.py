@@ -1,0 +1,35 @@
+"""Turning Temporal client errors into envelopes: only "cannot reach Temporal" raises."""
+
+from __future__ import annotations
+
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from contract import Envelope, EnvelopeMeta, ErrorCode
+
+
+def error_envelope(code: int, message: str, meta: EnvelopeMeta) -> Envelope:
+    return Envelope(code=code, message=message, data=None, meta=meta)
+
+
+def code_of(exc: BaseException) -> tuple[int, str]:
+    """The envelope code and message for an update that failed or was rejected."""
+    if isinstance(exc, WorkflowUpdateFailedError):
+        exc = exc.cause
+    if isinstance(exc, ApplicationError):
+        try:
+            return int(exc.type or ""), exc.message
+        except ValueError:
+            return ErrorCode.INTERNAL, exc.message
+    if isinstance(exc, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return ErrorCode.UNAVAILABLE, "no worker answered in time; is a worker running?"
+    return ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"
+
+
+def is_gone(exc: BaseException) -> bool:
+    """True when the workflow does not exist or has already completed."""
+    return isinstance(exc, RPCError) and exc.status in (
+        RPCStatusCode.NOT_FOUND,
+        RPCStatusCode.FAILED_PRECONDITION,
+    )

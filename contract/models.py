@@ -1,0 +1,255 @@
+"""Pydantic models for every message: requests, envelopes, session views, events, activity I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contract.codes import ErrorCode
+
+
+class _Model(BaseModel):
+    # Unknown fields are ignored, so an older worker can read a newer client's message.
+    model_config = ConfigDict(extra="ignore")
+
+
+class SessionStatus(StrEnum):
+    """Where a session is in its life; also the SessionState search attribute."""
+
+    STARTING = "starting"
+    ACTIVE = "active"
+    CLOSED = "closed"
+    EXPIRED = "expired"
+    ERROR = "error"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (SessionStatus.CLOSED, SessionStatus.EXPIRED, SessionStatus.ERROR)
+
+
+# --- tools -------------------------------------------------------------------------------------
+
+
+class ToolSpec(_Model):
+    """What a tool is and which parameters it takes (a JSON schema made from its signature)."""
+
+    name: str
+    resource_type: str
+    description: str = ""
+    shared: bool = False
+    params_schema: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- envelopes ---------------------------------------------------------------------------------
+
+
+class EnvelopeMeta(_Model):
+    tool: str = ""
+    resource_type: str = ""
+    session_id: str | None = None
+    temporary_session: bool = False
+    request_id: str = ""
+    execution_time_ms: float = 0.0
+    workflow_id: str | None = None
+
+
+class Envelope(_Model):
+    """The answer to every execute, success or not."""
+
+    code: int = ErrorCode.SUCCESS
+    message: str = "success"
+    data: Any = None
+    meta: EnvelopeMeta = Field(default_factory=EnvelopeMeta)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == ErrorCode.SUCCESS
+
+
+class ToolOutcome(_Model):
+    """What a tool call produced on the worker; the workflow adds the envelope's meta."""
+
+    code: int = ErrorCode.SUCCESS
+    message: str = "success"
+    data: Any = None
+    execution_time_ms: float = 0.0
+
+
+# --- workflow input and carried state ----------------------------------------------------------
+
+
+class InstanceInfo(_Model):
+    """A live instance of a resource, held by one worker process."""
+
+    session_id: str
+    task_queue: str
+    worker: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    tools: list[ToolSpec] = Field(default_factory=list)
+
+
+class SessionEvent(_Model):
+    """One entry of a session's event log."""
+
+    id: int
+    at: datetime
+    kind: str
+    request_id: str = ""
+    tool: str = ""
+    code: int = 0
+    message: str = ""
+    session_id: str | None = None
+
+
+class CarriedState(_Model):
+    """Everything a session carries across continue-as-new."""
+
+    status: SessionStatus = SessionStatus.STARTING
+    config: dict[str, Any] = Field(default_factory=dict)
+    instance: InstanceInfo | None = None
+    created_at: datetime | None = None
+    deadline: datetime | None = None
+    call_count: int = 0
+    next_event_id: int = 1
+    events: list[SessionEvent] = Field(default_factory=list)
+    #: request_id -> answer, so a retried request is answered once even across runs.
+    recent_results: dict[str, Envelope] = Field(default_factory=dict)
+
+
+class SessionInput(_Model):
+    """The single argument of SessionWorkflow."""
+
+    sandbox_id: str
+    resource_type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    ttl_seconds: float = Field(default=300.0, gt=0)
+    temporary: bool = False
+    user_id: str | None = None
+    agent_id: str | None = None
+    #: The request that started the session; its open update answers "created".
+    opened_by: str = ""
+    #: False on servers that cannot register custom search attributes (the time-skipping one).
+    search_attributes: bool = True
+    carried: CarriedState | None = None
+
+
+class SessionSummary(_Model):
+    """The workflow result: what the session was and how it ended."""
+
+    sandbox_id: str
+    resource_type: str
+    status: SessionStatus
+    reason: str
+    call_count: int
+    last_session_id: str | None = None
+    last_envelope: Envelope | None = None
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+class ExecuteRequest(_Model):
+    tool: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    request_id: str = ""
+    #: When set, the call must reach exactly this instance (4007 otherwise).
+    session_id: str | None = None
+
+
+class OpenRequest(_Model):
+    request_id: str = ""
+
+
+class RefreshRequest(_Model):
+    #: A new TTL for the session; None keeps the current one.
+    ttl_seconds: float | None = Field(default=None, gt=0)
+
+
+class ReinitializeRequest(_Model):
+    config: dict[str, Any] = Field(default_factory=dict)
+    request_id: str = ""
+
+
+class ReinitializeResult(_Model):
+    status: str
+    old_session_id: str | None = None
+    new_session_id: str | None = None
+    config_applied: dict[str, Any] = Field(default_factory=dict)
+    code: int = ErrorCode.SUCCESS
+    message: str = "success"
+
+
+class DestroyRequest(_Model):
+    reason: str = "destroyed"
+
+
+class EventsQuery(_Model):
+    start_id: int | None = Field(default=None, ge=1)
+    end_id: int | None = Field(default=None, ge=1)
+    reverse: bool = False
+    kind: str | None = None
+    limit: int = Field(default=50, ge=1, le=100)
+
+
+class EventsPage(_Model):
+    events: list[SessionEvent]
+    has_more: bool
+
+
+class SessionView(_Model):
+    """What `describe` answers: the session as an operator or a client sees it."""
+
+    workflow_id: str
+    sandbox_id: str
+    resource_type: str
+    status: SessionStatus
+    session_id: str | None = None
+    worker: str | None = None
+    created: bool = False
+    created_at: datetime | None = None
+    deadline: datetime | None = None
+    ttl_seconds: float
+    call_count: int = 0
+    config: dict[str, Any] = Field(default_factory=dict)
+    user_id: str | None = None
+    agent_id: str | None = None
+    temporary: bool = False
+    tools: list[str] = Field(default_factory=list)
+    message: str = ""
+
+
+# --- activity inputs and outputs ----------------------------------------------------------------
+
+
+class WarmupInput(_Model):
+    resource_types: list[str] | None = None
+
+
+class WarmupResult(_Model):
+    worker: str
+    warmed: list[str]
+    tools: list[ToolSpec]
+
+
+class InitializeInput(_Model):
+    sandbox_id: str
+    resource_type: str
+    session_id: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolCallInput(_Model):
+    session_id: str | None
+    tool: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    request_id: str = ""
+    #: For a temporary session run in one activity: the instance to create, use and clean up.
+    initialize: InitializeInput | None = None
+
+
+class CleanupInput(_Model):
+    session_id: str
+    resource_type: str

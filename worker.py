@@ -1,0 +1,97 @@
+"""`python worker.py`: a worker process with the built-in (and plugged-in) backends.
+
+It polls the shared task queue (workflows, initialize, warmup, temporary calls) and a queue of its
+own, where every call on an instance it holds is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import InstanceRegistry, SessionActivities
+from backends import BackendHost, load_backends
+from client.connection import connect
+from contract import DEFAULT_TASK_QUEUE
+from workflows import SessionWorkflow, WarmupWorkflow
+
+log = logging.getLogger("worker")
+
+
+def pinned_queue_name(task_queue: str) -> str:
+    return f"{task_queue}/{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+async def run_worker(
+    client: Client,
+    *,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    backends: Sequence[str] | None = None,
+    stop: asyncio.Event,
+    graceful_shutdown: timedelta = timedelta(seconds=30),
+) -> None:
+    """Run until ``stop`` is set, then finish in-flight calls and release every instance."""
+    host = BackendHost(load_backends(backends))
+    pinned = pinned_queue_name(task_queue)
+    acts = SessionActivities(host, InstanceRegistry(), task_queue=pinned)
+    shared_worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[SessionWorkflow, WarmupWorkflow],
+        activities=[acts.warmup, acts.initialize, acts.call_tool],
+        graceful_shutdown_timeout=graceful_shutdown,
+    )
+    pinned_worker = Worker(
+        client,
+        task_queue=pinned,
+        activities=[acts.call_tool, acts.cleanup, acts.warmup],
+        graceful_shutdown_timeout=graceful_shutdown,
+    )
+    runs = [asyncio.create_task(w.run()) for w in (shared_worker, pinned_worker)]
+    print(f"READY {pinned} backends={','.join(sorted(host.backends))}", flush=True)
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.gather(shared_worker.shutdown(), pinned_worker.shutdown())
+    released = await acts.release_all()
+    await host.shutdown()
+    stopped.cancel()
+    log.info("worker %s stopped; released %d instances", pinned, released)
+    for task in runs:
+        if task in done and task.exception():
+            raise task.exception()  # type: ignore[misc]
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    client = await connect(args.address, args.namespace)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(client, task_queue=args.task_queue, backends=args.backends, stop=stop)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--address", help="Temporal address (default: $TEMPORAL_ADDRESS)")
+    parser.add_argument("--namespace", help="namespace (default: $TEMPORAL_NAMESPACE)")
+    parser.add_argument(
+        "--task-queue", default=os.environ.get("SESSIONS_TASK_QUEUE", DEFAULT_TASK_QUEUE)
+    )
+    parser.add_argument("--backends", nargs="*", help="backends to load (default: all registered)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

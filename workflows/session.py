@@ -1,0 +1,642 @@
+"""SessionWorkflow: one durable session of one resource type.
+
+The workflow holds the session's state and its TTL; every call on the session instance goes to the
+worker that holds it. It never fails a workflow task on a bad request: validators reject bad updates
+before they reach history, and handlers turn every failure into an envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+
+with workflow.unsafe.imports_passed_through():
+    from activities import SessionActivities
+    from contract import (
+        CarriedState,
+        CleanupInput,
+        DestroyRequest,
+        Envelope,
+        EnvelopeMeta,
+        ErrorCode,
+        EventsPage,
+        EventsQuery,
+        ExecuteRequest,
+        InitializeInput,
+        InstanceInfo,
+        OpenRequest,
+        RefreshRequest,
+        ReinitializeRequest,
+        ReinitializeResult,
+        SessionEvent,
+        SessionInput,
+        SessionStateAttr,
+        SessionStatus,
+        SessionSummary,
+        SessionView,
+        ToolCallInput,
+        ToolOutcome,
+        split_tool_name,
+    )
+    from workflows.params_check import check_params
+
+#: A call waits this long for the worker that holds the instance before it is declared lost.
+SCHEDULE_TO_START = timedelta(seconds=10)
+#: Added to a tool's own timeout, so the backend reports its timeout before Temporal does.
+TOOL_TIMEOUT_MARGIN = 30.0
+DEFAULT_TOOL_TIMEOUT = 300.0
+MAX_EVENTS = 1000
+MAX_REMEMBERED_RESULTS = 256
+
+NO_RETRY = RetryPolicy(maximum_attempts=1)
+LIFECYCLE_RETRY = RetryPolicy(
+    maximum_attempts=3,
+    initial_interval=timedelta(seconds=1),
+    non_retryable_error_types=[str(int(c)) for c in ErrorCode if c >= 4000],
+)
+
+
+class _Rejected(ApplicationError):
+    """A request refused with an envelope code; raised by validators, caught by handlers."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message, {"code": int(code)}, type=str(int(code)), non_retryable=True)
+        self.code = int(code)
+
+
+@workflow.defn
+class SessionWorkflow:
+    @workflow.init
+    def __init__(self, inp: SessionInput) -> None:
+        self._input = inp
+        self._state = inp.carried or CarriedState(config=inp.config)
+        self._lock = asyncio.Lock()
+        self._closing: str | None = None
+        self._released = False
+        self._wake = False
+        self._inflight: set[str] = set()
+        self._last_envelope: Envelope | None = None
+        self._temporary_session_id: str | None = None
+
+    # --- main loop ---------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: SessionInput) -> SessionSummary:
+        if self._state.created_at is None:
+            self._state.created_at = workflow.now()
+            self._move_deadline()
+        if inp.temporary:
+            return await self._run_temporary()
+        if self._state.instance is None and self._state.status is SessionStatus.STARTING:
+            async with self._lock:
+                try:
+                    await self._ensure_instance()
+                except _Rejected:
+                    pass  # recorded; the session closes with status ERROR
+        await self._hold_until_closing()
+        return await self._close()
+
+    async def _hold_until_closing(self) -> None:
+        """The TTL loop: sleep until the deadline, which calls and refreshes keep moving."""
+        while self._closing is None:
+            if self._state.status is SessionStatus.ERROR:
+                self._closing = "initialize failed"
+                break
+            remaining = (self._deadline - workflow.now()).total_seconds()
+            if remaining <= 0:
+                if self._lock.locked():  # a call is running: it will move the deadline
+                    await workflow.wait_condition(lambda: not self._lock.locked())
+                    continue
+                self._closing = "expired"
+                break
+            self._wake = False
+            try:
+                await workflow.wait_condition(
+                    lambda: self._wake or self._closing is not None or self._should_continue(),
+                    timeout=remaining,
+                )
+            except builtins.TimeoutError:
+                continue
+            if self._closing is None and self._should_continue():
+                await workflow.wait_condition(
+                    lambda: not self._lock.locked() and workflow.all_handlers_finished()
+                )
+                workflow.continue_as_new(self._input.model_copy(update={"carried": self._state}))
+
+    async def _run_temporary(self) -> SessionSummary:
+        """One call, one instance, created and cleaned up inside a single activity."""
+        self._set_status(SessionStatus.ACTIVE)
+        try:
+            await workflow.wait_condition(
+                lambda: self._state.call_count > 0 or self._closing is not None,
+                timeout=self._input.ttl_seconds,
+            )
+        except builtins.TimeoutError:
+            self._closing = "expired"
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self._closing = self._closing or "temporary call done"
+        return await self._close()
+
+    async def _close(self) -> SessionSummary:
+        async with self._lock:
+            last_id = self._state.instance.session_id if self._state.instance else None
+            await self._release_instance()
+            self._released = True
+            final = SessionStatus.EXPIRED if self._closing == "expired" else SessionStatus.CLOSED
+            if self._state.status is not SessionStatus.ERROR:
+                self._set_status(final)
+            self._record("closed", message=self._closing or "")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return SessionSummary(
+            sandbox_id=self._input.sandbox_id,
+            resource_type=self._input.resource_type,
+            status=self._state.status,
+            reason=self._closing or "",
+            call_count=self._state.call_count,
+            last_session_id=last_id,
+            last_envelope=self._last_envelope,
+        )
+
+    # --- updates -----------------------------------------------------------------------------
+
+    @workflow.update
+    async def open(self, req: OpenRequest) -> SessionView:
+        """Wait until the session's first instance is ready (or failed) and describe it."""
+        await workflow.wait_condition(lambda: self._state.status is not SessionStatus.STARTING)
+        return self._view(created=bool(req.request_id) and req.request_id == self._input.opened_by)
+
+    @workflow.update
+    async def execute(self, req: ExecuteRequest) -> Envelope:
+        """Run one tool call on the session's instance; the answer is always an envelope."""
+        return await self._execute(req)
+
+    @execute.validator
+    def _validate_execute(self, req: ExecuteRequest) -> None:
+        self._check(req)
+
+    @workflow.update
+    async def refresh(self, req: RefreshRequest) -> SessionView:
+        """Move the deadline: now + TTL (optionally a new TTL)."""
+        self._refresh(req)
+        return self._view()
+
+    @refresh.validator
+    def _validate_refresh(self, req: RefreshRequest) -> None:
+        self._reject_if_closed()
+
+    @workflow.update
+    async def reinitialize(self, req: ReinitializeRequest) -> ReinitializeResult:
+        """Replace the instance with a new one made from a new config."""
+        return await self._reinitialize(req)
+
+    @reinitialize.validator
+    def _validate_reinitialize(self, req: ReinitializeRequest) -> None:
+        self._reject_if_closed()
+        if self._input.temporary:
+            raise _Rejected(ErrorCode.INVALID_INPUT, "a temporary session cannot be reinitialized")
+
+    @workflow.update
+    async def destroy(self, req: DestroyRequest) -> SessionView:
+        """Clean the instance up and close the session; idempotent."""
+        self._begin_close(req.reason)
+        await workflow.wait_condition(lambda: self._released)
+        return self._view()
+
+    # --- signals: the same requests, fire-and-forget ------------------------------------------
+
+    @workflow.signal(name="execute")
+    async def execute_signal(self, req: ExecuteRequest) -> None:
+        await self._execute(req)
+
+    @workflow.signal(name="refresh")
+    async def refresh_signal(self, req: RefreshRequest) -> None:
+        if not self._is_closed():
+            self._refresh(req)
+
+    @workflow.signal(name="reinitialize")
+    async def reinitialize_signal(self, req: ReinitializeRequest) -> None:
+        if not self._is_closed() and not self._input.temporary:
+            await self._reinitialize(req)
+
+    @workflow.signal(name="destroy")
+    async def destroy_signal(self, req: DestroyRequest) -> None:
+        self._begin_close(req.reason)
+
+    # --- queries -----------------------------------------------------------------------------
+
+    @workflow.query
+    def describe(self) -> SessionView:
+        return self._view()
+
+    @workflow.query
+    def events(self, q: EventsQuery | None = None) -> EventsPage:
+        q = q or EventsQuery()
+        selected = [
+            e
+            for e in self._state.events
+            if (q.start_id is None or e.id >= q.start_id)
+            and (q.end_id is None or e.id <= q.end_id)
+            and (q.kind is None or e.kind == q.kind)
+        ]
+        if q.reverse:
+            selected.reverse()
+        return EventsPage(events=selected[: q.limit], has_more=len(selected) > q.limit)
+
+    # --- request handling --------------------------------------------------------------------
+
+    async def _execute(self, req: ExecuteRequest) -> Envelope:
+        request_id = req.request_id or str(workflow.uuid4())
+        remembered = self._state.recent_results.get(request_id)
+        if remembered is not None:
+            return remembered
+        if request_id in self._inflight:  # a signal repeating a running request: answer once
+            await workflow.wait_condition(lambda: request_id in self._state.recent_results)
+            return self._state.recent_results[request_id]
+        self._inflight.add(request_id)
+        try:
+            async with self._lock:
+                envelope = await self._execute_locked(req, request_id)
+        finally:
+            self._inflight.discard(request_id)
+        self._remember(request_id, envelope)
+        return envelope
+
+    async def _execute_locked(self, req: ExecuteRequest, request_id: str) -> Envelope:
+        try:
+            self._check(req)
+            if not self._input.temporary:
+                await self._ensure_instance()
+                self._check(req)  # the tool catalog is known once an instance exists
+        except _Rejected as exc:
+            return self._finish_call(
+                req, request_id, ToolOutcome(code=exc.code, message=exc.message)
+            )
+        self._move_deadline()
+        outcome = await self._call_tool(req, request_id)
+        return self._finish_call(req, request_id, outcome)
+
+    async def _call_tool(self, req: ExecuteRequest, request_id: str) -> ToolOutcome:
+        timeout = _tool_timeout(req.params) + TOOL_TIMEOUT_MARGIN
+        if self._input.temporary:
+            session_id = self._new_session_id()
+            self._temporary_session_id = session_id
+            call = ToolCallInput(
+                session_id=session_id,
+                tool=req.tool,
+                params=req.params,
+                request_id=request_id,
+                initialize=self._initialize_input(session_id, self._state.config),
+            )
+            try:
+                return await workflow.execute_activity_method(
+                    SessionActivities.call_tool,
+                    call,
+                    start_to_close_timeout=timedelta(seconds=timeout + 60),
+                    retry_policy=NO_RETRY,
+                )
+            except ActivityError as exc:
+                return ToolOutcome(code=ErrorCode.INTERNAL, message=_describe_failure(exc))
+        instance = self._state.instance
+        assert instance is not None
+        call = ToolCallInput(
+            session_id=instance.session_id, tool=req.tool, params=req.params, request_id=request_id
+        )
+        try:
+            outcome = await workflow.execute_activity_method(
+                SessionActivities.call_tool,
+                call,
+                task_queue=instance.task_queue,
+                schedule_to_start_timeout=SCHEDULE_TO_START,
+                start_to_close_timeout=timedelta(seconds=timeout),
+                retry_policy=NO_RETRY,
+            )
+        except ActivityError as exc:
+            if not _worker_lost(exc):
+                return ToolOutcome(code=ErrorCode.INTERNAL, message=_describe_failure(exc))
+            outcome = ToolOutcome(code=ErrorCode.RESOURCE_LOST, message=_describe_failure(exc))
+        if outcome.code == ErrorCode.RESOURCE_LOST:
+            return await self._recover(instance, outcome)
+        return outcome
+
+    async def _recover(self, lost: InstanceInfo, outcome: ToolOutcome) -> ToolOutcome:
+        """The worker holding the instance is gone: make a new instance and tell the caller."""
+        self._record(
+            "resource_lost", code=outcome.code, message=outcome.message, session_id=lost.session_id
+        )
+        self._state.instance = None
+        await self._ensure_instance()
+        new = self._state.instance
+        if new is None:
+            return ToolOutcome(
+                code=ErrorCode.RESOURCE_LOST,
+                message=f"resource lost and could not be re-initialized: {outcome.message}",
+            )
+        self._record(
+            "recovered",
+            session_id=new.session_id,
+            message=f"instance {lost.session_id} replaced by {new.session_id}",
+        )
+        return ToolOutcome(
+            code=ErrorCode.RESOURCE_LOST,
+            message=(
+                f"resource lost, re-initialized: instance {lost.session_id} was lost with its "
+                f"worker and replaced by {new.session_id}; the call was not completed, retry it"
+            ),
+            data={"old_session_id": lost.session_id, "new_session_id": new.session_id},
+        )
+
+    def _finish_call(self, req: ExecuteRequest, request_id: str, outcome: ToolOutcome) -> Envelope:
+        self._state.call_count += 1
+        self._move_deadline()
+        session_id = (
+            self._temporary_session_id
+            if self._input.temporary
+            else (self._state.instance.session_id if self._state.instance else None)
+        )
+        envelope = Envelope(
+            code=outcome.code,
+            message=outcome.message,
+            data=outcome.data,
+            meta=EnvelopeMeta(
+                tool=req.tool,
+                resource_type=self._input.resource_type,
+                session_id=session_id,
+                temporary_session=self._input.temporary,
+                request_id=request_id,
+                execution_time_ms=outcome.execution_time_ms,
+                workflow_id=workflow.info().workflow_id,
+            ),
+        )
+        self._record(
+            "execute",
+            request_id=request_id,
+            tool=req.tool,
+            code=outcome.code,
+            message=outcome.message if outcome.code else "",
+            session_id=session_id,
+        )
+        self._last_envelope = envelope
+        self._show_details()
+        return envelope
+
+    def _check(self, req: ExecuteRequest) -> None:
+        """Raise _Rejected for a request that must not run; pure, so validators can use it."""
+        self._reject_if_closed()
+        try:
+            resource, _ = split_tool_name(req.tool)
+        except ValueError as exc:
+            raise _Rejected(ErrorCode.UNKNOWN_TOOL, str(exc)) from None
+        if resource != self._input.resource_type:
+            raise _Rejected(
+                ErrorCode.UNKNOWN_TOOL,
+                f"tool {req.tool!r} is not a {self._input.resource_type} tool",
+            )
+        instance = self._state.instance
+        if req.session_id is not None and (
+            instance is None or instance.session_id != req.session_id
+        ):
+            current = instance.session_id if instance else "none"
+            raise _Rejected(
+                ErrorCode.NO_SESSION,
+                f"no session {req.session_id!r} in {workflow.info().workflow_id} "
+                f"(current: {current})",
+            )
+        if instance is None or not instance.tools:
+            return
+        spec = next((t for t in instance.tools if t.name == req.tool), None)
+        if spec is None:
+            known = ", ".join(t.name for t in instance.tools)
+            raise _Rejected(
+                ErrorCode.UNKNOWN_TOOL, f"unknown tool {req.tool!r} (available: {known})"
+            )
+        problem = check_params(req.tool, spec.params_schema, req.params)
+        if problem is not None:
+            raise _Rejected(*problem)
+
+    def _reject_if_closed(self) -> None:
+        if self._is_closed():
+            state = self._state.status.value if self._state.status.is_final else "closing"
+            raise _Rejected(
+                ErrorCode.SESSION_CLOSED,
+                f"session {workflow.info().workflow_id} is {state} ({self._closing or 'closed'})",
+            )
+
+    def _is_closed(self) -> bool:
+        return self._closing is not None or self._state.status.is_final
+
+    def _refresh(self, req: RefreshRequest) -> None:
+        if req.ttl_seconds is not None:
+            self._input.ttl_seconds = req.ttl_seconds
+        before = self._deadline
+        self._move_deadline()
+        self._wake = self._deadline < before  # only a shorter deadline needs a new timer
+        self._record("refresh", message=f"deadline {self._deadline.isoformat()}")
+        self._show_details()
+
+    async def _reinitialize(self, req: ReinitializeRequest) -> ReinitializeResult:
+        async with self._lock:
+            old = self._state.instance
+            try:
+                new = await self._start_instance(req.config)
+            except ActivityError as exc:
+                message = _describe_failure(exc)
+                self._record("reinitialize", code=ErrorCode.INITIALIZE_FAILED, message=message)
+                return ReinitializeResult(
+                    status="error",
+                    old_session_id=old.session_id if old else None,
+                    config_applied={},
+                    code=ErrorCode.INITIALIZE_FAILED,
+                    message=f"{message}; the current instance was kept",
+                )
+            # Only once the new instance exists is the old one released.
+            if old is not None:
+                await self._cleanup(old)
+            self._state.instance = new
+            self._state.config = req.config
+            self._set_status(SessionStatus.ACTIVE)
+            self._move_deadline()
+            self._record(
+                "reinitialize",
+                session_id=new.session_id,
+                message=f"{old.session_id if old else None} -> {new.session_id}",
+            )
+            self._show_details()
+            return ReinitializeResult(
+                status="success",
+                old_session_id=old.session_id if old else None,
+                new_session_id=new.session_id,
+                config_applied=req.config,
+            )
+
+    def _begin_close(self, reason: str) -> None:
+        if self._closing is None and not self._state.status.is_final:
+            self._closing = reason
+            self._record("destroy", message=reason)
+
+    # --- instances ---------------------------------------------------------------------------
+
+    async def _ensure_instance(self) -> None:
+        """Create the instance if there is none; call with the lock held."""
+        if self._state.instance is not None or self._closing is not None:
+            return
+        try:
+            self._state.instance = await self._start_instance(self._state.config)
+        except ActivityError as exc:
+            message = _describe_failure(exc)
+            self._set_status(SessionStatus.ERROR)
+            self._record("initialize", code=ErrorCode.INITIALIZE_FAILED, message=message)
+            raise _Rejected(ErrorCode.INITIALIZE_FAILED, message) from None
+        self._set_status(SessionStatus.ACTIVE)
+        self._record(
+            "initialize",
+            session_id=self._state.instance.session_id,
+            message=f"on {self._state.instance.worker}",
+        )
+        self._show_details()
+
+    async def _start_instance(self, config: dict[str, Any]) -> InstanceInfo:
+        session_id = self._new_session_id()
+        return await workflow.execute_activity_method(
+            SessionActivities.initialize,
+            self._initialize_input(session_id, config),
+            start_to_close_timeout=timedelta(seconds=120),
+            retry_policy=LIFECYCLE_RETRY,
+        )
+
+    async def _release_instance(self) -> None:
+        instance, self._state.instance = self._state.instance, None
+        if instance is not None:
+            await self._cleanup(instance)
+
+    async def _cleanup(self, instance: InstanceInfo) -> None:
+        try:
+            await workflow.execute_activity_method(
+                SessionActivities.cleanup,
+                CleanupInput(
+                    session_id=instance.session_id, resource_type=self._input.resource_type
+                ),
+                task_queue=instance.task_queue,
+                schedule_to_start_timeout=SCHEDULE_TO_START,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RetryPolicy(maximum_attempts=2),
+            )
+            self._record("cleanup", session_id=instance.session_id)
+        except ActivityError as exc:
+            # The worker is gone, and the instance with it: nothing is left to release.
+            self._record(
+                "cleanup",
+                code=ErrorCode.RESOURCE_LOST,
+                session_id=instance.session_id,
+                message=_describe_failure(exc),
+            )
+
+    def _initialize_input(self, session_id: str, config: dict[str, Any]) -> InitializeInput:
+        return InitializeInput(
+            sandbox_id=self._input.sandbox_id,
+            resource_type=self._input.resource_type,
+            session_id=session_id,
+            config=config,
+        )
+
+    def _new_session_id(self) -> str:
+        return f"{self._input.resource_type}-{workflow.uuid4().hex[:12]}"
+
+    # --- state helpers -----------------------------------------------------------------------
+
+    @property
+    def _deadline(self) -> Any:
+        assert self._state.deadline is not None
+        return self._state.deadline
+
+    def _move_deadline(self) -> None:
+        self._state.deadline = workflow.now() + timedelta(seconds=self._input.ttl_seconds)
+
+    def _should_continue(self) -> bool:
+        return workflow.info().is_continue_as_new_suggested()
+
+    def _set_status(self, status: SessionStatus) -> None:
+        if status is self._state.status:
+            return
+        previous, self._state.status = self._state.status, status
+        if self._input.search_attributes:
+            workflow.upsert_search_attributes([SessionStateAttr.value_set(status.value)])
+        self._record("state", message=f"{previous.value} -> {status.value}")
+
+    def _record(self, kind: str, **fields: Any) -> None:
+        event = SessionEvent(id=self._state.next_event_id, at=workflow.now(), kind=kind, **fields)
+        self._state.next_event_id += 1
+        self._state.events.append(event)
+        if len(self._state.events) > MAX_EVENTS:
+            del self._state.events[: len(self._state.events) - MAX_EVENTS]
+
+    def _remember(self, request_id: str, envelope: Envelope) -> None:
+        results = self._state.recent_results
+        results[request_id] = envelope
+        while len(results) > MAX_REMEMBERED_RESULTS:
+            results.pop(next(iter(results)))
+
+    def _show_details(self) -> None:
+        instance = self._state.instance
+        where = (
+            f"instance `{instance.session_id}` on `{instance.worker}`"
+            if instance
+            else "no instance"
+        )
+        last = self._last_envelope
+        last_call = f" · last: `{last.meta.tool}` → {last.code}" if last else ""
+        workflow.set_current_details(
+            f"**{self._input.resource_type}** session, {self._state.status.value} · {where} · "
+            f"{self._state.call_count} calls · deadline {self._deadline.isoformat()}{last_call}"
+        )
+
+    def _view(self, *, created: bool = False) -> SessionView:
+        instance = self._state.instance
+        return SessionView(
+            workflow_id=workflow.info().workflow_id,
+            sandbox_id=self._input.sandbox_id,
+            resource_type=self._input.resource_type,
+            status=self._state.status,
+            session_id=instance.session_id if instance else None,
+            worker=instance.worker if instance else None,
+            created=created,
+            created_at=self._state.created_at,
+            deadline=self._state.deadline,
+            ttl_seconds=self._input.ttl_seconds,
+            call_count=self._state.call_count,
+            config=self._state.config,
+            user_id=self._input.user_id,
+            agent_id=self._input.agent_id,
+            temporary=self._input.temporary,
+            tools=[t.name for t in instance.tools] if instance else [],
+            message=self._closing or "",
+        )
+
+
+def _tool_timeout(params: dict[str, Any]) -> float:
+    value = params.get("timeout")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return DEFAULT_TOOL_TIMEOUT
+
+
+def _worker_lost(exc: ActivityError) -> bool:
+    """A timeout while waiting for, or running on, a pinned worker means the worker is gone."""
+    cause = exc.cause
+    return isinstance(cause, TimeoutError) and cause.type in (
+        TimeoutType.SCHEDULE_TO_START,
+        TimeoutType.HEARTBEAT,
+        TimeoutType.START_TO_CLOSE,
+    )
+
+
+def _describe_failure(exc: ActivityError) -> str:
+    cause: BaseException | None = exc
+    while cause is not None and cause.__cause__ is not None:
+        cause = cause.__cause__
+    return str(cause) if cause is not None else str(exc)
