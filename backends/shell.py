@@ -97,28 +97,29 @@ class Shell:
         try:
             done = await asyncio.wait_for(self._await_marker(marker), timeout)
         except TimeoutError:
+            await self._kill()
+            partial = self._collect(-int(signal.SIGKILL), timed_out=True)
             await self._restart()
-            return CommandResult(
-                _read_capped(out, self._max),
-                _read_capped(err, self._max),
-                -int(signal.SIGKILL),
-                self.cwd,
-                timed_out=True,
-                restarted=True,
-            )
+            return partial
         if done is None:  # the command ended the shell itself (exit, exec, kill)
-            code = await self._proc.wait()
+            ended = self._collect(await self._proc.wait())
             await self._restart()
-            return CommandResult(
-                _read_capped(out, self._max),
-                _read_capped(err, self._max),
-                code,
-                self.cwd,
-                restarted=True,
-            )
-        code, cwd = done
-        self.cwd = cwd
-        return CommandResult(_read_capped(out, self._max), _read_capped(err, self._max), code, cwd)
+            return ended
+        code, self.cwd = done
+        return self._collect(code, restarted=False)
+
+    def _collect(
+        self, code: int, *, timed_out: bool = False, restarted: bool = True
+    ) -> CommandResult:
+        """Read the command's output files (before a restart reuses them)."""
+        return CommandResult(
+            _read_capped(self._dir / "out", self._max),
+            _read_capped(self._dir / "err", self._max),
+            code,
+            self.cwd,
+            timed_out=timed_out,
+            restarted=restarted,
+        )
 
     async def _await_marker(self, marker: str) -> tuple[int, str] | None:
         assert self._proc and self._proc.stdout

@@ -113,6 +113,8 @@ class CarriedState(_Model):
     created_at: datetime | None = None
     deadline: datetime | None = None
     call_count: int = 0
+    #: Why the session is in ERROR, in words a person understands.
+    error: str | None = None
     next_event_id: int = 1
     events: list[SessionEvent] = Field(default_factory=list)
     #: request_id -> answer, so a retried request is answered once even across runs.

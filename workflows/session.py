@@ -489,6 +489,7 @@ class SessionWorkflow:
             self._state.instance = await self._start_instance(self._state.config)
         except ActivityError as exc:
             message = _describe_failure(exc)
+            self._state.error = message
             self._set_status(SessionStatus.ERROR)
             self._record("initialize", code=ErrorCode.INITIALIZE_FAILED, message=message)
             raise _Rejected(ErrorCode.INITIALIZE_FAILED, message) from None
@@ -614,7 +615,7 @@ class SessionWorkflow:
             agent_id=self._input.agent_id,
             temporary=self._input.temporary,
             tools=[t.name for t in instance.tools] if instance else [],
-            message=self._closing or "",
+            message=self._state.error or self._closing or "",
         )
 
 

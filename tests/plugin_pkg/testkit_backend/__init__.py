@@ -1,0 +1,41 @@
+"""A tiny third-party backend: it lives in its own package and touches nothing of the project.
+
+Its tools count their side effects in files, so tests can tell how often a call really ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from backends import Backend, tool
+
+
+class TestkitBackend(Backend):
+    name = "testkit"
+
+    async def initialize(self, worker_id: str, config: dict[str, Any]) -> dict[str, Any]:
+        return {"pid": os.getpid(), "config": config}
+
+    @tool("testkit:count")
+    async def count(self, path: str, *, session_info: dict[str, Any]) -> dict[str, Any]:
+        """Append one line to ``path``: a side effect a test can count."""
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return {"lines": len(Path(path).read_text().splitlines()), "pid": os.getpid()}
+
+    @tool("testkit:boom")
+    async def boom(self, message: str = "boom", *, session_info: dict[str, Any]) -> dict[str, Any]:
+        """Raise, to show a raising tool becomes an envelope."""
+        raise RuntimeError(message)
+
+    @tool("testkit:sleep")
+    async def sleep(self, seconds: float, *, session_info: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(seconds)
+        return {"slept": seconds, "pid": os.getpid()}
+
+    @tool("testkit:pid")
+    async def pid(self, *, session_info: dict[str, Any]) -> dict[str, Any]:
+        return {"pid": os.getpid(), "instance_pid": session_info["pid"]}

@@ -1,0 +1,61 @@
+"""The TTL is a durable workflow timer: idle sessions are cleaned up at their deadline."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.client import Client
+
+from client import Sandbox
+from contract import SessionSummary
+from tests.conftest import new_sandbox_id
+from tests.test_quickstart import _alive
+from workflows import SessionWorkflow
+
+
+async def test_idle_session_is_cleaned_up_at_its_deadline(client: Client, worker) -> None:
+    sandbox = Sandbox(new_sandbox_id(), client=client, session_ttl=2)
+    await sandbox.create_session("bash")
+    run = await sandbox.execute("bash:run", {"command": "echo $$"})
+    pid = int(run["data"]["stdout"])
+
+    handle = client.get_workflow_handle_for(SessionWorkflow.run, f"{sandbox.sandbox_id}:bash")
+    summary: SessionSummary = await asyncio.wait_for(handle.result(), 30)
+
+    assert summary.status == "expired"
+    assert summary.reason == "expired"
+    assert not _alive(pid), "the backend's cleanup must have ended the shell"
+    events = await sandbox.get_events("bash", kind="cleanup")
+    assert [e["code"] for e in events["events"]] == [0]
+    # Closed at the deadline, not long after it.
+    desc = await handle.describe()
+    assert desc.close_time is not None
+    deadline = (await handle.query(SessionWorkflow.describe)).deadline
+    assert deadline is not None
+    assert abs((desc.close_time - deadline).total_seconds()) < 3
+
+
+async def test_session_in_use_outlives_its_ttl(client: Client, worker) -> None:
+    sandbox = Sandbox(new_sandbox_id(), client=client, session_ttl=2)
+    created = await sandbox.create_session("bash")
+    for _ in range(5):  # 5 s of use, more than twice the TTL
+        await asyncio.sleep(1)
+        result = await sandbox.execute("bash:run", {"command": "true"})
+        assert result["code"] == 0
+        assert result["meta"]["session_id"] == created["session_id"]
+    for _ in range(3):
+        await asyncio.sleep(1)
+        refreshed = await sandbox.refresh_sessions("bash")
+        assert refreshed["status"] == "success"
+    view = await sandbox.describe_session("bash")
+    assert view is not None and view["status"] == "active"
+    await sandbox.destroy_session("bash")
+
+
+async def test_refresh_can_set_a_shorter_ttl(client: Client, worker) -> None:
+    sandbox = Sandbox(new_sandbox_id(), client=client, session_ttl=300)
+    await sandbox.create_session("bash")
+    await sandbox.refresh_sessions("bash", ttl=1)
+    handle = client.get_workflow_handle_for(SessionWorkflow.run, f"{sandbox.sandbox_id}:bash")
+    summary = await asyncio.wait_for(handle.result(), 15)
+    assert summary.status == "expired"
