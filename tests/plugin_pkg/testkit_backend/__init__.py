@@ -22,7 +22,7 @@ class TestkitBackend(Backend):
     @tool("testkit:count")
     async def count(self, path: str, *, session_info: dict[str, Any]) -> dict[str, Any]:
         """Append one line to ``path``: a side effect a test can count."""
-        with open(path, "a") as f:
+        with Path(path).open("a") as f:
             f.write(f"{os.getpid()}\n")
         return {"lines": len(Path(path).read_text().splitlines()), "pid": os.getpid()}
 

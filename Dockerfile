@@ -1,0 +1,16 @@
+# The worker image used by docker-compose.temporal.yml.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY contract contract
+COPY workflows workflows
+COPY activities activities
+COPY backends backends
+COPY client client
+COPY worker.py ./
+RUN pip install --no-cache-dir . && apt-get update \
+    && apt-get install -y --no-install-recommends procps \
+    && rm -rf /var/lib/apt/lists/*
+# SIGTERM lets in-flight calls finish and releases instances before the container stops.
+STOPSIGNAL SIGTERM
+CMD ["python", "worker.py"]

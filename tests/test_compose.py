@@ -1,0 +1,54 @@
+"""docker-compose.temporal.yml, read as data (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from contract import SEARCH_ATTRIBUTES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.temporal.yml").read_text())
+
+
+def test_stack_has_every_service() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"postgresql", "temporal", "temporal-setup", "temporal-ui", "worker"}
+
+
+def test_ports_are_published() -> None:
+    services = _compose()["services"]
+    assert "7233:7233" in services["temporal"]["ports"]
+    assert "8080:8080" in services["temporal-ui"]["ports"]
+
+
+def test_long_running_services_have_health_checks_and_start_in_order() -> None:
+    services = _compose()["services"]
+    for name in ("postgresql", "temporal", "temporal-ui", "worker"):
+        assert services[name]["healthcheck"]["test"], name
+    assert services["temporal"]["depends_on"]["postgresql"]["condition"] == "service_healthy"
+    assert services["temporal-setup"]["depends_on"]["temporal"]["condition"] == "service_healthy"
+    assert (
+        services["worker"]["depends_on"]["temporal-setup"]["condition"]
+        == "service_completed_successfully"
+    )
+    assert services["worker"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
+
+
+def test_registered_search_attributes_are_exactly_the_ones_the_code_declares() -> None:
+    command = " ".join(_compose()["services"]["temporal-setup"]["command"])
+    registered = dict(re.findall(r"--name (\w+) --type (\w+)", command))
+    declared = {key.name: key.indexed_value_type.name.title() for key in SEARCH_ATTRIBUTES}
+    assert registered == declared
+
+
+def test_worker_image_runs_the_worker() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'CMD ["python", "worker.py"]' in dockerfile
+    assert (ROOT / _compose()["services"]["worker"]["build"]["dockerfile"]).exists()

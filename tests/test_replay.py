@@ -1,0 +1,90 @@
+"""Histories of the main flows replay against the current workflow code.
+
+``test_fresh_histories_replay`` records the flows now and replays them. The committed files in
+``tests/histories/`` were recorded by earlier code: if a change breaks them, sessions running in
+production would break too. Record them anew (only for an intended, versioned change) with
+``RECORD_HISTORIES=1 pytest tests/test_replay.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from client import Sandbox
+from tests.conftest import new_sandbox_id
+from workflows import SessionWorkflow, WarmupWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def _replayer() -> Replayer:
+    return Replayer(
+        workflows=[SessionWorkflow, WarmupWorkflow], data_converter=pydantic_data_converter
+    )
+
+
+async def _main_flows(client: Client) -> dict[str, str]:
+    """Run each main flow to completion; answer {flow name: workflow id}."""
+    sandbox = Sandbox(new_sandbox_id("replay"), client=client, session_ttl=2)
+    await sandbox.create_session("bash")
+    await sandbox.execute("bash:run", {"command": "cd /tmp && export A=1"})
+    await sandbox.execute("bash:run", {"command": "sleep 5", "timeout": 0.5})
+    await sandbox.execute("bash:run", {})  # rejected: leaves no trace
+    await sandbox.refresh_sessions("bash")
+    await sandbox.reinitialize("bash", {"cwd": "/"})
+    await sandbox.execute("bash:run", {"command": "pwd"})
+    await sandbox.destroy_session("bash")
+
+    await sandbox.execute("bash:run", {"command": "echo temp"}, request_id="replay-temp")
+
+    await sandbox.create_session("testkit")
+    await sandbox.execute("testkit:boom", {})
+    handle = client.get_workflow_handle_for(SessionWorkflow.run, f"{sandbox.sandbox_id}:testkit")
+    await asyncio.wait_for(handle.result(), 30)  # expires after its 2 s TTL
+
+    await sandbox.warmup(["bash"])
+    warmups = [
+        w.id
+        async for w in client.list_workflows(
+            f"WorkflowId STARTS_WITH '{sandbox.sandbox_id}:warmup'"
+        )
+    ]
+    return {
+        "explicit_reinitialize_destroy": f"{sandbox.sandbox_id}:bash",
+        "temporary": f"{sandbox.sandbox_id}:bash:tmp-replay-temp",
+        "ttl_expiry": f"{sandbox.sandbox_id}:testkit",
+        **({"warmup": warmups[0]} if warmups else {}),
+    }
+
+
+async def test_fresh_histories_replay(client: Client, worker) -> None:
+    flows = await _main_flows(client)
+    histories = [await client.get_workflow_handle(wid).fetch_history() for wid in flows.values()]
+    assert all(len(h.events) > 5 for h in histories)
+    if os.environ.get("RECORD_HISTORIES"):
+        HISTORIES.mkdir(exist_ok=True)
+        for name, history in zip(flows, histories, strict=True):
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
+    for history in histories:
+        await _replayer().replay_workflow(history)
+
+
+@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+async def test_committed_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    await _replayer().replay_workflow(history)
+
+
+def test_committed_histories_exist() -> None:
+    assert {p.stem for p in HISTORIES.glob("*.json")} >= {
+        "explicit_reinitialize_destroy",
+        "temporary",
+        "ttl_expiry",
+    }
