@@ -23,7 +23,7 @@ from activities import InstanceRegistry, SessionActivities
 from backends import BackendHost, load_backends
 from client.connection import connect
 from contract import DEFAULT_TASK_QUEUE
-from workflows import SessionWorkflow, WarmupWorkflow
+from workflows import SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow
 
 log = logging.getLogger("worker")
 
@@ -47,7 +47,7 @@ async def run_worker(
     shared_worker = Worker(
         client,
         task_queue=task_queue,
-        workflows=[SessionWorkflow, WarmupWorkflow],
+        workflows=[SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow],
         activities=[acts.warmup, acts.initialize, acts.call_tool],
         graceful_shutdown_timeout=graceful_shutdown,
     )

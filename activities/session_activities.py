@@ -63,6 +63,8 @@ class SessionActivities:
     async def call_tool(self, inp: ToolCallInput) -> ToolOutcome:
         if inp.initialize is not None:
             return await self._call_once(inp)
+        if inp.session_id is None:
+            return await self._call_shared(inp)
         instance = self.registry.get(inp.session_id or "")
         if instance is None:
             return ToolOutcome(
@@ -96,9 +98,27 @@ class SessionActivities:
         self.registry.add(instance)
         return instance
 
+    async def _call_shared(self, inp: ToolCallInput) -> ToolOutcome:
+        """A shared tool: warmed once per process, no instance, no session."""
+        try:
+            spec = self.host.binding(inp.tool).spec
+        except ToolCallError as exc:
+            return ToolOutcome(code=exc.code, message=exc.message)
+        if not spec.shared:
+            return ToolOutcome(
+                code=ErrorCode.UNKNOWN_TOOL,
+                message=f"{inp.tool} is not a shared tool; it needs a {spec.resource_type} session",
+            )
+        outcome = await self.host.invoke(inp.tool, inp.params, None)
+        outcome.shared = True
+        return outcome
+
     async def _call_once(self, inp: ToolCallInput) -> ToolOutcome:
         """A temporary session in one activity: create, call, clean up, on this worker."""
         assert inp.initialize is not None
+        binding = self.host.tools.get(inp.tool)
+        if binding is not None and binding.spec.shared:
+            return await self._call_shared(inp.model_copy(update={"session_id": None}))
         try:
             self.host.validate(inp.tool, inp.params)
             instance = await self._create(inp.initialize)

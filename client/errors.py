@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -15,15 +15,19 @@ def error_envelope(code: int, message: str, meta: EnvelopeMeta) -> Envelope:
 
 def code_of(exc: BaseException) -> tuple[int, str]:
     """The envelope code and message for an update that failed or was rejected."""
-    if isinstance(exc, WorkflowUpdateFailedError):
-        exc = exc.cause
+    if isinstance(exc, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return ErrorCode.UNAVAILABLE, "no worker answered in time; is a worker running?"
+    # The code travels as the type of the innermost ApplicationError (activity -> workflow).
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.__cause__
+    if cause is not None:
+        exc = cause
     if isinstance(exc, ApplicationError):
         try:
             return int(exc.type or ""), exc.message
         except ValueError:
             return ErrorCode.INTERNAL, exc.message
-    if isinstance(exc, WorkflowUpdateRPCTimeoutOrCancelledError):
-        return ErrorCode.UNAVAILABLE, "no worker answered in time; is a worker running?"
     return ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"
 
 

@@ -48,13 +48,15 @@ from contract import (
     SessionStatus,
     SessionSummary,
     SessionView,
+    SharedToolsInput,
     UserIdAttr,
     WarmupInput,
     session_workflow_id,
+    shared_tools_workflow_id,
     split_tool_name,
     temporary_workflow_id,
 )
-from workflows import SessionWorkflow, WarmupWorkflow
+from workflows import SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow
 
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 #: How long a call may wait for a worker beyond its tool's own timeout.
@@ -114,6 +116,8 @@ class Sandbox:
         self.destroy_on_exit = destroy_on_exit
         self._client = client
         self._created: set[str] = set()
+        #: Resource types known to be shared (learnt from warmup or from a first answer).
+        self._shared: set[str] = set()
 
     # --- connection --------------------------------------------------------------------------
 
@@ -216,8 +220,40 @@ class Sandbox:
         except Exception as exc:  # pydantic: params not a mapping of JSON values
             return error_envelope(ErrorCode.INVALID_INPUT, str(exc), meta).model_dump(mode="json")
         meta.resource_type = resource_type
-        envelope = await self._execute(resource_type, req, meta)
+        if resource_type in self._shared:
+            envelope = await self._execute_shared(req, meta)
+        else:
+            envelope = await self._execute(resource_type, req, meta)
+            if envelope.meta.shared:
+                self._shared.add(resource_type)
         return envelope.model_dump(mode="json")
+
+    async def _execute_shared(self, req: ExecuteRequest, meta: EnvelopeMeta) -> Envelope:
+        start = WithStartWorkflowOperation(
+            SharedToolsWorkflow.run,
+            SharedToolsInput(sandbox_id=self.sandbox_id),
+            id=shared_tools_workflow_id(self.sandbox_id),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SandboxIdAttr, self.sandbox_id),
+                    SearchAttributePair(ResourceTypeAttr, "shared"),
+                ]
+            ),
+            static_summary=f"shared tools of sandbox {self.sandbox_id}",
+        )
+        try:
+            return await self.client.execute_update_with_start_workflow(
+                SharedToolsWorkflow.execute,
+                req,
+                start_workflow_operation=start,
+                id=req.request_id,
+                rpc_timeout=_call_timeout(req.params),
+            )
+        except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+            return error_envelope(*code_of(exc), meta)
 
     async def _execute(
         self, resource_type: str, req: ExecuteRequest, meta: EnvelopeMeta
@@ -382,9 +418,15 @@ class Sandbox:
                 execution_timeout=timedelta(minutes=15),
             )
         except Exception as exc:
-            code, message = code_of(exc.__cause__ or exc)
+            code, message = code_of(exc)
             return {"status": "error", "code": code, "message": message}
-        return {"status": "success", "warmed": result.warmed, "worker": result.worker}
+        self._shared.update(t.resource_type for t in result.tools if t.shared)
+        return {
+            "status": "success",
+            "warmed": result.warmed,
+            "worker": result.worker,
+            "tools": [t.model_dump(mode="json") for t in result.tools],
+        }
 
     async def shutdown_server(self) -> dict[str, Any]:
         """Destroy every session of this sandbox. Workers keep running for other sandboxes;

@@ -26,6 +26,7 @@ from contract.models import (
     SessionStatus,
     SessionSummary,
     SessionView,
+    SharedToolsInput,
     ToolCallInput,
     ToolOutcome,
     ToolSpec,
@@ -42,6 +43,7 @@ from contract.naming import (
     SessionStateAttr,
     UserIdAttr,
     session_workflow_id,
+    shared_tools_workflow_id,
     split_tool_name,
     temporary_workflow_id,
 )
@@ -74,6 +76,7 @@ __all__ = [
     "SessionStatus",
     "SessionSummary",
     "SessionView",
+    "SharedToolsInput",
     "ToolCallInput",
     "ToolOutcome",
     "ToolSpec",
@@ -81,6 +84,7 @@ __all__ = [
     "WarmupInput",
     "WarmupResult",
     "session_workflow_id",
+    "shared_tools_workflow_id",
     "split_tool_name",
     "temporary_workflow_id",
 ]

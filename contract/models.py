@@ -54,6 +54,8 @@ class EnvelopeMeta(_Model):
     request_id: str = ""
     execution_time_ms: float = 0.0
     workflow_id: str | None = None
+    #: True when the tool belongs to a shared resource (no session was used).
+    shared: bool = False
 
 
 class Envelope(_Model):
@@ -76,6 +78,8 @@ class ToolOutcome(_Model):
     message: str = "success"
     data: Any = None
     execution_time_ms: float = 0.0
+    #: Set by the worker when the tool belongs to a shared resource.
+    shared: bool = False
 
 
 # --- workflow input and carried state ----------------------------------------------------------
@@ -136,6 +140,15 @@ class SessionInput(_Model):
     #: False on servers that cannot register custom search attributes (the time-skipping one).
     search_attributes: bool = True
     carried: CarriedState | None = None
+
+
+class SharedToolsInput(_Model):
+    """The single argument of SharedToolsWorkflow."""
+
+    sandbox_id: str
+    idle_seconds: float = Field(default=3600.0, gt=0)
+    call_count: int = 0
+    recent_results: dict[str, Envelope] = Field(default_factory=dict)
 
 
 class SessionSummary(_Model):

@@ -26,6 +26,11 @@ def session_workflow_id(sandbox_id: str, resource_type: str) -> str:
     return f"{sandbox_id}:{resource_type}"
 
 
+def shared_tools_workflow_id(sandbox_id: str) -> str:
+    """The workflow id that serves a sandbox's shared tools."""
+    return f"{sandbox_id}:shared"
+
+
 def temporary_workflow_id(sandbox_id: str, resource_type: str, request_id: str) -> str:
     """The workflow id of a one-call temporary session; one per request, so never shared."""
     return f"{sandbox_id}:{resource_type}:tmp-{request_id}"

@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities import SessionActivities
@@ -44,30 +44,19 @@ with workflow.unsafe.imports_passed_through():
         ToolOutcome,
         split_tool_name,
     )
+    from workflows.calls import (
+        LIFECYCLE_RETRY,
+        MAX_EVENTS,
+        MAX_REMEMBERED_RESULTS,
+        NO_RETRY,
+        SCHEDULE_TO_START,
+        TOOL_TIMEOUT_MARGIN,
+        Rejected,
+        describe_failure,
+        tool_timeout,
+        worker_lost,
+    )
     from workflows.params_check import check_params
-
-#: A call waits this long for the worker that holds the instance before it is declared lost.
-SCHEDULE_TO_START = timedelta(seconds=10)
-#: Added to a tool's own timeout, so the backend reports its timeout before Temporal does.
-TOOL_TIMEOUT_MARGIN = 30.0
-DEFAULT_TOOL_TIMEOUT = 300.0
-MAX_EVENTS = 1000
-MAX_REMEMBERED_RESULTS = 256
-
-NO_RETRY = RetryPolicy(maximum_attempts=1)
-LIFECYCLE_RETRY = RetryPolicy(
-    maximum_attempts=3,
-    initial_interval=timedelta(seconds=1),
-    non_retryable_error_types=[str(int(c)) for c in ErrorCode if c >= 4000],
-)
-
-
-class _Rejected(ApplicationError):
-    """A request refused with an envelope code; raised by validators, caught by handlers."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message, {"code": int(code)}, type=str(int(code)), non_retryable=True)
-        self.code = int(code)
 
 
 @workflow.defn
@@ -97,7 +86,7 @@ class SessionWorkflow:
             async with self._lock:
                 try:
                     await self._ensure_instance()
-                except _Rejected:
+                except Rejected:
                     pass  # recorded; the session closes with status ERROR
         await self._hold_until_closing()
         return await self._close()
@@ -199,7 +188,7 @@ class SessionWorkflow:
     def _validate_reinitialize(self, req: ReinitializeRequest) -> None:
         self._reject_if_closed()
         if self._input.temporary:
-            raise _Rejected(ErrorCode.INVALID_INPUT, "a temporary session cannot be reinitialized")
+            raise Rejected(ErrorCode.INVALID_INPUT, "a temporary session cannot be reinitialized")
 
     @workflow.update
     async def destroy(self, req: DestroyRequest) -> SessionView:
@@ -273,7 +262,7 @@ class SessionWorkflow:
             if not self._input.temporary:
                 await self._ensure_instance()
                 self._check(req)  # the tool catalog is known once an instance exists
-        except _Rejected as exc:
+        except Rejected as exc:
             return self._finish_call(
                 req, request_id, ToolOutcome(code=exc.code, message=exc.message)
             )
@@ -282,7 +271,7 @@ class SessionWorkflow:
         return self._finish_call(req, request_id, outcome)
 
     async def _call_tool(self, req: ExecuteRequest, request_id: str) -> ToolOutcome:
-        timeout = _tool_timeout(req.params) + TOOL_TIMEOUT_MARGIN
+        timeout = tool_timeout(req.params) + TOOL_TIMEOUT_MARGIN
         if self._input.temporary:
             session_id = self._new_session_id()
             self._temporary_session_id = session_id
@@ -301,7 +290,7 @@ class SessionWorkflow:
                     retry_policy=NO_RETRY,
                 )
             except ActivityError as exc:
-                return ToolOutcome(code=ErrorCode.INTERNAL, message=_describe_failure(exc))
+                return ToolOutcome(code=ErrorCode.INTERNAL, message=describe_failure(exc))
         instance = self._state.instance
         assert instance is not None
         call = ToolCallInput(
@@ -317,9 +306,9 @@ class SessionWorkflow:
                 retry_policy=NO_RETRY,
             )
         except ActivityError as exc:
-            if not _worker_lost(exc):
-                return ToolOutcome(code=ErrorCode.INTERNAL, message=_describe_failure(exc))
-            outcome = ToolOutcome(code=ErrorCode.RESOURCE_LOST, message=_describe_failure(exc))
+            if not worker_lost(exc):
+                return ToolOutcome(code=ErrorCode.INTERNAL, message=describe_failure(exc))
+            outcome = ToolOutcome(code=ErrorCode.RESOURCE_LOST, message=describe_failure(exc))
         if outcome.code == ErrorCode.RESOURCE_LOST:
             return await self._recover(instance, outcome)
         return outcome
@@ -354,11 +343,12 @@ class SessionWorkflow:
     def _finish_call(self, req: ExecuteRequest, request_id: str, outcome: ToolOutcome) -> Envelope:
         self._state.call_count += 1
         self._move_deadline()
-        session_id = (
-            self._temporary_session_id
-            if self._input.temporary
-            else (self._state.instance.session_id if self._state.instance else None)
-        )
+        if outcome.shared:  # a shared tool reached through a temporary session uses none
+            session_id = None
+        elif self._input.temporary:
+            session_id = self._temporary_session_id
+        else:
+            session_id = self._state.instance.session_id if self._state.instance else None
         envelope = Envelope(
             code=outcome.code,
             message=outcome.message,
@@ -367,10 +357,11 @@ class SessionWorkflow:
                 tool=req.tool,
                 resource_type=self._input.resource_type,
                 session_id=session_id,
-                temporary_session=self._input.temporary,
+                temporary_session=self._input.temporary and not outcome.shared,
                 request_id=request_id,
                 execution_time_ms=outcome.execution_time_ms,
                 workflow_id=workflow.info().workflow_id,
+                shared=outcome.shared,
             ),
         )
         self._record(
@@ -386,14 +377,14 @@ class SessionWorkflow:
         return envelope
 
     def _check(self, req: ExecuteRequest) -> None:
-        """Raise _Rejected for a request that must not run; pure, so validators can use it."""
+        """Raise Rejected for a request that must not run; pure, so validators can use it."""
         self._reject_if_closed()
         try:
             resource, _ = split_tool_name(req.tool)
         except ValueError as exc:
-            raise _Rejected(ErrorCode.UNKNOWN_TOOL, str(exc)) from None
+            raise Rejected(ErrorCode.UNKNOWN_TOOL, str(exc)) from None
         if resource != self._input.resource_type:
-            raise _Rejected(
+            raise Rejected(
                 ErrorCode.UNKNOWN_TOOL,
                 f"tool {req.tool!r} is not a {self._input.resource_type} tool",
             )
@@ -402,7 +393,7 @@ class SessionWorkflow:
             instance is None or instance.session_id != req.session_id
         ):
             current = instance.session_id if instance else "none"
-            raise _Rejected(
+            raise Rejected(
                 ErrorCode.NO_SESSION,
                 f"no session {req.session_id!r} in {workflow.info().workflow_id} "
                 f"(current: {current})",
@@ -412,17 +403,17 @@ class SessionWorkflow:
         spec = next((t for t in instance.tools if t.name == req.tool), None)
         if spec is None:
             known = ", ".join(t.name for t in instance.tools)
-            raise _Rejected(
+            raise Rejected(
                 ErrorCode.UNKNOWN_TOOL, f"unknown tool {req.tool!r} (available: {known})"
             )
         problem = check_params(req.tool, spec.params_schema, req.params)
         if problem is not None:
-            raise _Rejected(*problem)
+            raise Rejected(*problem)
 
     def _reject_if_closed(self) -> None:
         if self._is_closed():
             state = self._state.status.value if self._state.status.is_final else "closing"
-            raise _Rejected(
+            raise Rejected(
                 ErrorCode.SESSION_CLOSED,
                 f"session {workflow.info().workflow_id} is {state} ({self._closing or 'closed'})",
             )
@@ -445,7 +436,7 @@ class SessionWorkflow:
             try:
                 new = await self._start_instance(req.config)
             except ActivityError as exc:
-                message = _describe_failure(exc)
+                message = describe_failure(exc)
                 self._record("reinitialize", code=ErrorCode.INITIALIZE_FAILED, message=message)
                 return ReinitializeResult(
                     status="error",
@@ -488,11 +479,11 @@ class SessionWorkflow:
         try:
             self._state.instance = await self._start_instance(self._state.config)
         except ActivityError as exc:
-            message = _describe_failure(exc)
+            message = describe_failure(exc)
             self._state.error = message
             self._set_status(SessionStatus.ERROR)
             self._record("initialize", code=ErrorCode.INITIALIZE_FAILED, message=message)
-            raise _Rejected(ErrorCode.INITIALIZE_FAILED, message) from None
+            raise Rejected(ErrorCode.INITIALIZE_FAILED, message) from None
         self._set_status(SessionStatus.ACTIVE)
         self._record(
             "initialize",
@@ -534,7 +525,7 @@ class SessionWorkflow:
                 "cleanup",
                 code=ErrorCode.RESOURCE_LOST,
                 session_id=instance.session_id,
-                message=_describe_failure(exc),
+                message=describe_failure(exc),
             )
 
     def _initialize_input(self, session_id: str, config: dict[str, Any]) -> InitializeInput:
@@ -617,27 +608,3 @@ class SessionWorkflow:
             tools=[t.name for t in instance.tools] if instance else [],
             message=self._state.error or self._closing or "",
         )
-
-
-def _tool_timeout(params: dict[str, Any]) -> float:
-    value = params.get("timeout")
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return DEFAULT_TOOL_TIMEOUT
-
-
-def _worker_lost(exc: ActivityError) -> bool:
-    """A timeout while waiting for, or running on, a pinned worker means the worker is gone."""
-    cause = exc.cause
-    return isinstance(cause, TimeoutError) and cause.type in (
-        TimeoutType.SCHEDULE_TO_START,
-        TimeoutType.HEARTBEAT,
-        TimeoutType.START_TO_CLOSE,
-    )
-
-
-def _describe_failure(exc: ActivityError) -> str:
-    cause: BaseException | None = exc
-    while cause is not None and cause.__cause__ is not None:
-        cause = cause.__cause__
-    return str(cause) if cause is not None else str(exc)

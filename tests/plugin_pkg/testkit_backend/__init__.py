@@ -39,3 +39,22 @@ class TestkitBackend(Backend):
     @tool("testkit:pid")
     async def pid(self, *, session_info: dict[str, Any]) -> dict[str, Any]:
         return {"pid": os.getpid(), "instance_pid": session_info["pid"]}
+
+
+class TallyBackend(Backend):
+    """A shared backend: warmed once per worker process, its tools need no session."""
+
+    name = "tally"
+    shared = True
+
+    def __init__(self) -> None:
+        self.warmups = 0
+        self.calls = 0
+
+    async def warmup(self) -> None:
+        self.warmups += 1
+
+    @tool("tally:ping")
+    async def ping(self, value: str = "") -> dict[str, Any]:
+        self.calls += 1
+        return {"value": value, "pid": os.getpid(), "warmups": self.warmups, "calls": self.calls}
