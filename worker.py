@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -22,7 +23,7 @@ from temporalio.worker import Worker
 from activities import InstanceRegistry, SessionActivities
 from backends import BackendHost, load_backends
 from client.connection import connect
-from contract import DEFAULT_TASK_QUEUE
+from contract import DEFAULT_TASK_QUEUE, InstanceReleased
 from workflows import SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow
 
 log = logging.getLogger("worker")
@@ -50,6 +51,8 @@ async def run_worker(
         workflows=[SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow],
         activities=[acts.warmup, acts.initialize, acts.call_tool],
         graceful_shutdown_timeout=graceful_shutdown,
+        # A crashed worker's cached sessions move to another worker this quickly.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
     )
     pinned_worker = Worker(
         client,
@@ -62,7 +65,11 @@ async def run_worker(
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
     await asyncio.gather(shared_worker.shutdown(), pinned_worker.shutdown())
-    released = await acts.release_all()
+
+    async def notify(workflow_id: str, released: InstanceReleased) -> None:
+        await client.get_workflow_handle(workflow_id).signal("instance_released", released)
+
+    released = await acts.release_all(notify)
     await host.shutdown()
     stopped.cancel()
     log.info("worker %s stopped; released %d instances", pinned, released)
@@ -91,6 +98,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
     asyncio.run(main_async(args))
+    # Everything is released and flushed; skip interpreter finalization, where the SDK's native
+    # threads can abort the process after a clean stop.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ class LiveInstance:
     sandbox_id: str
     backend: Backend
     session_info: dict[str, Any] = field(default_factory=dict)
+    workflow_id: str = ""
 
 
 class InstanceRegistry:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -14,6 +16,7 @@ from contract import (
     ErrorCode,
     InitializeInput,
     InstanceInfo,
+    InstanceReleased,
     ToolCallInput,
     ToolOutcome,
     WarmupInput,
@@ -21,6 +24,11 @@ from contract import (
 )
 
 log = logging.getLogger(__name__)
+
+#: A pinned call heartbeats this often, so a dead worker is noticed within the heartbeat timeout.
+HEARTBEAT_EVERY = 2.0
+
+Notify = Callable[[str, InstanceReleased], Awaitable[None]]
 
 
 class SessionActivities:
@@ -57,6 +65,7 @@ class SessionActivities:
             worker=self.worker_id,
             data=instance.backend.describe(instance.session_info),
             tools=self.host.specs(inp.resource_type),
+            restored=inp.restore is not None,
         )
 
     @activity.defn(name="session.call_tool")
@@ -71,7 +80,15 @@ class SessionActivities:
                 code=ErrorCode.RESOURCE_LOST,
                 message=f"instance {inp.session_id} is not held by worker {self.worker_id}",
             )
-        return await self.host.invoke(inp.tool, inp.params, instance.session_info)
+        call = asyncio.create_task(self.host.invoke(inp.tool, inp.params, instance.session_info))
+        while True:
+            done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY)
+            if done:
+                break
+            activity.heartbeat()
+        outcome = call.result()
+        outcome.snapshot = await self._snapshot(instance)
+        return outcome
 
     @activity.defn(name="session.cleanup")
     async def cleanup(self, inp: CleanupInput) -> None:
@@ -94,9 +111,22 @@ class SessionActivities:
                 type=str(int(ErrorCode.INITIALIZE_FAILED)),
                 non_retryable=True,
             ) from exc
-        instance = LiveInstance(inp.session_id, inp.sandbox_id, backend, info)
+        instance = LiveInstance(inp.session_id, inp.sandbox_id, backend, info, inp.workflow_id)
+        if inp.restore is not None:
+            try:
+                await backend.restore(info, inp.restore)
+            except Exception:
+                # A fresh instance is still better than none.
+                log.exception("restoring %s failed", inp.session_id)
         self.registry.add(instance)
         return instance
+
+    async def _snapshot(self, instance: LiveInstance) -> dict[str, object] | None:
+        try:
+            return await instance.backend.snapshot(instance.session_info)
+        except Exception:
+            log.exception("snapshot of %s failed", instance.session_id)
+            return None
 
     async def _call_shared(self, inp: ToolCallInput) -> ToolOutcome:
         """A shared tool: warmed once per process, no instance, no session."""
@@ -135,12 +165,22 @@ class SessionActivities:
             except Exception:
                 log.exception("cleanup of temporary session %s failed", instance.session_id)
 
-    async def release_all(self) -> int:
-        """Clean up every live instance (the worker is stopping); returns how many."""
+    async def release_all(self, notify: Notify | None = None) -> int:
+        """The worker is stopping: snapshot and clean up every live instance, and tell each
+        session (``notify``) so its next call makes a new instance elsewhere, restored."""
         live = self.registry.drain()
         for instance in live:
+            snapshot = await self._snapshot(instance)
             try:
                 await instance.backend.cleanup(self.worker_id, instance.session_info)
             except Exception:
                 log.exception("cleanup of %s failed at shutdown", instance.session_id)
+            if notify is not None and instance.workflow_id:
+                try:
+                    await notify(
+                        instance.workflow_id,
+                        InstanceReleased(session_id=instance.session_id, snapshot=snapshot),
+                    )
+                except Exception:
+                    log.exception("could not tell %s its instance moved", instance.workflow_id)
         return len(live)

@@ -17,12 +17,19 @@ _INJECTED = frozenset({"session_info"})
 _SKIPPED = frozenset({"self", "cls"})
 
 
-def tool(name: str, *, description: str | None = None) -> Callable[[Any], Any]:
-    """Mark a backend method as the tool ``name`` (``"<resource>:<action>"``)."""
+def tool(
+    name: str, *, description: str | None = None, idempotent: bool = False
+) -> Callable[[Any], Any]:
+    """Mark a backend method as the tool ``name`` (``"<resource>:<action>"``).
+
+    ``idempotent=True`` says the tool is safe to repeat: after its worker is lost mid-call, the
+    call runs again on the new instance instead of answering "resource lost".
+    """
     split_tool_name(name)
 
     def mark(fn: Any) -> Any:
         setattr(fn, _TOOL_ATTR, name)
+        fn.__session_tool_idempotent__ = idempotent
         if description is not None:
             fn.__doc__ = description
         return fn
@@ -53,6 +60,16 @@ class Backend:
 
     async def shutdown(self) -> None:
         """Release what :meth:`warmup` loaded; the worker is stopping."""
+
+    async def snapshot(self, session_info: dict[str, Any]) -> dict[str, Any] | None:
+        """JSON-safe state of an instance that :meth:`restore` can rebuild elsewhere, or None.
+
+        Taken after every call; the workflow keeps the latest and hands it to a new instance
+        when the worker holding the old one is lost or stops."""
+        return None
+
+    async def restore(self, session_info: dict[str, Any], snapshot: dict[str, Any]) -> None:
+        """Bring a freshly initialized instance to the state of a snapshot."""
 
     def describe(self, session_info: dict[str, Any]) -> dict[str, Any]:
         """JSON-safe facts about an instance, shown in the session's view (never secrets)."""
@@ -106,6 +123,7 @@ def scan_tools(backend: Backend) -> dict[str, ToolBinding]:
             resource_type=backend.name,
             description=inspect.getdoc(fn) or "",
             shared=backend.shared,
+            idempotent=getattr(fn, "__session_tool_idempotent__", False),
             params_schema=model.model_json_schema(),
         )
         found[name] = ToolBinding(spec, model, getattr(backend, attr), wants_session)

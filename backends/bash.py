@@ -40,6 +40,14 @@ class BashBackend(Backend):
     async def cleanup(self, worker_id: str, session_info: dict[str, Any]) -> None:
         await session_info["shell"].close()
 
+    async def snapshot(self, session_info: dict[str, Any]) -> dict[str, Any] | None:
+        shell: Shell = session_info["shell"]
+        return shell.snapshot()
+
+    async def restore(self, session_info: dict[str, Any], snapshot: dict[str, Any]) -> None:
+        shell: Shell = session_info["shell"]
+        await shell.restore(snapshot)
+
     def describe(self, session_info: dict[str, Any]) -> dict[str, Any]:
         shell: Shell = session_info["shell"]
         return {"pid": shell.pid, "cwd": shell.cwd}

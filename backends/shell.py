@@ -12,6 +12,10 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+#: Variables the shell itself changes; never part of a snapshot.
+_VOLATILE = frozenset({"_", "PWD", "OLDPWD", "SHLVL"})
 
 
 @dataclass
@@ -43,8 +47,9 @@ class Shell:
 
     Each command is sourced from a file (so a syntax error stays inside it), with stdout and
     stderr sent to files and a unique marker printed when it ends. The marker line carries the
-    exit code and the working directory; ``export -p`` after every command keeps a snapshot of
-    the exported variables, so a shell killed on timeout comes back where it was.
+    exit code and the working directory; ``env -0`` after every command keeps a snapshot of the
+    exported variables, so a shell killed on timeout, or re-created on another worker, comes back
+    where it was.
     """
 
     def __init__(self, cwd: str, env: dict[str, str], max_output_bytes: int) -> None:
@@ -89,7 +94,7 @@ class Shell:
         line = (
             f"{{ . {shlex.quote(str(script))}; }} >{shlex.quote(str(out))} "
             f"2>{shlex.quote(str(err))} </dev/null; __rc=$?; "
-            f"export -p >{shlex.quote(str(self.env_snapshot))}; "
+            f"env -0 >{shlex.quote(str(self.env_snapshot))}; "
             f'printf \'%s %d %s\\n\' {marker} "$__rc" "$PWD"\n'
         )
         self._proc.stdin.write(line.encode())
@@ -139,11 +144,35 @@ class Shell:
         await self._kill()
         if not os.path.isdir(self.cwd):
             self.cwd = self._env.get("HOME", "/")
+        saved = self.snapshot()
         await self.start()
+        await self._restore(saved)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The cwd and the exported variables that differ from the shell's start environment."""
+        env: dict[str, str] = {}
         if self.env_snapshot.exists():
-            snapshot, cwd = shlex.quote(str(self.env_snapshot)), shlex.quote(self.cwd)
-            restore = f". {snapshot} >/dev/null 2>&1; cd {cwd}"
-            await self._run(restore, timeout=10)
+            for item in self.env_snapshot.read_bytes().split(b"\0"):
+                key, sep, value = item.decode(errors="replace").partition("=")
+                if sep and key not in _VOLATILE:
+                    env[key] = value
+        changed = {k: v for k, v in env.items() if self._env.get(k) != v}
+        removed = sorted(k for k in self._env if k not in env and k not in _VOLATILE) if env else []
+        return {"cwd": self.cwd, "env": changed, "unset": removed}
+
+    async def restore(self, saved: dict[str, Any]) -> None:
+        """Bring this shell to a snapshot taken from this or another shell."""
+        async with self._lock:
+            await self._restore(saved)
+
+    async def _restore(self, saved: dict[str, Any]) -> None:
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in saved.get("env", {}).items()]
+        lines += [f"unset {k}" for k in saved.get("unset", [])]
+        cwd = saved.get("cwd")
+        if cwd and os.path.isdir(cwd):
+            lines.append(f"cd {shlex.quote(cwd)}")
+        if lines:
+            await self._run("\n".join(lines), timeout=10)
 
     async def _kill(self) -> None:
         proc, self._proc = self._proc, None

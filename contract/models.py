@@ -40,6 +40,8 @@ class ToolSpec(_Model):
     resource_type: str
     description: str = ""
     shared: bool = False
+    #: Safe to run again after its worker was lost mid-call.
+    idempotent: bool = False
     params_schema: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -80,6 +82,8 @@ class ToolOutcome(_Model):
     execution_time_ms: float = 0.0
     #: Set by the worker when the tool belongs to a shared resource.
     shared: bool = False
+    #: The instance's state after the call (Backend.snapshot), kept by the workflow for recovery.
+    snapshot: dict[str, Any] | None = None
 
 
 # --- workflow input and carried state ----------------------------------------------------------
@@ -93,6 +97,8 @@ class InstanceInfo(_Model):
     worker: str = ""
     data: dict[str, Any] = Field(default_factory=dict)
     tools: list[ToolSpec] = Field(default_factory=list)
+    #: True when the instance was brought to a snapshot of a lost or moved predecessor.
+    restored: bool = False
 
 
 class SessionEvent(_Model):
@@ -117,6 +123,8 @@ class CarriedState(_Model):
     created_at: datetime | None = None
     deadline: datetime | None = None
     call_count: int = 0
+    #: The latest Backend.snapshot of the instance: what a replacement instance restores.
+    snapshot: dict[str, Any] | None = None
     #: Why the session is in ERROR, in words a person understands.
     error: str | None = None
     next_event_id: int = 1
@@ -254,6 +262,18 @@ class InitializeInput(_Model):
     resource_type: str
     session_id: str
     config: dict[str, Any] = Field(default_factory=dict)
+    #: The session's workflow, told by the worker when it releases the instance on shutdown.
+    workflow_id: str = ""
+    #: A snapshot to restore into the new instance (recovery and migration).
+    restore: dict[str, Any] | None = None
+
+
+class InstanceReleased(_Model):
+    """Signal from a stopping worker: the instance is gone, here is its last state."""
+
+    session_id: str
+    snapshot: dict[str, Any] | None = None
+    reason: str = "worker shutdown"
 
 
 class ToolCallInput(_Model):

@@ -12,6 +12,8 @@ from contract import ErrorCode
 
 #: A call waits this long for the worker that holds the instance before it is declared lost.
 SCHEDULE_TO_START = timedelta(seconds=10)
+#: A call on a worker that stops heartbeating for this long is declared lost with its worker.
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 #: Added to a tool's own timeout, so the backend reports its timeout before Temporal does.
 TOOL_TIMEOUT_MARGIN = 30.0
 DEFAULT_TOOL_TIMEOUT = 300.0

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ExecuteRequest,
         InitializeInput,
         InstanceInfo,
+        InstanceReleased,
         OpenRequest,
         RefreshRequest,
         ReinitializeRequest,
@@ -45,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         split_tool_name,
     )
     from workflows.calls import (
+        HEARTBEAT_TIMEOUT,
         LIFECYCLE_RETRY,
         MAX_EVENTS,
         MAX_REMEMBERED_RESULTS,
@@ -213,6 +215,19 @@ class SessionWorkflow:
         if not self._is_closed() and not self._input.temporary:
             await self._reinitialize(req)
 
+    @workflow.signal
+    async def instance_released(self, released: InstanceReleased) -> None:
+        """A stopping worker released the instance: the next call makes a new one, restored."""
+        async with self._lock:
+            instance = self._state.instance
+            if instance is None or instance.session_id != released.session_id:
+                return  # already replaced
+            self._state.instance = None
+            if released.snapshot is not None:
+                self._state.snapshot = released.snapshot
+            self._record("released", session_id=released.session_id, message=released.reason)
+            self._show_details()
+
     @workflow.signal(name="destroy")
     async def destroy_signal(self, req: DestroyRequest) -> None:
         self._begin_close(req.reason)
@@ -303,15 +318,29 @@ class SessionWorkflow:
                 task_queue=instance.task_queue,
                 schedule_to_start_timeout=SCHEDULE_TO_START,
                 start_to_close_timeout=timedelta(seconds=timeout),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=NO_RETRY,
             )
         except ActivityError as exc:
             if not worker_lost(exc):
                 return ToolOutcome(code=ErrorCode.INTERNAL, message=describe_failure(exc))
             outcome = ToolOutcome(code=ErrorCode.RESOURCE_LOST, message=describe_failure(exc))
-        if outcome.code == ErrorCode.RESOURCE_LOST:
-            return await self._recover(instance, outcome)
-        return outcome
+        if outcome.snapshot is not None:
+            self._state.snapshot = outcome.snapshot
+        if outcome.code != ErrorCode.RESOURCE_LOST:
+            return outcome
+        recovered = await self._recover(instance, outcome)
+        if recovered.code == ErrorCode.RESOURCE_LOST and self._is_idempotent(req.tool):
+            # Safe to repeat: run it on the new instance instead of asking the caller to.
+            self._record("retry", request_id=request_id, tool=req.tool, message="after recovery")
+            return await self._call_tool(req, request_id)
+        return recovered
+
+    def _is_idempotent(self, tool: str) -> bool:
+        instance = self._state.instance
+        return bool(instance) and any(
+            t.name == tool and t.idempotent for t in (instance.tools if instance else [])
+        )
 
     async def _recover(self, lost: InstanceInfo, outcome: ToolOutcome) -> ToolOutcome:
         """The worker holding the instance is gone: make a new instance and tell the caller."""
@@ -319,7 +348,10 @@ class SessionWorkflow:
             "resource_lost", code=outcome.code, message=outcome.message, session_id=lost.session_id
         )
         self._state.instance = None
-        await self._ensure_instance()
+        try:
+            await self._ensure_instance()
+        except Rejected as exc:
+            return ToolOutcome(code=exc.code, message=f"resource lost: {exc.message}")
         new = self._state.instance
         if new is None:
             return ToolOutcome(
@@ -450,6 +482,7 @@ class SessionWorkflow:
                 await self._cleanup(old)
             self._state.instance = new
             self._state.config = req.config
+            self._state.snapshot = None  # a new config starts from a clean state
             self._set_status(SessionStatus.ACTIVE)
             self._move_deadline()
             self._record(
@@ -477,7 +510,10 @@ class SessionWorkflow:
         if self._state.instance is not None or self._closing is not None:
             return
         try:
-            self._state.instance = await self._start_instance(self._state.config)
+            # After a lost or moved instance the snapshot brings the new one back to its state.
+            self._state.instance = await self._start_instance(
+                self._state.config, self._state.snapshot
+            )
         except ActivityError as exc:
             message = describe_failure(exc)
             self._state.error = message
@@ -485,18 +521,20 @@ class SessionWorkflow:
             self._record("initialize", code=ErrorCode.INITIALIZE_FAILED, message=message)
             raise Rejected(ErrorCode.INITIALIZE_FAILED, message) from None
         self._set_status(SessionStatus.ACTIVE)
+        instance = self._state.instance
+        restored = " (restored from snapshot)" if instance.restored else ""
         self._record(
-            "initialize",
-            session_id=self._state.instance.session_id,
-            message=f"on {self._state.instance.worker}",
+            "initialize", session_id=instance.session_id, message=f"on {instance.worker}{restored}"
         )
         self._show_details()
 
-    async def _start_instance(self, config: dict[str, Any]) -> InstanceInfo:
+    async def _start_instance(
+        self, config: dict[str, Any], restore: dict[str, Any] | None = None
+    ) -> InstanceInfo:
         session_id = self._new_session_id()
         return await workflow.execute_activity_method(
             SessionActivities.initialize,
-            self._initialize_input(session_id, config),
+            self._initialize_input(session_id, config, restore),
             start_to_close_timeout=timedelta(seconds=120),
             retry_policy=LIFECYCLE_RETRY,
         )
@@ -528,12 +566,16 @@ class SessionWorkflow:
                 message=describe_failure(exc),
             )
 
-    def _initialize_input(self, session_id: str, config: dict[str, Any]) -> InitializeInput:
+    def _initialize_input(
+        self, session_id: str, config: dict[str, Any], restore: dict[str, Any] | None = None
+    ) -> InitializeInput:
         return InitializeInput(
             sandbox_id=self._input.sandbox_id,
             resource_type=self._input.resource_type,
             session_id=session_id,
             config=config,
+            workflow_id=workflow.info().workflow_id,
+            restore=restore,
         )
 
     def _new_session_id(self) -> str:

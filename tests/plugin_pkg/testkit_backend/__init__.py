@@ -36,7 +36,7 @@ class TestkitBackend(Backend):
         await asyncio.sleep(seconds)
         return {"slept": seconds, "pid": os.getpid()}
 
-    @tool("testkit:pid")
+    @tool("testkit:pid", idempotent=True)
     async def pid(self, *, session_info: dict[str, Any]) -> dict[str, Any]:
         return {"pid": os.getpid(), "instance_pid": session_info["pid"]}
 
