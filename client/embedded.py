@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -44,9 +45,17 @@ def _kind(indexed_value_type: SearchAttributeIndexedValueType) -> str:
 
 
 def dev_server_command(
-    *, db_file: Path, port: int = 7233, ui_port: int = 8233, ip: str = "127.0.0.1"
+    *,
+    db_file: Path,
+    port: int = 7233,
+    ui_port: int = 8233,
+    ip: str = "127.0.0.1",
+    dynamic_config: dict[str, object] | None = None,
 ) -> list[str]:
     """The command line of a persistent dev server (SQLite file, UI on, attributes registered)."""
+    extra: list[str] = []
+    for key, value in (dynamic_config or {}).items():
+        extra += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
     return [
         temporal_binary(),
         "server",
@@ -62,4 +71,5 @@ def dev_server_command(
         "--log-level",
         "error",
         *search_attribute_args(),
+        *extra,
     ]

@@ -6,9 +6,9 @@ import asyncio
 import os
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
@@ -23,8 +23,8 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from client.connection import connect
 from client.errors import code_of, error_envelope, is_gone
@@ -57,7 +57,10 @@ from contract import (
     temporary_workflow_id,
 )
 from workflows import SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow
+from workflows.calls import CONTINUING_AS_NEW
 
+T = TypeVar("T")
+_RETRYABLE = (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE)
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 #: How long a call may wait for a worker beyond its tool's own timeout.
 CALL_SLACK = timedelta(seconds=60)
@@ -229,7 +232,22 @@ class Sandbox:
         return envelope.model_dump(mode="json")
 
     async def _execute_shared(self, req: ExecuteRequest, meta: EnvelopeMeta) -> Envelope:
-        start = WithStartWorkflowOperation(
+        try:
+            return await _patiently(
+                lambda: self.client.execute_update_with_start_workflow(
+                    SharedToolsWorkflow.execute,
+                    req,
+                    start_workflow_operation=self._shared_start_operation(),
+                    id=req.request_id,
+                    rpc_timeout=_call_timeout(req.params),
+                )
+            )
+        except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+            return error_envelope(*code_of(exc), meta)
+
+    def _shared_start_operation(self) -> WithStartWorkflowOperation[Any, Any]:
+        # A fresh operation per attempt: one cannot be reused.
+        return WithStartWorkflowOperation(
             SharedToolsWorkflow.run,
             SharedToolsInput(sandbox_id=self.sandbox_id),
             id=shared_tools_workflow_id(self.sandbox_id),
@@ -244,16 +262,6 @@ class Sandbox:
             ),
             static_summary=f"shared tools of sandbox {self.sandbox_id}",
         )
-        try:
-            return await self.client.execute_update_with_start_workflow(
-                SharedToolsWorkflow.execute,
-                req,
-                start_workflow_operation=start,
-                id=req.request_id,
-                rpc_timeout=_call_timeout(req.params),
-            )
-        except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
-            return error_envelope(*code_of(exc), meta)
 
     async def _execute(
         self, resource_type: str, req: ExecuteRequest, meta: EnvelopeMeta
@@ -261,8 +269,10 @@ class Sandbox:
         handle = self._handle(resource_type)
         rpc_timeout = _call_timeout(req.params)
         try:
-            return await handle.execute_update(
-                SessionWorkflow.execute, req, id=req.request_id, rpc_timeout=rpc_timeout
+            return await _patiently(
+                lambda: handle.execute_update(
+                    SessionWorkflow.execute, req, id=req.request_id, rpc_timeout=rpc_timeout
+                )
             )
         except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
             code, message = code_of(exc)
@@ -324,8 +334,13 @@ class Sandbox:
         missing: list[str] = []
         for rt in await self._types(resource_type):
             try:
-                view = await self._handle(rt).execute_update(
-                    SessionWorkflow.refresh, RefreshRequest(ttl_seconds=ttl), rpc_timeout=CALL_SLACK
+                handle = self._handle(rt)
+                view = await _patiently(
+                    lambda: handle.execute_update(  # noqa: B023 (awaited in this iteration)
+                        SessionWorkflow.refresh,
+                        RefreshRequest(ttl_seconds=ttl),
+                        rpc_timeout=CALL_SLACK,
+                    )
                 )
                 refreshed[rt] = _view_dict(view)
             except (WorkflowUpdateFailedError, RPCError):
@@ -339,8 +354,10 @@ class Sandbox:
         """Replace a session's instance with one made from ``config``; other sessions untouched."""
         req = ReinitializeRequest(config=dict(config or {}), request_id=uuid.uuid4().hex)
         try:
-            result = await self._handle(resource_type).execute_update(
-                SessionWorkflow.reinitialize, req, id=req.request_id, rpc_timeout=CALL_SLACK * 3
+            result = await _patiently(
+                lambda: self._handle(resource_type).execute_update(
+                    SessionWorkflow.reinitialize, req, id=req.request_id, rpc_timeout=CALL_SLACK * 3
+                )
             )
             return result.model_dump(mode="json")
         except (WorkflowUpdateFailedError, RPCError) as exc:
@@ -485,6 +502,29 @@ class Sandbox:
             search_attributes=TypedSearchAttributes(attrs),
             static_summary=f"{kind}{inp.resource_type} session of sandbox {inp.sandbox_id}",
         )
+
+
+async def _patiently(call: Callable[[], Awaitable[T]], *, budget: float = 60.0) -> T:
+    """Retry a call the server refused or dropped before running it: too many in-flight
+    updates on one session, an update aborted by continue-as-new, a server restarting.
+
+    Safe because the update id is the request id, and the session remembers recent answers
+    across runs: a retried request never runs twice.
+    """
+    delay, waited = 0.05, 0.0
+    while True:
+        try:
+            return await call()
+        except RPCError as exc:
+            if exc.status not in _RETRYABLE or waited >= budget:
+                raise
+        except WorkflowUpdateFailedError as exc:
+            moving = isinstance(exc.cause, ApplicationError) and exc.cause.type == CONTINUING_AS_NEW
+            if not moving or waited >= budget:
+                raise
+        await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 1.0)
 
 
 def _call_timeout(params: Mapping[str, Any]) -> timedelta:

@@ -28,6 +28,10 @@ LIFECYCLE_RETRY = RetryPolicy(
 )
 
 
+#: Type of the rejection a session answers while it drains for continue-as-new; clients retry.
+CONTINUING_AS_NEW = "ContinuingAsNew"
+
+
 class Rejected(ApplicationError):
     """A request refused with an envelope code; raised by validators, caught by handlers."""
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import SessionActivities
@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         split_tool_name,
     )
     from workflows.calls import (
+        CONTINUING_AS_NEW,
         HEARTBEAT_TIMEOUT,
         LIFECYCLE_RETRY,
         MAX_EVENTS,
@@ -74,6 +75,7 @@ class SessionWorkflow:
         self._inflight: set[str] = set()
         self._last_envelope: Envelope | None = None
         self._temporary_session_id: str | None = None
+        self._continuing = False
 
     # --- main loop ---------------------------------------------------------------------------
 
@@ -115,6 +117,8 @@ class SessionWorkflow:
             except builtins.TimeoutError:
                 continue
             if self._closing is None and self._should_continue():
+                # Refuse new requests (clients retry them on the new run) so the queue drains.
+                self._continuing = True
                 await workflow.wait_condition(
                     lambda: not self._lock.locked() and workflow.all_handlers_finished()
                 )
@@ -169,6 +173,7 @@ class SessionWorkflow:
 
     @execute.validator
     def _validate_execute(self, req: ExecuteRequest) -> None:
+        self._reject_if_moving()
         self._check(req)
 
     @workflow.update
@@ -179,6 +184,7 @@ class SessionWorkflow:
 
     @refresh.validator
     def _validate_refresh(self, req: RefreshRequest) -> None:
+        self._reject_if_moving()
         self._reject_if_closed()
 
     @workflow.update
@@ -188,6 +194,7 @@ class SessionWorkflow:
 
     @reinitialize.validator
     def _validate_reinitialize(self, req: ReinitializeRequest) -> None:
+        self._reject_if_moving()
         self._reject_if_closed()
         if self._input.temporary:
             raise Rejected(ErrorCode.INVALID_INPUT, "a temporary session cannot be reinitialized")
@@ -441,6 +448,15 @@ class SessionWorkflow:
         problem = check_params(req.tool, spec.params_schema, req.params)
         if problem is not None:
             raise Rejected(*problem)
+
+    def _reject_if_moving(self) -> None:
+        """Validators only: while draining for continue-as-new, new requests go to the next run."""
+        if self._continuing:
+            raise ApplicationError(
+                "session is continuing as new; retry the request",
+                type=CONTINUING_AS_NEW,
+                non_retryable=True,
+            )
 
     def _reject_if_closed(self) -> None:
         if self._is_closed():
