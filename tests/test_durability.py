@@ -17,6 +17,7 @@ from temporalio.client import Client
 from client import Sandbox
 from tests.conftest import new_sandbox_id
 from tests.processes import WorkerProcess
+from tests.replaying import replay_workflow
 
 
 @pytest.fixture
@@ -67,6 +68,7 @@ async def test_worker_crash_recovers_the_session_on_another_worker(
     print(f"kill -> first successful call on another worker: {recovery_seconds:.1f}s")
     assert recovery_seconds < 40
     await sandbox.destroy_session("bash")
+    await replay_workflow(client, f"{sandbox.sandbox_id}:bash", "recovery_after_crash")
 
 
 async def test_after_a_crash_a_tool_not_safe_to_repeat_is_not_run_twice(
@@ -138,3 +140,4 @@ async def test_graceful_shutdown_moves_sessions_without_an_error(
 
     assert not _alive(pid), "the stopping worker must have cleaned up its shell"
     await sandbox.destroy_session("bash")
+    await replay_workflow(client, f"{sandbox.sandbox_id}:bash", "migration_after_graceful_shutdown")

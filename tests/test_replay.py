@@ -9,25 +9,15 @@ production would break too. Record them anew (only for an intended, versioned ch
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
 
 from client import Sandbox
 from tests.conftest import new_sandbox_id
-from workflows import SessionWorkflow, WarmupWorkflow
-
-HISTORIES = Path(__file__).parent / "histories"
-
-
-def _replayer() -> Replayer:
-    return Replayer(
-        workflows=[SessionWorkflow, WarmupWorkflow], data_converter=pydantic_data_converter
-    )
+from tests.replaying import HISTORIES, replay, replayer
+from workflows import SessionWorkflow
 
 
 async def _main_flows(client: Client) -> dict[str, str]:
@@ -66,20 +56,16 @@ async def _main_flows(client: Client) -> dict[str, str]:
 
 async def test_fresh_histories_replay(client: Client, worker) -> None:
     flows = await _main_flows(client)
-    histories = [await client.get_workflow_handle(wid).fetch_history() for wid in flows.values()]
-    assert all(len(h.events) > 5 for h in histories)
-    if os.environ.get("RECORD_HISTORIES"):
-        HISTORIES.mkdir(exist_ok=True)
-        for name, history in zip(flows, histories, strict=True):
-            (HISTORIES / f"{name}.json").write_text(history.to_json())
-    for history in histories:
-        await _replayer().replay_workflow(history)
+    for name, workflow_id in flows.items():
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        assert len(history.events) > 5
+        await replay(history, name)
 
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
 async def test_committed_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    await _replayer().replay_workflow(history)
+    await replayer().replay_workflow(history)
 
 
 def test_committed_histories_exist() -> None:
@@ -87,4 +73,7 @@ def test_committed_histories_exist() -> None:
         "explicit_reinitialize_destroy",
         "temporary",
         "ttl_expiry",
+        "recovery_after_crash",
+        "migration_after_graceful_shutdown",
+        "continued_as_new",
     }

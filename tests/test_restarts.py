@@ -14,6 +14,7 @@ from client.connection import connect
 from tests.conftest import new_sandbox_id
 from tests.devserver import DevServer
 from tests.processes import WorkerProcess
+from tests.replaying import replay_workflow
 from workflows import SessionWorkflow
 
 #: Continue-as-new is suggested after this many history events (the default is thousands).
@@ -95,3 +96,6 @@ async def test_hundreds_of_calls_cross_continue_as_new_without_losing_one(
     # The deadline came along: it is about one TTL after the last call.
     assert view.deadline is not None and view.ttl_seconds == 120
     await sandbox.destroy_session("testkit")
+    # The first run ended in continue-as-new: it must replay against the current code.
+    first_run = min(runs, key=lambda w: w.start_time)
+    await replay_workflow(client, first_run.id, "continued_as_new", run_id=first_run.run_id)
