@@ -26,7 +26,9 @@ async def _wait_for_server(address: str, namespace: str, timeout: float = 60) ->
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
-            return await connect(address, namespace)
+            client = await connect(address, namespace)
+            await client.count_workflows()  # the namespace answers, not only the port
+            return client
         except Exception:
             if asyncio.get_running_loop().time() > deadline:
                 raise

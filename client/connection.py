@@ -6,8 +6,9 @@ import os
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
+
+from client.payload_store import data_converter
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
@@ -28,9 +29,10 @@ def connect_options(address: str | None = None, namespace: str | None = None) ->
 
 
 async def connect(address: str | None = None, namespace: str | None = None) -> Client:
-    """Connect with the pydantic data converter, which every part of the product uses."""
+    """Connect with the data converter every part of the product uses: pydantic, with large
+    payloads stored outside history."""
     return await Client.connect(
-        **connect_options(address, namespace), data_converter=pydantic_data_converter
+        **connect_options(address, namespace), data_converter=data_converter()
     )
 
 

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from client import Sandbox
 from client.embedded import temporal_binary
+from client.payload_store import data_converter
 from contract import SEARCH_ATTRIBUTES
 from tests.processes import WorkerProcess
 
@@ -21,7 +21,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
         dev_server_log_level="error",
     )
     yield env

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from client.payload_store import data_converter
 from workflows import SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -17,7 +17,7 @@ HISTORIES = Path(__file__).parent / "histories"
 def replayer() -> Replayer:
     return Replayer(
         workflows=[SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
     )
 
 
