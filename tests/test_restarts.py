@@ -67,6 +67,7 @@ async def test_session_survives_a_server_restart_and_its_deadline_still_fires(
     assert closed <= datetime.now(UTC)
 
 
+@pytest.mark.timeout(480)  # a thousand serialised calls take ~90 s on a 2-core machine
 async def test_a_thousand_calls_cross_continue_as_new_without_losing_one(
     own_server: DevServer, own_worker: WorkerProcess
 ) -> None:
