@@ -8,7 +8,7 @@ from typing import Any
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
-from contract import ErrorCode
+from contract import Envelope, ErrorCode
 
 #: A call waits this long for the worker that holds the instance before it is declared lost.
 SCHEDULE_TO_START = timedelta(seconds=10)
@@ -62,3 +62,10 @@ def describe_failure(exc: ActivityError) -> str:
     while cause is not None and cause.__cause__ is not None:
         cause = cause.__cause__
     return str(cause) if cause is not None else str(exc)
+
+
+def remember(results: dict[str, Envelope], request_id: str, envelope: Envelope) -> None:
+    """Keep a request's answer, so a retry is answered, not run; the oldest answers go first."""
+    results[request_id] = envelope
+    while len(results) > MAX_REMEMBERED_RESULTS:
+        results.pop(next(iter(results)))

@@ -50,12 +50,12 @@ with workflow.unsafe.imports_passed_through():
         HEARTBEAT_TIMEOUT,
         LIFECYCLE_RETRY,
         MAX_EVENTS,
-        MAX_REMEMBERED_RESULTS,
         NO_RETRY,
         SCHEDULE_TO_START,
         TOOL_TIMEOUT_MARGIN,
         Rejected,
         describe_failure,
+        remember,
         tool_timeout,
         worker_lost,
     )
@@ -275,7 +275,7 @@ class SessionWorkflow:
                 envelope = await self._execute_locked(req, request_id)
         finally:
             self._inflight.discard(request_id)
-        self._remember(request_id, envelope)
+        remember(self._state.recent_results, request_id, envelope)
         return envelope
 
     async def _execute_locked(self, req: ExecuteRequest, request_id: str) -> Envelope:
@@ -624,12 +624,6 @@ class SessionWorkflow:
         self._state.events.append(event)
         if len(self._state.events) > MAX_EVENTS:
             del self._state.events[: len(self._state.events) - MAX_EVENTS]
-
-    def _remember(self, request_id: str, envelope: Envelope) -> None:
-        results = self._state.recent_results
-        results[request_id] = envelope
-        while len(results) > MAX_REMEMBERED_RESULTS:
-            results.pop(next(iter(results)))
 
     def _show_details(self) -> None:
         instance = self._state.instance

@@ -24,11 +24,11 @@ with workflow.unsafe.imports_passed_through():
         split_tool_name,
     )
     from workflows.calls import (
-        MAX_REMEMBERED_RESULTS,
         NO_RETRY,
         TOOL_TIMEOUT_MARGIN,
         Rejected,
         describe_failure,
+        remember,
         tool_timeout,
     )
 
@@ -100,9 +100,7 @@ class SharedToolsWorkflow:
                 shared=True,
             ),
         )
-        self._results[req.request_id] = envelope
-        while len(self._results) > MAX_REMEMBERED_RESULTS:
-            self._results.pop(next(iter(self._results)))
+        remember(self._results, req.request_id, envelope)
         return envelope
 
     @execute.validator
