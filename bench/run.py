@@ -59,8 +59,6 @@ async def _start_worker_process(address: str) -> asyncio.subprocess.Process:
         str(ROOT / "worker.py"),
         "--address",
         address,
-        "--backends",
-        "bash",
         cwd=str(ROOT),
         stdout=asyncio.subprocess.PIPE,
     )
@@ -144,20 +142,30 @@ async def _measure(client: Any, pinned: str, n: int) -> dict[str, Any]:
         await _timed(n, lambda i: sandbox.execute("bash:run", {"command": "echo hi"}))
     )
     await sandbox.destroy_session("bash")
+    # A no-op shared tool: the plugin package under tests/ provides `tally`.
+    await sandbox.warmup(["tally"])
+    rows["ours: shared tool (tally:ping)"] = _stats(
+        await _timed(n, lambda i: sandbox.execute("tally:ping", {}))
+    )
     temp = Sandbox(f"bench-{uuid.uuid4().hex[:8]}", client=client)
     rows["ours: temporary execute"] = _stats(
         await _timed(n, lambda i: temp.execute("bash:run", {"command": "echo hi"}))
     )
 
+    created: list[Sandbox] = []
+
     async def create_then_first(i: int) -> None:
         sb = Sandbox(f"bench-{uuid.uuid4().hex[:8]}", client=client)
         await sb.create_session("bash")
         await sb.execute("bash:run", {"command": "echo hi"})
+        created.append(sb)
 
     rows["ours: create_session -> first result"] = _stats(await _timed(n, create_then_first))
+    await asyncio.gather(*(sb.destroy_session("bash") for sb in created))
 
     ratios = {
         "ours: bash:run echo (explicit session)": "floor: update + activity (worker queue)",
+        "ours: shared tool (tally:ping)": "floor: update + local activity",
         "ours: temporary execute": "floor: update + activity (worker queue)",
         "ours: create_session -> first result": "floor: start + update + activity",
     }
