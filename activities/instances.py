@@ -32,9 +32,6 @@ class InstanceRegistry:
     def pop(self, session_id: str) -> LiveInstance | None:
         return self._live.pop(session_id, None)
 
-    def __len__(self) -> int:
-        return len(self._live)
-
     def drain(self) -> list[LiveInstance]:
         live, self._live = list(self._live.values()), {}
         return live

@@ -51,9 +51,7 @@ class SessionActivities:
             for name in names:
                 await self.host.ensure_warm(name)
         except ToolCallError as exc:
-            raise ApplicationError(
-                exc.message, type=str(int(exc.code)), non_retryable=True
-            ) from exc
+            raise exc.as_failure() from exc
         return WarmupResult(worker=self.worker_id, warmed=names, tools=self.host.specs())
 
     @activity.defn(name="session.initialize")
@@ -101,9 +99,7 @@ class SessionActivities:
             backend = await self.host.ensure_warm(inp.resource_type)
             info = await backend.initialize(self.worker_id, inp.config)
         except ToolCallError as exc:
-            raise ApplicationError(
-                exc.message, type=str(int(exc.code)), non_retryable=True
-            ) from exc
+            raise exc.as_failure() from exc
         except Exception as exc:
             # Bad config fails the same way on every try: do not retry it.
             raise ApplicationError(

@@ -10,6 +10,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import ValidationError
+from temporalio.exceptions import ApplicationError
 
 from backends.base import Backend, ToolBinding, scan_tools
 from contract import ErrorCode, ToolOutcome, ToolSpec
@@ -26,6 +27,10 @@ class ToolCallError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+    def as_failure(self) -> ApplicationError:
+        """The activity failure carrying this code; the same call would fail again: no retry."""
+        return ApplicationError(self.message, type=str(int(self.code)), non_retryable=True)
 
 
 def load_backends(names: Iterable[str] | None = None) -> list[Backend]:

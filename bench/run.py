@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -29,6 +28,7 @@ from bench.floor import FLOOR_QUEUE, FloorWorkflow, noop_activity
 from client import Sandbox
 from client.embedded import temporal_binary
 from contract import SEARCH_ATTRIBUTES
+from tests.processes import WorkerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,21 +53,6 @@ def _stats(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def _start_worker_process(address: str) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "worker.py"),
-        "--address",
-        address,
-        cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    while not (await proc.stdout.readline()).startswith(b"READY"):
-        pass
-    return proc
-
-
 async def main(quick: bool) -> dict[str, Any]:
     n = 20 if quick else 200
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,7 +65,7 @@ async def main(quick: bool) -> dict[str, Any]:
         )
         client = env.client
         address = client.service_client.config.target_host
-        worker_proc = await _start_worker_process(address)
+        worker = await WorkerProcess.start(address)
         pinned = f"{FLOOR_QUEUE}/pinned-{uuid.uuid4().hex[:6]}"
         floor_workers = [
             Worker(
@@ -99,8 +84,7 @@ async def main(quick: bool) -> dict[str, Any]:
                 await w.shutdown()
             for r in runs:
                 r.cancel()
-            worker_proc.terminate()
-            await worker_proc.wait()
+            await worker.stop()
             await env.shutdown()
     return results
 

@@ -363,9 +363,9 @@ class Sandbox:
         except (WorkflowUpdateFailedError, RPCError) as exc:
             if isinstance(exc, RPCError) and not is_gone(exc):
                 raise
-            code, _ = code_of(exc)
+            code, message = code_of(exc)
             if isinstance(exc, WorkflowUpdateFailedError) and code != ErrorCode.SESSION_CLOSED:
-                return {"status": "error", "code": code, "message": code_of(exc)[1]}
+                return {"status": "error", "code": code, "message": message}
         # No live session: reinitializing one is creating it with the new config.
         view = await self._open(resource_type, req.config)
         return {

@@ -10,20 +10,25 @@ from client import Sandbox
 from client.embedded import temporal_binary
 
 
-async def _temporal(address: str, *args: str) -> Any:
+async def _run_temporal(address: str, *args: str) -> tuple[int, str]:
+    """Run the `temporal` CLI against the test server; answer (exit code, output)."""
     proc = await asyncio.create_subprocess_exec(
         temporal_binary(),
         *args,
         "--address",
         address,
-        "--output",
-        "json",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    return json.loads(out) if out.strip() else None
+    assert proc.returncode is not None
+    return proc.returncode, (out + err).decode()
+
+
+async def _temporal(address: str, *args: str) -> Any:
+    code, output = await _run_temporal(address, *args, "--output", "json")
+    assert code == 0, output
+    return json.loads(output) if output.strip() else None
 
 
 async def test_cli_updates_signals_and_queries_a_session(
@@ -75,8 +80,8 @@ async def test_cli_updates_signals_and_queries_a_session(
 
     # A bad request through the CLI is rejected by the validator, with the code in the failure.
     bad = {"tool": "bash:run", "params": {}}
-    proc = await asyncio.create_subprocess_exec(
-        temporal_binary(),
+    code, output = await _run_temporal(
+        address,
         "workflow",
         "update",
         "execute",
@@ -86,14 +91,9 @@ async def test_cli_updates_signals_and_queries_a_session(
         "execute",
         "--input",
         json.dumps(bad),
-        "--address",
-        address,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await proc.communicate()
-    assert proc.returncode != 0
-    assert "missing required parameter 'command'" in (out + err).decode()
+    assert code != 0
+    assert "missing required parameter 'command'" in output
 
     # A query reads the session's state.
     described = await _temporal(

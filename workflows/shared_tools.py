@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities import SessionActivities
@@ -31,8 +32,6 @@ with workflow.unsafe.imports_passed_through():
         remember,
         tool_timeout,
     )
-
-from temporalio.exceptions import ActivityError
 
 
 @workflow.defn
