@@ -37,3 +37,37 @@ def is_gone(exc: BaseException) -> bool:
         RPCStatusCode.NOT_FOUND,
         RPCStatusCode.FAILED_PRECONDITION,
     )
+
+
+class SessionError(Exception):
+    """A SessionManager call refused with an envelope code (permission, quota, not found...)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"[{int(code)}] {message}")
+        self.code = int(code)
+        self.message = message
+
+    @classmethod
+    def of(cls, exc: BaseException) -> SessionError:
+        """The error for a failed update, by the code it carries."""
+        code, message = code_of(exc)
+        return _KINDS.get(code, SessionError)(code, message)
+
+
+class PermissionDenied(SessionError):
+    """The caller's user does not own the session."""
+
+
+class QuotaExceeded(SessionError):
+    """The user is at a limit: sessions per user, checkpoints per session."""
+
+
+class SessionNotFound(SessionError):
+    """No session has this id (never created, or deleted)."""
+
+
+_KINDS: dict[int, type[SessionError]] = {
+    ErrorCode.PERMISSION_DENIED: PermissionDenied,
+    ErrorCode.QUOTA_EXCEEDED: QuotaExceeded,
+    ErrorCode.NO_SESSION: SessionNotFound,
+}

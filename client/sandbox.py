@@ -84,6 +84,8 @@ class Sandbox:
             ``worker_id`` is accepted as the seed's name for it. Generated when absent.
         address: Temporal address; default ``$TEMPORAL_ADDRESS``, then ``localhost:7233``.
         namespace: Temporal namespace; default ``$TEMPORAL_NAMESPACE``, then ``default``.
+        user_id, agent_id, metadata: The owner and facts recorded on every session made here
+            (see SessionManager for owner-scoped access).
         session_ttl: Seconds an idle session lives (default ``config["server"]["session_ttl"]``,
             then ``$SESSION_TTL``, then 300).
         destroy_on_exit: ``async with`` destroys the sessions this client created on exit.
@@ -102,6 +104,7 @@ class Sandbox:
         task_queue: str = DEFAULT_TASK_QUEUE,
         user_id: str | None = None,
         agent_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
         destroy_on_exit: bool = True,
         client: Client | None = None,
     ) -> None:
@@ -116,6 +119,7 @@ class Sandbox:
         self.task_queue = task_queue
         self.user_id = user_id
         self.agent_id = agent_id
+        self.metadata = dict(metadata or {})
         self.destroy_on_exit = destroy_on_exit
         self._client = client
         self._created: set[str] = set()
@@ -179,6 +183,7 @@ class Sandbox:
             ttl_seconds=self.session_ttl,
             user_id=self.user_id,
             agent_id=self.agent_id,
+            metadata=self.metadata,
             opened_by=request_id,
         )
         view = await self.client.execute_update_with_start_workflow(
@@ -233,7 +238,7 @@ class Sandbox:
 
     async def _execute_shared(self, req: ExecuteRequest, meta: EnvelopeMeta) -> Envelope:
         try:
-            return await _patiently(
+            return await patiently(
                 lambda: self.client.execute_update_with_start_workflow(
                     SharedToolsWorkflow.execute,
                     req,
@@ -269,7 +274,7 @@ class Sandbox:
         handle = self._handle(resource_type)
         rpc_timeout = _call_timeout(req.params)
         try:
-            return await _patiently(
+            return await patiently(
                 lambda: handle.execute_update(
                     SessionWorkflow.execute, req, id=req.request_id, rpc_timeout=rpc_timeout
                 )
@@ -335,7 +340,7 @@ class Sandbox:
         for rt in await self._types(resource_type):
             try:
                 handle = self._handle(rt)
-                view = await _patiently(
+                view = await patiently(
                     lambda: handle.execute_update(  # noqa: B023 (awaited in this iteration)
                         SessionWorkflow.refresh,
                         RefreshRequest(ttl_seconds=ttl),
@@ -354,7 +359,7 @@ class Sandbox:
         """Replace a session's instance with one made from ``config``; other sessions untouched."""
         req = ReinitializeRequest(config=dict(config or {}), request_id=uuid.uuid4().hex)
         try:
-            result = await _patiently(
+            result = await patiently(
                 lambda: self._handle(resource_type).execute_update(
                     SessionWorkflow.reinitialize, req, id=req.request_id, rpc_timeout=CALL_SLACK * 3
                 )
@@ -482,29 +487,48 @@ class Sandbox:
         *,
         reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     ) -> WithStartWorkflowOperation[Any, Any]:
-        attrs = [
-            SearchAttributePair(SandboxIdAttr, inp.sandbox_id),
-            SearchAttributePair(ResourceTypeAttr, inp.resource_type),
-            SearchAttributePair(SessionStateAttr, SessionStatus.STARTING.value),
-        ]
-        if inp.user_id:
-            attrs.append(SearchAttributePair(UserIdAttr, inp.user_id))
-        if inp.agent_id:
-            attrs.append(SearchAttributePair(AgentIdAttr, inp.agent_id))
         kind = "temporary " if inp.temporary else ""
-        return WithStartWorkflowOperation(
-            SessionWorkflow.run,
+        return session_start_operation(
             inp,
-            id=workflow_id,
-            task_queue=self.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=reuse,
-            search_attributes=TypedSearchAttributes(attrs),
-            static_summary=f"{kind}{inp.resource_type} session of sandbox {inp.sandbox_id}",
+            workflow_id,
+            self.task_queue,
+            summary=f"{kind}{inp.resource_type} session of sandbox {inp.sandbox_id}",
+            reuse=reuse,
         )
 
 
-async def _patiently(call: Callable[[], Awaitable[T]], *, budget: float = 60.0) -> T:
+def session_start_operation(
+    inp: SessionInput,
+    workflow_id: str,
+    task_queue: str,
+    *,
+    summary: str,
+    reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+) -> WithStartWorkflowOperation[Any, Any]:
+    """Start a session workflow with the search attributes the UI and listings filter on."""
+    attrs = [
+        SearchAttributePair(SandboxIdAttr, inp.sandbox_id),
+        SearchAttributePair(SessionStateAttr, SessionStatus.STARTING.value),
+    ]
+    if inp.resource_type:
+        attrs.append(SearchAttributePair(ResourceTypeAttr, inp.resource_type))
+    if inp.user_id:
+        attrs.append(SearchAttributePair(UserIdAttr, inp.user_id))
+    if inp.agent_id:
+        attrs.append(SearchAttributePair(AgentIdAttr, inp.agent_id))
+    return WithStartWorkflowOperation(
+        SessionWorkflow.run,
+        inp,
+        id=workflow_id,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=reuse,
+        search_attributes=TypedSearchAttributes(attrs),
+        static_summary=summary,
+    )
+
+
+async def patiently(call: Callable[[], Awaitable[T]], *, budget: float = 60.0) -> T:
     """Retry a call the server refused or dropped before running it: too many in-flight
     updates on one session, an update aborted by continue-as-new, a server restarting.
 

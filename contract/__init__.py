@@ -7,7 +7,10 @@ nothing from the rest of the project.
 
 from contract.codes import ErrorCode
 from contract.models import (
+    AppendRequest,
     CarriedState,
+    Checkpoint,
+    CheckpointRequest,
     CleanupInput,
     DestroyRequest,
     Envelope,
@@ -18,15 +21,20 @@ from contract.models import (
     InitializeInput,
     InstanceInfo,
     InstanceReleased,
+    MetadataRequest,
     OpenRequest,
+    OwnedRequest,
     RefreshRequest,
     ReinitializeRequest,
     ReinitializeResult,
+    RenameRequest,
+    SaveCheckpointRequest,
     SessionEvent,
     SessionInput,
     SessionStatus,
     SessionSummary,
     SessionView,
+    SetStateRequest,
     SharedToolsInput,
     ToolCallInput,
     ToolOutcome,
@@ -50,6 +58,14 @@ from contract.naming import (
 )
 
 __all__ = [
+    "AppendRequest",
+    "Checkpoint",
+    "CheckpointRequest",
+    "MetadataRequest",
+    "OwnedRequest",
+    "RenameRequest",
+    "SaveCheckpointRequest",
+    "SetStateRequest",
     "AgentIdAttr",
     "CarriedState",
     "CleanupInput",

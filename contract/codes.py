@@ -18,6 +18,8 @@ class ErrorCode(IntEnum):
     WRONG_TYPE = 4004  # a parameter has the wrong type
     QUOTA_EXCEEDED = 4005  # the user's session limit is reached
     NO_SESSION = 4007  # no such session / instance, or not initialized
+    NOT_FOUND = 4008  # no such checkpoint
+    TOO_LARGE = 4009  # a checkpoint or log entry over its size limit
     SESSION_CLOSED = 4010  # the session is closing, closed or expired
     TOOL_ERROR = 5000  # the tool raised
     TIMEOUT = 5006  # the tool ran past its timeout and was stopped
@@ -42,6 +44,8 @@ _MESSAGES = {
     ErrorCode.WRONG_TYPE: "wrong parameter type",
     ErrorCode.QUOTA_EXCEEDED: "quota exceeded",
     ErrorCode.NO_SESSION: "no such session",
+    ErrorCode.NOT_FOUND: "not found",
+    ErrorCode.TOO_LARGE: "too large",
     ErrorCode.SESSION_CLOSED: "session is closed",
     ErrorCode.TOOL_ERROR: "tool raised an error",
     ErrorCode.TIMEOUT: "timed out",

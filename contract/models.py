@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,10 @@ class SessionStatus(StrEnum):
 
     STARTING = "starting"
     ACTIVE = "active"
+    #: No call for the session's ``idle_seconds``; the instance is kept.
+    IDLE = "idle"
+    #: The instance is released; record, snapshot and checkpoints are kept; the next call resumes.
+    PAUSED = "paused"
     CLOSED = "closed"
     EXPIRED = "expired"
     ERROR = "error"
@@ -112,6 +116,22 @@ class SessionEvent(_Model):
     code: int = 0
     message: str = ""
     session_id: str | None = None
+    #: For messages: who spoke (user, assistant, system, tool).
+    role: str = ""
+    #: For messages and caller events: what was said or recorded (JSON).
+    content: Any = None
+
+
+class Checkpoint(_Model):
+    """A saved point of a session: the caller's data and the instance's snapshot at that time."""
+
+    checkpoint_id: str
+    created_at: datetime
+    label: str = ""
+    data: Any = None
+    #: The backend snapshot when the checkpoint was saved; a resume can restore it.
+    snapshot: dict[str, Any] | None = None
+    size_bytes: int = 0
 
 
 class CarriedState(_Model):
@@ -129,6 +149,12 @@ class CarriedState(_Model):
     error: str | None = None
     next_event_id: int = 1
     events: list[SessionEvent] = Field(default_factory=list)
+    #: Oldest entries trimmed from ``events`` (they stay in the Temporal history of their run).
+    dropped_events: int = 0
+    name: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    last_activity: datetime | None = None
+    checkpoints: list[Checkpoint] = Field(default_factory=list)
     #: request_id -> answer, so a retried request is answered once even across runs.
     recent_results: dict[str, Envelope] = Field(default_factory=dict)
 
@@ -137,12 +163,21 @@ class SessionInput(_Model):
     """The single argument of SessionWorkflow."""
 
     sandbox_id: str
+    #: Empty for a session with no resource (a conversation record).
     resource_type: str
     config: dict[str, Any] = Field(default_factory=dict)
     ttl_seconds: float = Field(default=300.0, gt=0)
     temporary: bool = False
     user_id: str | None = None
     agent_id: str | None = None
+    name: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    #: Quiet time after which an ACTIVE session shows IDLE; None: never.
+    idle_seconds: float | None = Field(default=None, gt=0)
+    #: At the deadline: "destroy" closes the session as EXPIRED, "pause" releases the instance
+    #: and keeps the record for ``paused_ttl_seconds`` more.
+    on_expire: Literal["destroy", "pause"] = "destroy"
+    paused_ttl_seconds: float = Field(default=7 * 86400.0, gt=0)
     #: The request that started the session; its open update answers "created".
     opened_by: str = ""
     #: False on servers that cannot register custom search attributes (the time-skipping one).
@@ -174,7 +209,13 @@ class SessionSummary(_Model):
 # --- requests -----------------------------------------------------------------------------------
 
 
-class ExecuteRequest(_Model):
+class OwnedRequest(_Model):
+    """A request that may name the caller's user; the session refuses other users' requests."""
+
+    user_id: str | None = None
+
+
+class ExecuteRequest(OwnedRequest):
     tool: str
     params: dict[str, Any] = Field(default_factory=dict)
     request_id: str = ""
@@ -186,7 +227,7 @@ class OpenRequest(_Model):
     request_id: str = ""
 
 
-class RefreshRequest(_Model):
+class RefreshRequest(OwnedRequest):
     #: A new TTL for the session; None keeps the current one.
     ttl_seconds: float | None = Field(default=None, gt=0)
 
@@ -205,8 +246,47 @@ class ReinitializeResult(_Model):
     message: str = "success"
 
 
-class DestroyRequest(_Model):
+class DestroyRequest(OwnedRequest):
     reason: str = "destroyed"
+
+
+class MetadataRequest(OwnedRequest):
+    """Merge into the session's metadata (or replace it); a None value removes a key."""
+
+    metadata: dict[str, Any]
+    replace: bool = False
+
+
+class RenameRequest(OwnedRequest):
+    name: str = Field(max_length=200)
+
+
+class SetStateRequest(OwnedRequest):
+    """Pause (release the instance), mark idle, or resume (optionally from a checkpoint)."""
+
+    state: Literal["active", "idle", "paused"]
+    checkpoint_id: str | None = None
+
+
+class SaveCheckpointRequest(OwnedRequest):
+    data: Any = None
+    label: str = Field(default="", max_length=200)
+    request_id: str = ""
+
+
+class CheckpointRequest(OwnedRequest):
+    """Names one checkpoint (delete), or none (clear all)."""
+
+    checkpoint_id: str | None = None
+
+
+class AppendRequest(OwnedRequest):
+    """A caller's entry in the session's log: a message (role set) or an event of its own kind."""
+
+    kind: str = Field(default="message", min_length=1, max_length=64)
+    role: str = ""
+    content: Any = None
+    message: str = Field(default="", max_length=1000)
 
 
 class EventsQuery(_Model):
@@ -220,6 +300,8 @@ class EventsQuery(_Model):
 class EventsPage(_Model):
     events: list[SessionEvent]
     has_more: bool
+    #: Entries trimmed from the front of the log so far.
+    dropped: int = 0
 
 
 class SessionView(_Model):
@@ -242,6 +324,11 @@ class SessionView(_Model):
     temporary: bool = False
     tools: list[str] = Field(default_factory=list)
     message: str = ""
+    name: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    last_activity: datetime | None = None
+    checkpoint_count: int = 0
+    on_expire: str = "destroy"
 
 
 # --- activity inputs and outputs ----------------------------------------------------------------

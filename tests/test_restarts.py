@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from temporalio.client import Client
 
-from client import Sandbox
+from client import Sandbox, SessionManager
 from client.connection import connect
 from tests.conftest import new_sandbox_id
 from tests.devserver import DevServer
@@ -100,3 +100,24 @@ async def test_a_thousand_calls_cross_continue_as_new_without_losing_one(
     # The first run ended in continue-as-new: it must replay against the current code.
     first_run = min(runs, key=lambda w: w.start_time)
     await replay_workflow(client, first_run.id, "continued_as_new", run_id=first_run.run_id)
+
+
+async def test_checkpoints_metadata_and_history_cross_continue_as_new(
+    own_server: DevServer, own_worker: WorkerProcess
+) -> None:
+    client: Client = await connect(own_server.address)
+    manager = SessionManager(client=client, user_id="carol")
+    sid = (await manager.create_session("carol", "a", {"k": "v"}, name="long talk")).session_id
+    checkpoint = await manager.save_checkpoint(sid, {"turn": 0}, label="start")
+    for i in range(60):  # each append is a few history events: several runs
+        await manager.add_message(sid, "user", f"m{i}")
+
+    runs = [w async for w in client.list_workflows(f"WorkflowId = '{sid}'")]
+    assert len(runs) > 1, "the session must have continued as new"
+    record = await manager.get_session(sid)
+    assert record is not None
+    assert (record.name, record.metadata, record.state) == ("long talk", {"k": "v"}, "active")
+    assert (await manager.get_checkpoint(sid, checkpoint) or {}).get("data") == {"turn": 0}
+    chat = await manager.get_chat_history(sid)
+    assert [m["content"] for m in chat] == [f"m{i}" for i in range(60)]
+    await manager.delete_session(sid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,12 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 TOOL_TIMEOUT_MARGIN = 30.0
 DEFAULT_TOOL_TIMEOUT = 300.0
 MAX_EVENTS = 1000
+#: The event log's budget for callers' content; the oldest entries go first.
+MAX_LOG_BYTES = 512 * 1024
+#: One appended entry (message or event) at most.
+MAX_ENTRY_BYTES = 32 * 1024
+MAX_CHECKPOINTS = 20
+MAX_CHECKPOINT_BYTES = 64 * 1024
 MAX_REMEMBERED_RESULTS = 256
 
 NO_RETRY = RetryPolicy(maximum_attempts=1)
@@ -62,6 +69,11 @@ def describe_failure(exc: ActivityError) -> str:
     while cause is not None and cause.__cause__ is not None:
         cause = cause.__cause__
     return str(cause) if cause is not None else str(exc)
+
+
+def json_size(value: Any) -> int:
+    """Bytes of a value as compact JSON: what a size limit is measured on."""
+    return len(json.dumps(value, separators=(",", ":"), default=str).encode())
 
 
 def remember(results: dict[str, Envelope], request_id: str, envelope: Envelope) -> None:

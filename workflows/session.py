@@ -19,7 +19,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities import SessionActivities
     from contract import (
+        AppendRequest,
         CarriedState,
+        Checkpoint,
+        CheckpointRequest,
         CleanupInput,
         DestroyRequest,
         Envelope,
@@ -31,16 +34,21 @@ with workflow.unsafe.imports_passed_through():
         InitializeInput,
         InstanceInfo,
         InstanceReleased,
+        MetadataRequest,
         OpenRequest,
+        OwnedRequest,
         RefreshRequest,
         ReinitializeRequest,
         ReinitializeResult,
+        RenameRequest,
+        SaveCheckpointRequest,
         SessionEvent,
         SessionInput,
         SessionStateAttr,
         SessionStatus,
         SessionSummary,
         SessionView,
+        SetStateRequest,
         ToolCallInput,
         ToolOutcome,
         split_tool_name,
@@ -49,12 +57,17 @@ with workflow.unsafe.imports_passed_through():
         CONTINUING_AS_NEW,
         HEARTBEAT_TIMEOUT,
         LIFECYCLE_RETRY,
+        MAX_CHECKPOINT_BYTES,
+        MAX_CHECKPOINTS,
+        MAX_ENTRY_BYTES,
         MAX_EVENTS,
+        MAX_LOG_BYTES,
         NO_RETRY,
         SCHEDULE_TO_START,
         TOOL_TIMEOUT_MARGIN,
         Rejected,
         describe_failure,
+        json_size,
         remember,
         tool_timeout,
         worker_lost,
@@ -67,7 +80,10 @@ class SessionWorkflow:
     @workflow.init
     def __init__(self, inp: SessionInput) -> None:
         self._input = inp
-        self._state = inp.carried or CarriedState(config=inp.config)
+        self._state = inp.carried or CarriedState(
+            config=inp.config, name=inp.name, metadata=inp.metadata
+        )
+        self._entry_sizes = [_entry_size(e) for e in self._state.events]
         self._lock = asyncio.Lock()
         self._closing: str | None = None
         self._released = False
@@ -86,6 +102,9 @@ class SessionWorkflow:
             self._move_deadline()
         if inp.temporary:
             return await self._run_temporary()
+        if not self._has_resource and self._state.status is SessionStatus.STARTING:
+            self._set_status(SessionStatus.ACTIVE)  # a record: nothing to initialize
+            self._show_details()
         if self._state.instance is None and self._state.status is SessionStatus.STARTING:
             async with self._lock:
                 try:
@@ -106,13 +125,24 @@ class SessionWorkflow:
                 if self._lock.locked():  # a call is running: it will move the deadline
                     await workflow.wait_condition(lambda: not self._lock.locked())
                     continue
+                if self._input.on_expire == "pause" and self._state.status is not (
+                    SessionStatus.PAUSED
+                ):
+                    async with self._lock:
+                        await self._pause("expired; on_expire is pause")
+                    continue
                 self._closing = "expired"
                 break
+            idle_in = self._idle_in()
+            if idle_in is not None and idle_in <= 0:
+                self._set_status(SessionStatus.IDLE)
+                self._show_details()
+                continue
             self._wake = False
             try:
                 await workflow.wait_condition(
                     lambda: self._wake or self._closing is not None or self._should_continue(),
-                    timeout=remaining,
+                    timeout=remaining if idle_in is None else min(remaining, idle_in),
                 )
             except builtins.TimeoutError:
                 continue
@@ -186,6 +216,7 @@ class SessionWorkflow:
     def _validate_refresh(self, req: RefreshRequest) -> None:
         self._reject_if_moving()
         self._reject_if_closed()
+        self._check_owner(req)
 
     @workflow.update
     async def reinitialize(self, req: ReinitializeRequest) -> ReinitializeResult:
@@ -206,6 +237,124 @@ class SessionWorkflow:
         await workflow.wait_condition(lambda: self._released)
         return self._view()
 
+    @destroy.validator
+    def _validate_destroy(self, req: DestroyRequest) -> None:
+        self._check_owner(req)
+
+    # --- owner-scoped updates: metadata, state, checkpoints, the log -------------------------
+
+    @workflow.update
+    async def update_metadata(self, req: MetadataRequest) -> SessionView:
+        """Merge into the metadata (a None value removes a key), or replace it."""
+        merged = {} if req.replace else dict(self._state.metadata)
+        merged.update(req.metadata)
+        self._state.metadata = {k: v for k, v in merged.items() if v is not None}
+        self._record("metadata", message=", ".join(sorted(req.metadata)) or "cleared")
+        return self._view()
+
+    @update_metadata.validator
+    def _validate_metadata(self, req: MetadataRequest) -> None:
+        self._check_open_and_owned(req)
+        if json_size(req.metadata) > MAX_ENTRY_BYTES:
+            raise Rejected(
+                ErrorCode.TOO_LARGE, f"metadata is over the limit of {MAX_ENTRY_BYTES} bytes"
+            )
+
+    @workflow.update
+    async def rename(self, req: RenameRequest) -> SessionView:
+        previous, self._state.name = self._state.name, req.name
+        self._record("rename", message=f"{previous!r} -> {req.name!r}")
+        self._show_details()
+        return self._view()
+
+    @rename.validator
+    def _validate_rename(self, req: RenameRequest) -> None:
+        self._check_open_and_owned(req)
+
+    @workflow.update
+    async def set_state(self, req: SetStateRequest) -> SessionView:
+        """Pause (release the instance, keep the rest), mark idle, or resume now."""
+        async with self._lock:
+            if req.state == "paused":
+                await self._pause("paused by request")
+            elif req.state == "idle":
+                if self._state.status is SessionStatus.ACTIVE:
+                    self._set_status(SessionStatus.IDLE)
+            else:
+                await self._resume(req.checkpoint_id)
+            self._show_details()
+        return self._view()
+
+    @set_state.validator
+    def _validate_set_state(self, req: SetStateRequest) -> None:
+        self._check_open_and_owned(req)
+        if self._input.temporary:
+            raise Rejected(ErrorCode.INVALID_INPUT, "a temporary session has no states to set")
+        if req.checkpoint_id is not None:
+            if req.state != "active":
+                raise Rejected(ErrorCode.INVALID_INPUT, "a checkpoint can only be resumed from")
+            self._find_checkpoint(req.checkpoint_id)
+
+    @workflow.update
+    async def save_checkpoint(self, req: SaveCheckpointRequest) -> Checkpoint:
+        """Keep the caller's data with the instance's latest snapshot."""
+        checkpoint = Checkpoint(
+            checkpoint_id=f"ckpt_{workflow.uuid4().hex[:12]}",
+            created_at=workflow.now(),
+            label=req.label,
+            data=req.data,
+            snapshot=self._state.snapshot,
+            size_bytes=json_size(req.data),
+        )
+        self._state.checkpoints.append(checkpoint)
+        self._record("checkpoint", message=f"saved {checkpoint.checkpoint_id} {req.label}".strip())
+        return checkpoint
+
+    @save_checkpoint.validator
+    def _validate_save_checkpoint(self, req: SaveCheckpointRequest) -> None:
+        self._check_open_and_owned(req)
+        size = json_size(req.data)
+        if size > MAX_CHECKPOINT_BYTES:
+            raise Rejected(
+                ErrorCode.TOO_LARGE,
+                f"checkpoint data is {size} bytes; the limit is {MAX_CHECKPOINT_BYTES} bytes",
+            )
+        if len(self._state.checkpoints) >= MAX_CHECKPOINTS:
+            raise Rejected(
+                ErrorCode.QUOTA_EXCEEDED,
+                f"session has {MAX_CHECKPOINTS} checkpoints, the most it keeps; "
+                "delete one or clear them first",
+            )
+
+    @workflow.update
+    async def delete_checkpoints(self, req: CheckpointRequest) -> int:
+        """Delete one checkpoint, or all of them when none is named; answers how many went."""
+        before = len(self._state.checkpoints)
+        self._state.checkpoints = [
+            c
+            for c in self._state.checkpoints
+            if req.checkpoint_id is not None and c.checkpoint_id != req.checkpoint_id
+        ]
+        deleted = before - len(self._state.checkpoints)
+        self._record("checkpoint", message=f"deleted {req.checkpoint_id or 'all'} ({deleted})")
+        return deleted
+
+    @delete_checkpoints.validator
+    def _validate_delete_checkpoints(self, req: CheckpointRequest) -> None:
+        self._check_owner(req)
+        if req.checkpoint_id is not None:
+            self._find_checkpoint(req.checkpoint_id)
+
+    @workflow.update
+    async def append(self, req: AppendRequest) -> SessionEvent:
+        """Add a message or a caller's event to the log."""
+        return self._append(req)
+
+    @append.validator
+    def _validate_append(self, req: AppendRequest) -> None:
+        self._check_open_and_owned(req)
+        _check_entry(req)
+
     # --- signals: the same requests, fire-and-forget ------------------------------------------
 
     @workflow.signal(name="execute")
@@ -214,7 +363,7 @@ class SessionWorkflow:
 
     @workflow.signal(name="refresh")
     async def refresh_signal(self, req: RefreshRequest) -> None:
-        if not self._is_closed():
+        if not self._is_closed() and self._owned_by(req):
             self._refresh(req)
 
     @workflow.signal(name="reinitialize")
@@ -237,7 +386,18 @@ class SessionWorkflow:
 
     @workflow.signal(name="destroy")
     async def destroy_signal(self, req: DestroyRequest) -> None:
-        self._begin_close(req.reason)
+        if self._owned_by(req):
+            self._begin_close(req.reason)
+
+    @workflow.signal(name="append")
+    async def append_signal(self, req: AppendRequest) -> None:
+        try:
+            self._check_open_and_owned(req)
+            _check_entry(req)
+        except Rejected as exc:  # a signal has no answer: the refusal goes to the log
+            self._record("rejected", code=exc.code, message=f"append: {exc.message}")
+            return
+        self._append(req)
 
     # --- queries -----------------------------------------------------------------------------
 
@@ -257,7 +417,15 @@ class SessionWorkflow:
         ]
         if q.reverse:
             selected.reverse()
-        return EventsPage(events=selected[: q.limit], has_more=len(selected) > q.limit)
+        return EventsPage(
+            events=selected[: q.limit],
+            has_more=len(selected) > q.limit,
+            dropped=self._state.dropped_events,
+        )
+
+    @workflow.query
+    def checkpoints(self) -> list[Checkpoint]:
+        return list(self._state.checkpoints)
 
     # --- request handling --------------------------------------------------------------------
 
@@ -381,6 +549,7 @@ class SessionWorkflow:
 
     def _finish_call(self, req: ExecuteRequest, request_id: str, outcome: ToolOutcome) -> Envelope:
         self._state.call_count += 1
+        self._touch()
         self._move_deadline()
         if outcome.shared:  # a shared tool reached through a temporary session uses none
             session_id = None
@@ -418,6 +587,13 @@ class SessionWorkflow:
     def _check(self, req: ExecuteRequest) -> None:
         """Raise Rejected for a request that must not run; pure, so validators can use it."""
         self._reject_if_closed()
+        self._check_owner(req)
+        if not self._has_resource:
+            raise Rejected(
+                ErrorCode.NO_SESSION,
+                f"session {workflow.info().workflow_id} has no resource to run {req.tool!r} on "
+                "(it is a conversation record)",
+            )
         try:
             resource, _ = split_tool_name(req.tool)
         except ValueError as exc:
@@ -466,6 +642,32 @@ class SessionWorkflow:
                 f"session {workflow.info().workflow_id} is {state} ({self._closing or 'closed'})",
             )
 
+    def _check_owner(self, req: OwnedRequest) -> None:
+        if not self._owned_by(req):
+            raise Rejected(
+                ErrorCode.PERMISSION_DENIED,
+                f"permission denied: user {req.user_id!r} does not own session "
+                f"{workflow.info().workflow_id}",
+            )
+
+    def _owned_by(self, req: OwnedRequest) -> bool:
+        """A request naming no user is the owner's own (the Sandbox, operators)."""
+        return req.user_id is None or req.user_id == self._input.user_id
+
+    def _check_open_and_owned(self, req: OwnedRequest) -> None:
+        self._reject_if_moving()
+        self._reject_if_closed()
+        self._check_owner(req)
+
+    def _find_checkpoint(self, checkpoint_id: str) -> Checkpoint:
+        for checkpoint in self._state.checkpoints:
+            if checkpoint.checkpoint_id == checkpoint_id:
+                return checkpoint
+        raise Rejected(
+            ErrorCode.NOT_FOUND,
+            f"no checkpoint {checkpoint_id!r} in session {workflow.info().workflow_id}",
+        )
+
     def _is_closed(self) -> bool:
         return self._closing is not None or self._state.status.is_final
 
@@ -473,6 +675,7 @@ class SessionWorkflow:
         if req.ttl_seconds is not None:
             self._input.ttl_seconds = req.ttl_seconds
         before = self._deadline
+        self._touch()
         self._move_deadline()
         self._wake = self._deadline < before  # only a shorter deadline needs a new timer
         self._record("refresh", message=f"deadline {self._deadline.isoformat()}")
@@ -514,6 +717,33 @@ class SessionWorkflow:
                 config_applied=req.config,
             )
 
+    def _append(self, req: AppendRequest) -> SessionEvent:
+        self._touch()
+        return self._record(req.kind, role=req.role, content=req.content, message=req.message)
+
+    async def _pause(self, reason: str) -> None:
+        """Release the instance and keep the record; call with the lock held."""
+        if self._state.status is SessionStatus.PAUSED:
+            return
+        await self._release_instance()
+        self._set_status(SessionStatus.PAUSED)
+        self._state.deadline = workflow.now() + timedelta(seconds=self._input.paused_ttl_seconds)
+        self._record("pause", message=reason)
+        self._show_details()
+
+    async def _resume(self, checkpoint_id: str | None) -> None:
+        """Make the session ACTIVE now; from a checkpoint, on a new instance at its snapshot."""
+        if checkpoint_id is not None:
+            self._state.snapshot = self._find_checkpoint(checkpoint_id).snapshot
+            await self._release_instance()
+            self._record("resume", message=f"from checkpoint {checkpoint_id}")
+        if self._has_resource:
+            await self._ensure_instance()
+        elif not self._state.status.is_final:
+            self._set_status(SessionStatus.ACTIVE)
+        self._touch()
+        self._move_deadline()
+
     def _begin_close(self, reason: str) -> None:
         if self._closing is None and not self._state.status.is_final:
             self._closing = reason
@@ -523,7 +753,7 @@ class SessionWorkflow:
 
     async def _ensure_instance(self) -> None:
         """Create the instance if there is none; call with the lock held."""
-        if self._state.instance is not None or self._closing is not None:
+        if not self._has_resource or self._state.instance is not None or self._closing is not None:
             return
         try:
             # After a lost or moved instance the snapshot brings the new one back to its state.
@@ -600,6 +830,24 @@ class SessionWorkflow:
     # --- state helpers -----------------------------------------------------------------------
 
     @property
+    def _has_resource(self) -> bool:
+        return bool(self._input.resource_type)
+
+    def _touch(self) -> None:
+        """Something happened: the session is no longer idle."""
+        self._state.last_activity = workflow.now()
+        if self._state.status is SessionStatus.IDLE:
+            self._set_status(SessionStatus.ACTIVE)
+
+    def _idle_in(self) -> float | None:
+        """Seconds until an ACTIVE session turns IDLE; None when it cannot now."""
+        idle = self._input.idle_seconds
+        if idle is None or self._state.status is not SessionStatus.ACTIVE or self._lock.locked():
+            return None
+        since = self._state.last_activity or self._state.created_at or workflow.now()
+        return idle - (workflow.now() - since).total_seconds()
+
+    @property
     def _deadline(self) -> Any:
         assert self._state.deadline is not None
         return self._state.deadline
@@ -614,16 +862,29 @@ class SessionWorkflow:
         if status is self._state.status:
             return
         previous, self._state.status = self._state.status, status
+        if status is SessionStatus.ACTIVE and self._input.idle_seconds is not None:
+            self._wake = True  # the TTL loop arms the idle timer again
         if self._input.search_attributes:
             workflow.upsert_search_attributes([SessionStateAttr.value_set(status.value)])
         self._record("state", message=f"{previous.value} -> {status.value}")
 
-    def _record(self, kind: str, **fields: Any) -> None:
+    def _record(self, kind: str, **fields: Any) -> SessionEvent:
+        """Append to the bounded log; the oldest entries leave it (they stay in the history
+        of the run that recorded them, as the request that made them)."""
         event = SessionEvent(id=self._state.next_event_id, at=workflow.now(), kind=kind, **fields)
         self._state.next_event_id += 1
         self._state.events.append(event)
-        if len(self._state.events) > MAX_EVENTS:
-            del self._state.events[: len(self._state.events) - MAX_EVENTS]
+        self._entry_sizes.append(_entry_size(event))
+        excess = max(0, len(self._state.events) - MAX_EVENTS)
+        kept = sum(self._entry_sizes[excess:])
+        while kept > MAX_LOG_BYTES and excess < len(self._entry_sizes) - 1:
+            kept -= self._entry_sizes[excess]
+            excess += 1
+        if excess:
+            del self._state.events[:excess]
+            del self._entry_sizes[:excess]
+            self._state.dropped_events += excess
+        return event
 
     def _show_details(self) -> None:
         instance = self._state.instance
@@ -635,9 +896,15 @@ class SessionWorkflow:
         last = self._last_envelope
         last_call = f" · last: `{last.meta.tool}` → {last.code}" if last else ""
         workflow.set_current_details(
-            f"**{self._input.resource_type}** session, {self._state.status.value} · {where} · "
+            f"{self._title()}, {self._state.status.value} · {where} · "
             f"{self._state.call_count} calls · deadline {self._deadline.isoformat()}{last_call}"
         )
+
+    def _title(self) -> str:
+        kind = f"**{self._input.resource_type}** session" if self._has_resource else "record"
+        name = f" “{self._state.name}”" if self._state.name else ""
+        owner = f" of {self._input.user_id}" if self._input.user_id else ""
+        return f"{kind}{name}{owner}"
 
     def _view(self, *, created: bool = False) -> SessionView:
         instance = self._state.instance
@@ -659,4 +926,30 @@ class SessionWorkflow:
             temporary=self._input.temporary,
             tools=[t.name for t in instance.tools] if instance else [],
             message=self._state.error or self._closing or "",
+            name=self._state.name,
+            metadata=self._state.metadata,
+            last_activity=self._state.last_activity,
+            checkpoint_count=len(self._state.checkpoints),
+            on_expire=self._input.on_expire,
+        )
+
+
+ROLES = frozenset({"user", "assistant", "system", "tool"})
+
+
+def _entry_size(event: SessionEvent) -> int:
+    return len(event.message) + (json_size(event.content) if event.content is not None else 0)
+
+
+def _check_entry(req: AppendRequest) -> None:
+    if req.kind == "message" and req.role not in ROLES:
+        raise Rejected(
+            ErrorCode.INVALID_INPUT,
+            f"a message needs a role, one of {', '.join(sorted(ROLES))} (got {req.role!r})",
+        )
+    size = json_size(req.content)
+    if size > MAX_ENTRY_BYTES:
+        raise Rejected(
+            ErrorCode.TOO_LARGE,
+            f"log entry content is {size} bytes; the limit is {MAX_ENTRY_BYTES} bytes",
         )

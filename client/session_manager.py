@@ -1,0 +1,741 @@
+"""SessionManager: owner-scoped sessions, their states, checkpoints and history.
+
+Each session is a SessionWorkflow whose id is the session id. Listing and counting are served by
+Temporal visibility through the same search attributes the Temporal UI filters on; everything
+else is an update (validated by the workflow, owner checked there) or a query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.client import (
+    WorkflowExecution as ListedExecution,
+)
+from temporalio.service import RPCError
+
+from client.connection import connect
+from client.errors import (
+    PermissionDenied,
+    QuotaExceeded,
+    SessionError,
+    SessionNotFound,
+    error_envelope,
+    is_gone,
+)
+from client.sandbox import (
+    CALL_SLACK,
+    QUERY_TIMEOUT,
+    _call_timeout,
+    patiently,
+    session_start_operation,
+)
+from contract import (
+    DEFAULT_TASK_QUEUE,
+    AgentIdAttr,
+    AppendRequest,
+    Checkpoint,
+    CheckpointRequest,
+    DestroyRequest,
+    EnvelopeMeta,
+    ErrorCode,
+    EventsQuery,
+    ExecuteRequest,
+    MetadataRequest,
+    OpenRequest,
+    RefreshRequest,
+    RenameRequest,
+    ResourceTypeAttr,
+    SaveCheckpointRequest,
+    SessionEvent,
+    SessionInput,
+    SessionStateAttr,
+    SessionStatus,
+    SessionView,
+    SetStateRequest,
+    UserIdAttr,
+)
+from workflows import SessionWorkflow
+
+T = TypeVar("T")
+_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,200}$")
+#: Live states: counted by get_active_session_count.
+_ACTIVE = (SessionStatus.STARTING, SessionStatus.ACTIVE, SessionStatus.IDLE)
+DEFAULT_MANAGED_TTL = 3600.0
+
+
+class SessionRecord(BaseModel):
+    """A session as the SessionManager answers it."""
+
+    session_id: str
+    user_id: str | None = None
+    agent_id: str | None = None
+    name: str = ""
+    metadata: dict[str, Any] = {}
+    state: SessionStatus
+    resource_type: str | None = None
+    instance_id: str | None = None
+    created_at: datetime | None = None
+    last_activity: datetime | None = None
+    deadline: datetime | None = None
+    closed_at: datetime | None = None
+    ttl_seconds: float | None = None
+    call_count: int = 0
+    checkpoint_count: int = 0
+
+    @classmethod
+    def from_view(cls, view: SessionView) -> SessionRecord:
+        return cls(
+            session_id=view.workflow_id,
+            user_id=view.user_id,
+            agent_id=view.agent_id,
+            name=view.name,
+            metadata=view.metadata,
+            state=view.status,
+            resource_type=view.resource_type or None,
+            instance_id=view.session_id,
+            created_at=view.created_at,
+            last_activity=view.last_activity,
+            deadline=view.deadline,
+            ttl_seconds=view.ttl_seconds,
+            call_count=view.call_count,
+            checkpoint_count=view.checkpoint_count,
+        )
+
+    @classmethod
+    def from_listing(cls, execution: ListedExecution) -> SessionRecord:
+        """What visibility alone knows (closed sessions are not asked for more)."""
+        attrs = execution.typed_search_attributes
+        state = attrs.get(SessionStateAttr)
+        return cls(
+            session_id=execution.id,
+            user_id=attrs.get(UserIdAttr),
+            agent_id=attrs.get(AgentIdAttr),
+            state=SessionStatus(state) if state else SessionStatus.CLOSED,
+            resource_type=attrs.get(ResourceTypeAttr),
+            created_at=execution.start_time,
+            closed_at=execution.close_time,
+        )
+
+
+class SessionManager:
+    """Owner-scoped sessions: create, find, change, pause, checkpoint, log and delete them.
+
+    Args:
+        user_id: The caller's user. Owner-scoped calls refuse sessions of other users
+            (``PermissionDenied``); a call's own ``user_id=`` overrides it. A manager with no
+            user is an operator's and sees every session.
+        max_sessions_per_user: Live sessions a user may hold; ``None``: no limit.
+        on_limit: At the limit, ``"reject"`` raises ``QuotaExceeded``; ``"close_oldest"``
+            destroys the user's oldest live session (recorded in its log) to make room.
+        ttl: Default TTL of a new session, seconds.
+        idle_seconds: Quiet time after which a session shows IDLE (None: never).
+        on_expire: ``"destroy"`` (default) or ``"pause"`` at a session's deadline.
+    """
+
+    def __init__(
+        self,
+        *,
+        user_id: str | None = None,
+        address: str | None = None,
+        namespace: str | None = None,
+        client: Client | None = None,
+        task_queue: str = DEFAULT_TASK_QUEUE,
+        ttl: float = DEFAULT_MANAGED_TTL,
+        idle_seconds: float | None = None,
+        on_expire: Literal["destroy", "pause"] = "destroy",
+        max_sessions_per_user: int | None = None,
+        on_limit: Literal["reject", "close_oldest"] = "reject",
+    ) -> None:
+        self.user_id = _checked_id(user_id, "user_id") if user_id else None
+        self.address = address
+        self.namespace = namespace
+        self.task_queue = task_queue
+        self.ttl = ttl
+        self.idle_seconds = idle_seconds
+        self.on_expire = on_expire
+        self.max_sessions_per_user = max_sessions_per_user
+        self.on_limit = on_limit
+        self._client = client
+
+    async def start(self) -> SessionManager:
+        if self._client is None:
+            self._client = await connect(self.address, self.namespace)
+        return self
+
+    async def __aenter__(self) -> SessionManager:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._client = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise RuntimeError("SessionManager is not started: use `async with SessionManager()`")
+        return self._client
+
+    # --- sessions ----------------------------------------------------------------------------
+
+    async def create_session(
+        self,
+        user_id: str,
+        agent_id: str,
+        metadata: Mapping[str, Any] | None = None,
+        ttl: float | None = None,
+        resource_type: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        *,
+        name: str = "",
+        idle_seconds: float | None = None,
+        on_expire: Literal["destroy", "pause"] | None = None,
+    ) -> SessionRecord:
+        """Create a session owned by ``user_id``; with no ``resource_type`` it is a record only."""
+        user_id = self._caller(user_id) or user_id
+        _checked_id(agent_id, "agent_id")
+        if resource_type is not None:
+            _checked_id(resource_type, "resource_type")
+        await self._make_room(user_id)
+        session_id = f"sess_{uuid.uuid4().hex[:16]}"
+        request_id = uuid.uuid4().hex
+        try:
+            inp = SessionInput(
+                sandbox_id=session_id,
+                resource_type=resource_type or "",
+                config=dict(config or {}),
+                ttl_seconds=ttl or self.ttl,
+                user_id=user_id,
+                agent_id=agent_id,
+                name=name,
+                metadata=dict(metadata or {}),
+                idle_seconds=idle_seconds or self.idle_seconds,
+                on_expire=on_expire or self.on_expire,
+                opened_by=request_id,
+            )
+        except ValidationError as exc:
+            raise SessionError(ErrorCode.INVALID_INPUT, _first_error(exc)) from None
+        what = f"{resource_type} session" if resource_type else "session record"
+        view = await self.client.execute_update_with_start_workflow(
+            SessionWorkflow.open,
+            OpenRequest(request_id=request_id),
+            start_workflow_operation=session_start_operation(
+                inp, session_id, self.task_queue, summary=f"{what} of {user_id} ({agent_id})"
+            ),
+            rpc_timeout=CALL_SLACK * 3,
+        )
+        return SessionRecord.from_view(view)
+
+    async def get_session(
+        self, session_id: str, *, user_id: str | None = None
+    ) -> SessionRecord | None:
+        """The session, closed ones included; None when there is no such session."""
+        view = await self._view(session_id, user_id)
+        return SessionRecord.from_view(view) if view else None
+
+    async def session_exists(self, session_id: str, *, user_id: str | None = None) -> bool:
+        """True while the session is live (not closed, expired, failed or deleted)."""
+        view = await self._view(session_id, user_id)
+        return view is not None and not view.status.is_final
+
+    async def get_session_state(
+        self, session_id: str, *, user_id: str | None = None
+    ) -> SessionStatus:
+        return (await self._require(session_id, user_id)).status
+
+    async def set_session_state(
+        self,
+        session_id: str,
+        state: SessionStatus | str,
+        *,
+        checkpoint_id: str | None = None,
+        user_id: str | None = None,
+    ) -> SessionRecord:
+        """``paused`` releases the resource (record and checkpoints kept); ``active`` resumes
+        it now (from ``checkpoint_id``'s snapshot when given); ``idle`` only marks it."""
+        value = SessionStatus(state).value if isinstance(state, str) else state.value
+        if value not in ("active", "idle", "paused"):
+            raise SessionError(
+                ErrorCode.INVALID_INPUT,
+                f"a session can be set to active, idle or paused, not {value!r}",
+            )
+        req = SetStateRequest(
+            state=value,  # type: ignore[arg-type]  # checked just above
+            checkpoint_id=checkpoint_id,
+            user_id=self._caller(user_id),
+        )
+        return await self._update_record(session_id, SessionWorkflow.set_state, req)
+
+    async def update_session_metadata(
+        self,
+        session_id: str,
+        metadata: Mapping[str, Any],
+        *,
+        replace: bool = False,
+        user_id: str | None = None,
+    ) -> SessionRecord:
+        """Merge ``metadata`` into the session's (a None value removes a key), or replace it."""
+        req = MetadataRequest(
+            metadata=dict(metadata), replace=replace, user_id=self._caller(user_id)
+        )
+        return await self._update_record(session_id, SessionWorkflow.update_metadata, req)
+
+    async def rename(
+        self, session_id: str, name: str, *, user_id: str | None = None
+    ) -> SessionRecord:
+        req = self._request(RenameRequest, name=name, user_id=self._caller(user_id))
+        return await self._update_record(session_id, SessionWorkflow.rename, req)
+
+    async def refresh_session(
+        self, session_id: str, ttl: float | None = None, *, user_id: str | None = None
+    ) -> SessionRecord:
+        """Move the deadline to now + TTL (optionally a new TTL)."""
+        req = self._request(RefreshRequest, ttl_seconds=ttl, user_id=self._caller(user_id))
+        return await self._update_record(session_id, SessionWorkflow.refresh, req)
+
+    async def execute(
+        self,
+        session_id: str,
+        tool: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+        user_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Run a tool on the session's resource; answers an envelope, as Sandbox.execute."""
+        request_id = request_id or uuid.uuid4().hex
+        params = dict(params or {})
+        meta = EnvelopeMeta(tool=tool, request_id=request_id, workflow_id=session_id)
+        try:
+            req = ExecuteRequest(
+                tool=tool,
+                params=params,
+                request_id=request_id,
+                user_id=self._caller(user_id),
+            )
+            handle = self._handle(session_id)
+            envelope = await patiently(
+                lambda: handle.execute_update(
+                    SessionWorkflow.execute, req, id=request_id, rpc_timeout=_call_timeout(params)
+                )
+            )
+        except ValidationError as exc:
+            envelope = error_envelope(ErrorCode.INVALID_INPUT, _first_error(exc), meta)
+        except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+            error = SessionError.of(exc)
+            envelope = error_envelope(error.code, error.message, meta)
+        except RPCError as exc:
+            if not is_gone(exc):
+                raise
+            envelope = error_envelope(ErrorCode.NO_SESSION, f"no live session {session_id!r}", meta)
+        return envelope.model_dump(mode="json")
+
+    async def delete_session(self, session_id: str, *, user_id: str | None = None) -> bool:
+        """Destroy the session (its resource is cleaned up) and delete it from Temporal; the
+        server removes the record asynchronously. False when there is no such session."""
+        view = await self._view(session_id, user_id)
+        if view is None:
+            return False
+        if not view.status.is_final:
+            await self._destroy(session_id, "deleted", user_id)
+            # Delete a closed run: deleting one that is completing at that moment is lost.
+            await asyncio.wait_for(self._handle(session_id).result(), CALL_SLACK.total_seconds())
+        await self.client.workflow_service.delete_workflow_execution(
+            DeleteWorkflowExecutionRequest(
+                namespace=self.client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=session_id),
+            )
+        )
+        return True
+
+    async def delete_user_sessions(self, user_id: str) -> int:
+        """Delete every session of a user; answers how many live ones it ended."""
+        owner = self._caller(user_id) or user_id
+        return await self._delete_where(f"{UserIdAttr.name} = '{_checked_id(owner, 'user_id')}'")
+
+    async def delete_agent_sessions(self, agent_id: str, *, user_id: str | None = None) -> int:
+        """Delete every session of an agent (of the caller's user, when there is one); answers
+        how many live ones it ended."""
+        query = f"{AgentIdAttr.name} = '{_checked_id(agent_id, 'agent_id')}'"
+        owner = self._caller(user_id)
+        if owner:
+            query += f" AND {UserIdAttr.name} = '{owner}'"
+        return await self._delete_where(query)
+
+    # --- listing and counting (Temporal visibility) -------------------------------------------
+
+    async def get_sessions_by_user(
+        self, user_id: str, *, include_closed: bool = False
+    ) -> list[SessionRecord]:
+        """A user's sessions, newest first; live ones with their full record."""
+        owner = self._caller(user_id) or user_id
+        query = f"{UserIdAttr.name} = '{_checked_id(owner, 'user_id')}'"
+        if not include_closed:
+            query += " AND ExecutionStatus = 'Running'"
+        return await self._records(await self._list(query))
+
+    async def get_recent_sessions(
+        self, limit: int = 10, *, user_id: str | None = None
+    ) -> list[SessionRecord]:
+        """The most recently created sessions (of the caller's user, when there is one)."""
+        if not 1 <= limit <= 100:
+            raise SessionError(ErrorCode.INVALID_INPUT, f"limit must be 1..100, not {limit}")
+        owner = self._caller(user_id)
+        query = f"{UserIdAttr.name} = '{owner}'" if owner else f"{UserIdAttr.name} IS NOT NULL"
+        return await self._records((await self._list(query))[:limit])
+
+    async def get_active_session_count(self, user_id: str | None = None) -> int:
+        """Live sessions in STARTING, ACTIVE or IDLE (of one user, or of all)."""
+        states = ", ".join(f"'{s.value}'" for s in _ACTIVE)
+        return await self._count(
+            f"ExecutionStatus = 'Running' AND {SessionStateAttr.name} IN ({states})", user_id
+        )
+
+    async def stats(self, user_id: str | None = None) -> dict[str, Any]:
+        """Totals over owned sessions: total, active, paused, expired, closed, average duration."""
+        running = "ExecutionStatus = 'Running'"
+        closed = await self._list(self._owned("ExecutionStatus != 'Running'", user_id))
+        durations = [
+            (e.close_time - e.start_time).total_seconds()
+            for e in closed
+            if e.close_time is not None
+        ]
+        return {
+            "total": await self._count(None, user_id),
+            "live": await self._count(running, user_id),
+            "active": await self.get_active_session_count(user_id),
+            "paused": await self._count(
+                f"{running} AND {SessionStateAttr.name} = 'paused'", user_id
+            ),
+            "expired": await self._count(f"{SessionStateAttr.name} = 'expired'", user_id),
+            "closed": len(closed),
+            "average_duration_seconds": (
+                round(sum(durations) / len(durations), 3) if durations else 0.0
+            ),
+        }
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    async def save_checkpoint(
+        self, session_id: str, data: Any, *, label: str = "", user_id: str | None = None
+    ) -> str:
+        """Save ``data`` (JSON) with the resource's latest snapshot; answers the checkpoint id."""
+        req = self._request(
+            SaveCheckpointRequest, data=data, label=label, user_id=self._caller(user_id)
+        )
+        checkpoint: Checkpoint = await self._update(
+            session_id, SessionWorkflow.save_checkpoint, req
+        )
+        return checkpoint.checkpoint_id
+
+    async def list_checkpoints(
+        self, session_id: str, *, user_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Oldest first, without their data."""
+        return [
+            c.model_dump(mode="json", exclude={"data", "snapshot"})
+            for c in await self._checkpoints(session_id, user_id)
+        ]
+
+    async def get_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, user_id: str | None = None
+    ) -> dict[str, Any] | None:
+        for c in await self._checkpoints(session_id, user_id):
+            if c.checkpoint_id == checkpoint_id:
+                return c.model_dump(mode="json")
+        return None
+
+    async def get_latest_checkpoint(
+        self, session_id: str, *, user_id: str | None = None
+    ) -> dict[str, Any] | None:
+        checkpoints = await self._checkpoints(session_id, user_id)
+        return checkpoints[-1].model_dump(mode="json") if checkpoints else None
+
+    async def delete_checkpoint(
+        self, session_id: str, checkpoint_id: str, *, user_id: str | None = None
+    ) -> bool:
+        req = CheckpointRequest(checkpoint_id=checkpoint_id, user_id=self._caller(user_id))
+        return bool(await self._update(session_id, SessionWorkflow.delete_checkpoints, req))
+
+    async def clear_checkpoints(self, session_id: str, *, user_id: str | None = None) -> int:
+        req = CheckpointRequest(user_id=self._caller(user_id))
+        deleted: int = await self._update(session_id, SessionWorkflow.delete_checkpoints, req)
+        return deleted
+
+    # --- history --------------------------------------------------------------------------------
+
+    async def add_message(
+        self, session_id: str, role: str, content: Any, *, user_id: str | None = None
+    ) -> dict[str, Any]:
+        """Append a chat message (role: user, assistant, system or tool) to the session's log."""
+        req = self._request(
+            AppendRequest, role=role, content=content, user_id=self._caller(user_id)
+        )
+        event: SessionEvent = await self._update(session_id, SessionWorkflow.append, req)
+        return event.model_dump(mode="json")
+
+    async def add_event(
+        self,
+        session_id: str,
+        kind: str,
+        content: Any = None,
+        *,
+        message: str = "",
+        user_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Append an event of the caller's own kind to the session's log."""
+        if kind == "message":
+            raise SessionError(ErrorCode.INVALID_INPUT, "use add_message for messages")
+        req = self._request(
+            AppendRequest,
+            kind=kind,
+            content=content,
+            message=message,
+            user_id=self._caller(user_id),
+        )
+        event: SessionEvent = await self._update(session_id, SessionWorkflow.append, req)
+        return event.model_dump(mode="json")
+
+    async def search_events(
+        self,
+        session_id: str,
+        *,
+        start_id: int | None = None,
+        end_id: int | None = None,
+        reverse: bool = False,
+        kind: str | None = None,
+        limit: int = 20,
+        user_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A page of the log: ids in [start_id, end_id], one kind, at most ``limit`` (<= 100)."""
+        query = self._request(
+            EventsQuery, start_id=start_id, end_id=end_id, reverse=reverse, kind=kind, limit=limit
+        )
+        if start_id is not None and end_id is not None and end_id < start_id:
+            raise SessionError(
+                ErrorCode.INVALID_INPUT, f"end_id {end_id} is before start_id {start_id}"
+            )
+        await self._require(session_id, user_id)
+        page = await self._handle(session_id).query(
+            SessionWorkflow.events, query, rpc_timeout=QUERY_TIMEOUT
+        )
+        return page.model_dump(mode="json")
+
+    async def get_chat_history(
+        self, session_id: str, last_n: int | None = None, *, user_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The session's messages, oldest first (the last ``last_n`` when given)."""
+        if last_n is not None and last_n < 1:
+            raise SessionError(ErrorCode.INVALID_INPUT, f"last_n must be >= 1, not {last_n}")
+        events = await self._all_events(session_id, user_id, kind="message")
+        if last_n is not None:
+            events = events[-last_n:]
+        return [
+            {"id": e["id"], "at": e["at"], "role": e["role"], "content": e["content"]}
+            for e in events
+        ]
+
+    async def export_history(self, session_id: str, *, user_id: str | None = None) -> str:
+        """The session's whole retained log as JSON lines, oldest first."""
+        events = await self._all_events(session_id, user_id)
+        return "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _caller(self, user_id: str | None) -> str | None:
+        """The user a call acts for: its own, else the manager's; a scoped manager acts for
+        its user only."""
+        if user_id is not None:
+            _checked_id(user_id, "user_id")
+            if self.user_id is not None and user_id != self.user_id:
+                raise PermissionDenied(
+                    ErrorCode.PERMISSION_DENIED,
+                    f"permission denied: this manager acts for user {self.user_id!r}, "
+                    f"not {user_id!r}",
+                )
+            return user_id
+        return self.user_id
+
+    def _handle(self, session_id: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle_for(
+            SessionWorkflow.run, _checked_id(session_id, "session_id")
+        )
+
+    async def _view(self, session_id: str, user_id: str | None) -> SessionView | None:
+        caller = self._caller(user_id)
+        try:
+            view: SessionView = await self._handle(session_id).query(
+                SessionWorkflow.describe, rpc_timeout=QUERY_TIMEOUT
+            )
+        except RPCError as exc:
+            if is_gone(exc):
+                return None
+            raise
+        if caller is not None and view.user_id != caller:
+            raise PermissionDenied(
+                ErrorCode.PERMISSION_DENIED,
+                f"permission denied: user {caller!r} does not own session {session_id}",
+            )
+        return view
+
+    async def _require(self, session_id: str, user_id: str | None) -> SessionView:
+        view = await self._view(session_id, user_id)
+        if view is None:
+            raise SessionNotFound(ErrorCode.NO_SESSION, f"no session {session_id!r}")
+        return view
+
+    async def _update(self, session_id: str, update: Any, req: Any) -> Any:
+        try:
+            handle = self._handle(session_id)
+            return await patiently(
+                lambda: handle.execute_update(update, req, rpc_timeout=CALL_SLACK)
+            )
+        except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+            raise SessionError.of(exc) from None
+        except RPCError as exc:
+            if not is_gone(exc):
+                raise
+            # Gone or already closed: tell which.
+            view = await self._view(session_id, getattr(req, "user_id", None))
+            if view is None:
+                raise SessionNotFound(ErrorCode.NO_SESSION, f"no session {session_id!r}") from None
+            raise SessionError(
+                ErrorCode.SESSION_CLOSED, f"session {session_id} is {view.status.value}"
+            ) from None
+
+    async def _update_record(self, session_id: str, update: Any, req: Any) -> SessionRecord:
+        return SessionRecord.from_view(await self._update(session_id, update, req))
+
+    async def _destroy(self, session_id: str, reason: str, user_id: str | None) -> None:
+        req = DestroyRequest(reason=reason, user_id=self._caller(user_id))
+        try:
+            await self._update(session_id, SessionWorkflow.destroy, req)
+        except SessionError as exc:
+            if exc.code != ErrorCode.SESSION_CLOSED:
+                raise
+
+    async def _checkpoints(self, session_id: str, user_id: str | None) -> list[Checkpoint]:
+        await self._require(session_id, user_id)
+        result: list[Checkpoint] = await self._handle(session_id).query(
+            SessionWorkflow.checkpoints, rpc_timeout=QUERY_TIMEOUT
+        )
+        return result
+
+    async def _all_events(
+        self, session_id: str, user_id: str | None, *, kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Page through the log, 100 at a time (queries stay small)."""
+        events: list[dict[str, Any]] = []
+        start: int | None = None
+        while True:
+            page = await self.search_events(
+                session_id, start_id=start, kind=kind, limit=100, user_id=user_id
+            )
+            events.extend(page["events"])
+            if not page["has_more"]:
+                return events
+            start = page["events"][-1]["id"] + 1
+
+    async def _make_room(self, user_id: str) -> None:
+        """Enforce the per-user limit before a new session starts."""
+        limit = self.max_sessions_per_user
+        if limit is None:
+            return
+        live = await self._list(f"{UserIdAttr.name} = '{user_id}' AND ExecutionStatus = 'Running'")
+        if len(live) < limit:
+            return
+        if self.on_limit == "reject":
+            raise QuotaExceeded(
+                ErrorCode.QUOTA_EXCEEDED,
+                f"quota exceeded: user {user_id!r} has {len(live)} live sessions and the limit "
+                f"is {limit}; delete one or wait for one to expire",
+            )
+        for execution in sorted(live, key=lambda e: e.start_time)[: len(live) - limit + 1]:
+            await self._destroy(
+                execution.id,
+                f"closed to make room: user {user_id!r} reached the limit of {limit} sessions",
+                user_id,
+            )
+
+    def _owned(self, condition: str | None, user_id: str | None) -> str:
+        owner = self._caller(user_id)
+        parts = ["WorkflowType = 'SessionWorkflow'"]
+        parts.append(
+            f"{UserIdAttr.name} = '{owner}'" if owner else f"{UserIdAttr.name} IS NOT NULL"
+        )
+        if condition:
+            parts.append(condition)
+        return " AND ".join(parts)
+
+    async def _count(self, condition: str | None, user_id: str | None) -> int:
+        return (await self.client.count_workflows(self._owned(condition, user_id))).count
+
+    async def _list(self, query: str) -> list[ListedExecution]:
+        """Matching session workflows, newest first."""
+        found = [
+            e
+            async for e in self.client.list_workflows(
+                f"WorkflowType = 'SessionWorkflow' AND {query}"
+            )
+        ]
+        return sorted(found, key=lambda e: e.start_time, reverse=True)
+
+    async def _records(self, executions: list[ListedExecution]) -> list[SessionRecord]:
+        """Full records for live sessions (one query each, a few at a time), visibility's
+        for closed ones."""
+        gate = asyncio.Semaphore(16)
+
+        async def record(execution: ListedExecution) -> SessionRecord:
+            if execution.status is not WorkflowExecutionStatus.RUNNING:
+                return SessionRecord.from_listing(execution)
+            async with gate:
+                view = await self._view(execution.id, None)
+            return SessionRecord.from_view(view) if view else SessionRecord.from_listing(execution)
+
+        return list(await asyncio.gather(*(record(e) for e in executions)))
+
+    async def _delete_where(self, query: str) -> int:
+        """Delete every matching session; answers how many were live (closed ones are deleted
+        too, but the server may list them for a while, so they are not counted again)."""
+        executions = await self._list(query)
+        for execution in executions:
+            await self.delete_session(execution.id)
+        return sum(e.status is WorkflowExecutionStatus.RUNNING for e in executions)
+
+    def _request(self, model: type[T], **fields: Any) -> T:
+        """Build a request; bad arguments become a SessionError a person understands."""
+        try:
+            return model(**fields)
+        except ValidationError as exc:
+            raise SessionError(ErrorCode.INVALID_INPUT, _first_error(exc)) from None
+
+
+def _checked_id(value: str, what: str) -> str:
+    """Ids go into visibility queries: only safe characters."""
+    if not isinstance(value, str) or not _ID.match(value):
+        raise SessionError(
+            ErrorCode.INVALID_INPUT,
+            f"{what} {value!r} must be 1-200 letters, digits, '.', '_', '@', ':' or '-'",
+        )
+    return value
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "input"
+    return f"{where}: {first['msg']}"
