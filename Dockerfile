@@ -9,7 +9,7 @@ COPY backends backends
 COPY client client
 COPY worker.py ./
 RUN pip install --no-cache-dir . && apt-get update \
-    && apt-get install -y --no-install-recommends procps \
+    && apt-get install -y --no-install-recommends procps xvfb xdotool xterm \
     && rm -rf /var/lib/apt/lists/*
 # SIGTERM lets in-flight calls finish and releases instances before the container stops.
 STOPSIGNAL SIGTERM
