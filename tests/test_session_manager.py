@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -61,6 +62,7 @@ async def test_record_sessions_carry_owner_and_metadata(manager: SessionManager)
     assert (await manager.rename(sid, "Trip planning")).name == "Trip planning"
     before = changed.deadline
     refreshed = await manager.refresh_session(sid, ttl=7200)
+    assert before is not None and refreshed.deadline is not None
     assert refreshed.ttl_seconds == 7200 and refreshed.deadline > before
 
     # A record has no resource: a tool call is refused, with a reason.
@@ -335,7 +337,13 @@ async def test_history_messages_search_and_export(manager: SessionManager) -> No
     window = await manager.search_events(sid, start_id=ids[1], end_id=ids[2])
     assert [e["id"] for e in window["events"]] == ids[1:3]
 
-    for bad in ({"limit": 0}, {"limit": 101}, {"start_id": 0}, {"start_id": 5, "end_id": 2}):
+    bad_pages: list[dict[str, Any]] = [
+        {"limit": 0},
+        {"limit": 101},
+        {"start_id": 0},
+        {"start_id": 5, "end_id": 2},
+    ]
+    for bad in bad_pages:
         with pytest.raises(SessionError) as refused:
             await manager.search_events(sid, **bad)
         assert refused.value.code == ErrorCode.INVALID_INPUT

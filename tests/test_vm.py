@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import os
+from typing import Any
 
 from PIL import Image, ImageChops
 
@@ -60,12 +61,13 @@ async def test_typing_into_a_real_xterm_shows_on_screen_and_in_its_output(
     changed = ImageChops.difference(before, after).getbbox()
     assert changed is not None, "the typed text must change the screen's pixels"
 
-    for action, params in [
+    steps: list[tuple[str, dict[str, Any]]] = [
         ("vm:move", {"x": 10, "y": 10}),
         ("vm:double_click", {"x": 20, "y": 20}),
         ("vm:scroll", {"direction": "down", "amount": 2}),
         ("vm:hotkey", {"keys": ["ctrl", "d"]}),
-    ]:
+    ]
+    for action, params in steps:
         result = await sandbox.execute(action, params)
         assert result["code"] == 0, (action, result)
 
