@@ -32,6 +32,9 @@ class InstanceRegistry:
     def pop(self, session_id: str) -> LiveInstance | None:
         return self._live.pop(session_id, None)
 
+    def count(self, resource_type: str) -> int:
+        return sum(1 for i in self._live.values() if i.backend.name == resource_type)
+
     def drain(self) -> list[LiveInstance]:
         live, self._live = list(self._live.values()), {}
         return live

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
+from opentelemetry import trace
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -24,6 +26,7 @@ from contract import (
 )
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("durable_sessions")
 
 #: A pinned call heartbeats this often, so a dead worker is noticed within the heartbeat timeout.
 HEARTBEAT_EVERY = 2.0
@@ -78,13 +81,17 @@ class SessionActivities:
                 code=ErrorCode.RESOURCE_LOST,
                 message=f"instance {inp.session_id} is not held by worker {self.worker_id}",
             )
-        call = asyncio.create_task(self.host.invoke(inp.tool, inp.params, instance.session_info))
-        while True:
-            done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY)
-            if done:
-                break
-            activity.heartbeat()
-        outcome = call.result()
+        with _tool_span(inp) as span:
+            call = asyncio.create_task(
+                self.host.invoke(inp.tool, inp.params, instance.session_info)
+            )
+            while True:
+                done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY)
+                if done:
+                    break
+                activity.heartbeat()
+            outcome = call.result()
+            _record_call(span, instance.backend.name, inp.tool, outcome)
         outcome.snapshot = await self._snapshot(instance)
         return outcome
 
@@ -92,7 +99,16 @@ class SessionActivities:
     async def cleanup(self, inp: CleanupInput) -> None:
         instance = self.registry.pop(inp.session_id)
         if instance is not None:
+            self._gauge_live(inp.resource_type)
             await instance.backend.cleanup(self.worker_id, instance.session_info)
+
+    def _gauge_live(self, resource_type: str) -> None:
+        """Live instances of a resource type on this worker (a gauge in the worker's metrics)."""
+        activity.metric_meter().create_gauge(
+            "sessions_live_instances", "live session instances on this worker"
+        ).with_additional_attributes({"resource_type": resource_type}).set(
+            self.registry.count(resource_type)
+        )
 
     async def _create(self, inp: InitializeInput) -> LiveInstance:
         try:
@@ -115,6 +131,7 @@ class SessionActivities:
                 # A fresh instance is still better than none.
                 log.exception("restoring %s failed", inp.session_id)
         self.registry.add(instance)
+        self._gauge_live(inp.resource_type)
         return instance
 
     async def _snapshot(self, instance: LiveInstance) -> dict[str, object] | None:
@@ -135,7 +152,9 @@ class SessionActivities:
                 code=ErrorCode.UNKNOWN_TOOL,
                 message=f"{inp.tool} is not a shared tool; it needs a {spec.resource_type} session",
             )
-        outcome = await self.host.invoke(inp.tool, inp.params, None)
+        with _tool_span(inp) as span:
+            outcome = await self.host.invoke(inp.tool, inp.params, None)
+            _record_call(span, spec.resource_type, inp.tool, outcome)
         outcome.shared = True
         return outcome
 
@@ -153,9 +172,13 @@ class SessionActivities:
         except ApplicationError as exc:
             return ToolOutcome(code=int(exc.type or ErrorCode.INTERNAL), message=exc.message)
         try:
-            return await self.host.invoke(inp.tool, inp.params, instance.session_info)
+            with _tool_span(inp) as span:
+                outcome = await self.host.invoke(inp.tool, inp.params, instance.session_info)
+                _record_call(span, instance.backend.name, inp.tool, outcome)
+            return outcome
         finally:
             self.registry.pop(instance.session_id)
+            self._gauge_live(instance.backend.name)
             try:
                 await instance.backend.cleanup(self.worker_id, instance.session_info)
             except Exception:
@@ -180,3 +203,26 @@ class SessionActivities:
                 except Exception:
                     log.exception("could not tell %s its instance moved", instance.workflow_id)
         return len(live)
+
+
+@contextmanager
+def _tool_span(inp: ToolCallInput) -> Iterator[trace.Span]:
+    """The backend's tool call as a span, child of the activity's span."""
+    attributes = {
+        "session.tool": inp.tool,
+        "session.workflow_id": activity.info().workflow_id or "",
+        "session.request_id": inp.request_id,
+    }
+    if inp.session_id:
+        attributes["session.id"] = inp.session_id
+    with _tracer.start_as_current_span(f"tool {inp.tool}", attributes=attributes) as span:
+        yield span
+
+
+def _record_call(span: trace.Span, resource_type: str, tool: str, outcome: ToolOutcome) -> None:
+    span.set_attribute("session.result_code", outcome.code)
+    activity.metric_meter().create_histogram_float(
+        "sessions_tool_duration", "time a tool ran on its backend", "ms"
+    ).with_additional_attributes(
+        {"resource_type": resource_type, "tool": tool, "code": str(outcome.code)}
+    ).record(outcome.execution_time_ms)

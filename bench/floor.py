@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from datetime import timedelta
 
 from temporalio import activity, workflow
@@ -48,3 +50,24 @@ class FloorWorkflow:
     @workflow.update
     async def finish(self) -> None:
         self._done = True
+
+
+async def run_floor_worker(address: str, pinned_queue: str) -> None:
+    """Run the floor's workers in a process of their own, as ours runs: the same topology."""
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Worker
+
+    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    workers = [
+        Worker(
+            client, task_queue=FLOOR_QUEUE, workflows=[FloorWorkflow], activities=[noop_activity]
+        ),
+        Worker(client, task_queue=pinned_queue, activities=[noop_activity]),
+    ]
+    print("READY", flush=True)
+    await asyncio.gather(*(w.run() for w in workers))
+
+
+if __name__ == "__main__":
+    asyncio.run(run_floor_worker(sys.argv[1], sys.argv[2]))

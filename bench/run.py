@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -22,9 +23,8 @@ from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from bench.floor import FLOOR_QUEUE, FloorWorkflow, noop_activity
+from bench.floor import FLOOR_QUEUE, FloorWorkflow
 from client import Sandbox
 from client.embedded import temporal_binary
 from contract import SEARCH_ATTRIBUTES
@@ -44,7 +44,23 @@ async def _timed(n: int, op: Callable[[int], Awaitable[Any]], warmup: int = 3) -
     return samples
 
 
-def _stats(samples: list[float]) -> dict[str, float]:
+async def _paired(
+    n: int, floor_op: Callable[[int], Awaitable[Any]], ours_op: Callable[[int], Awaitable[Any]]
+) -> tuple[list[float], list[float]]:
+    """Alternate the floor and our path, so both meet the same machine and server moment:
+    on these machines latency shifts in steps during a run (the floor alone moves from ~40 ms
+    to ~100 ms after a few dozen calls), which would make separate runs incomparable."""
+    await _timed(0, floor_op)
+    await _timed(0, ours_op)
+    floor_samples: list[float] = []
+    ours_samples: list[float] = []
+    for _ in range(n):
+        floor_samples += await _timed(1, floor_op, warmup=0)
+        ours_samples += await _timed(1, ours_op, warmup=0)
+    return floor_samples, ours_samples
+
+
+def _stats(samples: list[float]) -> dict[str, Any]:
     ordered = sorted(samples)
     return {
         "n": len(ordered),
@@ -67,44 +83,45 @@ async def main(quick: bool) -> dict[str, Any]:
         address = client.service_client.config.target_host
         worker = await WorkerProcess.start(address)
         pinned = f"{FLOOR_QUEUE}/pinned-{uuid.uuid4().hex[:6]}"
-        floor_workers = [
-            Worker(
-                client,
-                task_queue=FLOOR_QUEUE,
-                workflows=[FloorWorkflow],
-                activities=[noop_activity],
-            ),
-            Worker(client, task_queue=pinned, activities=[noop_activity]),
-        ]
-        runs = [asyncio.create_task(w.run()) for w in floor_workers]
+        # The floor's worker runs in a process of its own, as ours does: on this machine a
+        # worker in the client's own process answers faster, which would flatter the floor.
+        floor_worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.floor",
+            address,
+            pinned,
+            cwd=str(ROOT),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert floor_worker.stdout is not None
+        await floor_worker.stdout.readline()  # READY
         try:
-            results = await _measure(client, pinned, n)
+            results = await _measure(client, pinned, n, worker.pid)
         finally:
-            for w in floor_workers:
-                await w.shutdown()
-            for r in runs:
-                r.cancel()
+            floor_worker.terminate()
+            await floor_worker.wait()
             await worker.stop()
             await env.shutdown()
     return results
 
 
-async def _measure(client: Any, pinned: str, n: int) -> dict[str, Any]:
+async def _measure(client: Any, pinned: str, n: int, worker_pid: int) -> dict[str, Any]:
     floor = await client.start_workflow(
         FloorWorkflow.run, pinned, id=f"floor-{uuid.uuid4().hex[:8]}", task_queue=FLOOR_QUEUE
     )
-    rows: dict[str, dict[str, float]] = {}
+    rows: dict[str, dict[str, Any]] = {}
     rows["floor: update (no-op)"] = _stats(
         await _timed(n, lambda i: floor.execute_update(FloorWorkflow.noop, "x"))
     )
-    rows["floor: update + activity (worker queue)"] = _stats(
-        await _timed(n, lambda i: floor.execute_update(FloorWorkflow.with_activity, "x"))
-    )
-    rows["floor: update + local activity"] = _stats(
-        await _timed(n, lambda i: floor.execute_update(FloorWorkflow.with_local_activity, "x"))
-    )
 
-    async def start_plus_update(i: int) -> None:
+    async def floor_activity(i: int) -> None:
+        await floor.execute_update(FloorWorkflow.with_activity, "x")
+
+    async def floor_local(i: int) -> None:
+        await floor.execute_update(FloorWorkflow.with_local_activity, "x")
+
+    async def floor_start(i: int) -> None:
         op = WithStartWorkflowOperation(
             FloorWorkflow.run,
             pinned,
@@ -115,27 +132,13 @@ async def _measure(client: Any, pinned: str, n: int) -> dict[str, Any]:
         await client.execute_update_with_start_workflow(
             FloorWorkflow.with_activity, "x", start_workflow_operation=op
         )
-        await op.workflow_handle()
-
-    rows["floor: start + update + activity"] = _stats(await _timed(n, start_plus_update))
-    await floor.execute_update(FloorWorkflow.finish)
+        await (await op.workflow_handle()).execute_update(FloorWorkflow.finish)
 
     sandbox = Sandbox(f"bench-{uuid.uuid4().hex[:8]}", client=client)
     await sandbox.create_session("bash")
-    rows["ours: bash:run echo (explicit session)"] = _stats(
-        await _timed(n, lambda i: sandbox.execute("bash:run", {"command": "echo hi"}))
-    )
-    await sandbox.destroy_session("bash")
     # A no-op shared tool: the plugin package under tests/ provides `tally`.
     await sandbox.warmup(["tally"])
-    rows["ours: shared tool (tally:ping)"] = _stats(
-        await _timed(n, lambda i: sandbox.execute("tally:ping", {}))
-    )
     temp = Sandbox(f"bench-{uuid.uuid4().hex[:8]}", client=client)
-    rows["ours: temporary execute"] = _stats(
-        await _timed(n, lambda i: temp.execute("bash:run", {"command": "echo hi"}))
-    )
-
     created: list[Sandbox] = []
 
     async def create_then_first(i: int) -> None:
@@ -144,24 +147,129 @@ async def _measure(client: Any, pinned: str, n: int) -> dict[str, Any]:
         await sb.execute("bash:run", {"command": "echo hi"})
         created.append(sb)
 
-    rows["ours: create_session -> first result"] = _stats(await _timed(n, create_then_first))
+    pairs: list[tuple[str, str, Callable[[int], Awaitable[Any]], Callable[[int], Awaitable[Any]]]]
+    pairs = [
+        (
+            "bash:run echo (explicit session)",
+            "update + activity (worker queue)",
+            floor_activity,
+            lambda i: sandbox.execute("bash:run", {"command": "echo hi"}),
+        ),
+        (
+            "shared tool (tally:ping)",
+            "update + local activity",
+            floor_local,
+            lambda i: sandbox.execute("tally:ping", {}),
+        ),
+        (
+            "temporary execute",
+            "update + activity (worker queue)",
+            floor_activity,
+            lambda i: temp.execute("bash:run", {"command": "echo hi"}),
+        ),
+        (
+            "create_session -> first result",
+            "start + update + activity",
+            floor_start,
+            create_then_first,
+        ),
+    ]
+    for ours_name, floor_name, floor_op, ours_op in pairs:
+        floor_samples, ours_samples = await _paired(n, floor_op, ours_op)
+        rows[f"floor: {floor_name} [beside {ours_name}]"] = _stats(floor_samples)
+        ours = _stats(ours_samples)
+        ours["ratio_p50"] = round(ours["p50_ms"] / statistics.median(floor_samples), 2)
+        rows[f"ours: {ours_name}"] = ours
+    await floor.execute_update(FloorWorkflow.finish)
+    await sandbox.destroy_session("bash")
     await asyncio.gather(*(sb.destroy_session("bash") for sb in created))
 
-    ratios = {
-        "ours: bash:run echo (explicit session)": "floor: update + activity (worker queue)",
-        "ours: shared tool (tally:ping)": "floor: update + local activity",
-        "ours: temporary execute": "floor: update + activity (worker queue)",
-        "ours: create_session -> first result": "floor: start + update + activity",
-    }
-    for ours, base in ratios.items():
-        rows[ours]["floor"] = base  # type: ignore[assignment]
-        rows[ours]["ratio_p50"] = round(rows[ours]["p50_ms"] / rows[base]["p50_ms"], 2)
+    rows.update(await _load(client, worker_pid, quick=n < 100))
     return rows
+
+
+async def _load(client: Any, worker_pid: int, *, quick: bool) -> dict[str, Any]:
+    """Concurrency and memory: creations at once, many sessions calling at once, many held."""
+    rows: dict[str, Any] = {}
+
+    async def create(config: dict[str, Any], rt: str = "testkit") -> Sandbox:
+        sb = Sandbox(f"bench-{uuid.uuid4().hex[:8]}", client=client)
+        await sb.create_session(rt, config)
+        return sb
+
+    slow = {"init_delay": 0.5}  # a backend whose initialize takes 0.5 s
+    one = []
+    for _ in range(3):
+        started = time.perf_counter()
+        await (await create(slow)).destroy_session("testkit")
+        one.append((time.perf_counter() - started) * 1000)
+    started = time.perf_counter()
+    many = await asyncio.gather(*(create(slow) for _ in range(20)))
+    wall = (time.perf_counter() - started) * 1000
+    await asyncio.gather(*(sb.destroy_session("testkit") for sb in many))
+    single = statistics.median(one)
+    rows["load: 20 creations at once (initialize 0.5 s)"] = {
+        "wall_ms": round(wall, 1),
+        "one_creation_ms": round(single, 1),
+        "ratio": round(wall / single, 2),
+    }
+
+    sessions, calls = (10, 5) if quick else (50, 20)
+    boxes = await asyncio.gather(*(create({}, "bash") for _ in range(sessions)))
+
+    async def drive(sb: Sandbox) -> list[int]:
+        return [
+            (await sb.execute("bash:run", {"command": "echo hi"}))["code"] for _ in range(calls)
+        ]
+
+    started = time.perf_counter()
+    codes = [c for per in await asyncio.gather(*(drive(sb) for sb in boxes)) for c in per]
+    elapsed = time.perf_counter() - started
+    await asyncio.gather(*(sb.destroy_session("bash") for sb in boxes))
+    rows[f"load: {sessions} sessions x {calls} bash calls at once"] = {
+        "calls_per_second": round(len(codes) / elapsed, 1),
+        "errors": sum(c != 0 for c in codes),
+        "wall_ms": round(elapsed * 1000, 1),
+    }
+
+    held = 100 if quick else 1000
+    before = _rss_mb(worker_pid)
+    gate = asyncio.Semaphore(50)
+
+    async def hold() -> Sandbox:
+        async with gate:
+            return await create({})
+
+    started = time.perf_counter()
+    kept = await asyncio.gather(*(hold() for _ in range(held)))
+    rows[f"load: {held} live sessions held"] = {
+        "worker_rss_before_mb": before,
+        "worker_rss_after_mb": _rss_mb(worker_pid),
+        "per_session_kb": round((_rss_mb(worker_pid) - before) * 1024 / held, 1),
+        "created_per_second": round(held / (time.perf_counter() - started), 1),
+    }
+
+    async def release(sb: Sandbox) -> None:
+        async with gate:
+            await sb.destroy_session("testkit")
+
+    await asyncio.gather(*(release(sb) for sb in kept))
+    return rows
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def _print(rows: dict[str, Any]) -> None:
     print(f"{'path':45} {'p50 ms':>9} {'p95 ms':>9} {'ours/floor':>11}")
     for name, row in rows.items():
+        if "p50_ms" not in row:
+            print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in row.items()))
+            continue
         ratio = f"{row['ratio_p50']:.2f}x" if "ratio_p50" in row else ""
         print(f"{name:45} {row['p50_ms']:9.2f} {row['p95_ms']:9.2f} {ratio:>11}")
 

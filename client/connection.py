@@ -7,8 +7,10 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
 
 from client.payload_store import data_converter
+from client.telemetry import tracing_interceptor
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
@@ -28,11 +30,17 @@ def connect_options(address: str | None = None, namespace: str | None = None) ->
     return options
 
 
-async def connect(address: str | None = None, namespace: str | None = None) -> Client:
-    """Connect with the data converter every part of the product uses: pydantic, with large
-    payloads stored outside history."""
+async def connect(
+    address: str | None = None, namespace: str | None = None, *, runtime: Runtime | None = None
+) -> Client:
+    """Connect with the data converter every part of the product uses (pydantic, with large
+    payloads stored outside history) and trace propagation (workers made from this client
+    inherit it)."""
     return await Client.connect(
-        **connect_options(address, namespace), data_converter=data_converter()
+        **connect_options(address, namespace),
+        data_converter=data_converter(),
+        interceptors=[tracing_interceptor()],
+        runtime=runtime,
     )
 
 

@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from client.connection import connect
 from client.errors import code_of, error_envelope, is_gone
+from client.telemetry import span
 from contract import (
     DEFAULT_TASK_QUEUE,
     DEFAULT_TTL_SECONDS,
@@ -217,6 +218,25 @@ class Sandbox:
         retried call with the same id runs once. ``session_id`` pins the call to one instance.
         """
         request_id = request_id or uuid.uuid4().hex
+        attributes = {
+            "session.tool": action,
+            "session.sandbox_id": self.sandbox_id,
+            "session.request_id": request_id,
+        }
+        with span(f"execute {action}", attributes) as trace:
+            result = await self._execute_any(action, params, request_id, session_id)
+            trace.set_attribute("session.result_code", result["code"])
+            if result["meta"].get("session_id"):
+                trace.set_attribute("session.id", result["meta"]["session_id"])
+            return result
+
+    async def _execute_any(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None,
+        request_id: str,
+        session_id: str | None,
+    ) -> dict[str, Any]:
         meta = EnvelopeMeta(tool=action, request_id=request_id, session_id=session_id)
         try:
             resource_type, _ = split_tool_name(action)

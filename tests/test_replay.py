@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowHistory
 
-from client import Sandbox
+from client import Sandbox, SessionManager
+from contract import DestroyRequest
 from tests.conftest import new_sandbox_id
 from tests.replaying import HISTORIES, replay, replayer
 from workflows import SessionWorkflow
@@ -46,7 +47,23 @@ async def _main_flows(client: Client) -> dict[str, str]:
             f"WorkflowId STARTS_WITH '{sandbox.sandbox_id}:warmup'"
         )
     ]
+    # Owner-scoped: idle, checkpoint, message, pause, resume from the checkpoint, destroy.
+    manager = SessionManager(client=client, user_id="replay-user")
+    record = await manager.create_session(
+        "replay-user", "a", resource_type="bash", idle_seconds=0.5
+    )
+    sid = record.session_id
+    await manager.execute(sid, "bash:run", {"command": "cd /tmp"})
+    checkpoint = await manager.save_checkpoint(sid, {"n": 1})
+    await asyncio.sleep(1)  # turns IDLE
+    await manager.add_message(sid, "user", "hi")
+    await manager.set_session_state(sid, "paused")
+    await manager.set_session_state(sid, "active", checkpoint_id=checkpoint)
+    await client.get_workflow_handle_for(SessionWorkflow.run, sid).execute_update(
+        SessionWorkflow.destroy, DestroyRequest()
+    )
     return {
+        "managed_pause_resume": sid,
         "explicit_reinitialize_destroy": f"{sandbox.sandbox_id}:bash",
         "temporary": f"{sandbox.sandbox_id}:bash:tmp-replay-temp",
         "ttl_expiry": f"{sandbox.sandbox_id}:testkit",

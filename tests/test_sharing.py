@@ -42,8 +42,11 @@ async def test_a_client_in_another_process_uses_the_same_session(
         f"    sb = Sandbox({sandbox_id!r}, {address!r})\n"
         "    await sb.start()\n"
         "    r = await sb.execute('bash:run', {'command': 'echo $FROM_PARENT'})\n"
-        "    print(json.dumps(r))\n"
+        "    print(json.dumps(r), flush=True)\n"
         "asyncio.run(main())\n"
+        # The SDK's Rust runtime can abort an exiting interpreter ("PyGILState_Release ...
+        # finalizing"); the answer is printed by then, so leave without finalizing.
+        "import os; os._exit(0)\n"
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", script, cwd=str(ROOT), stdout=asyncio.subprocess.PIPE

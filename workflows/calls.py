@@ -64,7 +64,7 @@ def worker_lost(exc: ActivityError) -> bool:
     )
 
 
-def describe_failure(exc: ActivityError) -> str:
+def describe_failure(exc: BaseException) -> str:
     cause: BaseException | None = exc
     while cause is not None and cause.__cause__ is not None:
         cause = cause.__cause__

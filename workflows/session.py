@@ -75,6 +75,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.params_check import check_params
 
 
+#: Patch id: sessions started since this change initialize in a local activity.
+INITIALIZE_LOCALLY = "initialize-locally"
+
+
 @workflow.defn
 class SessionWorkflow:
     @workflow.init
@@ -132,6 +136,7 @@ class SessionWorkflow:
                         await self._pause("expired; on_expire is pause")
                     continue
                 self._closing = "expired"
+                self._count("sessions_expired", "sessions closed at their deadline")
                 break
             idle_in = self._idle_in()
             if idle_in is not None and idle_in <= 0:
@@ -438,13 +443,33 @@ class SessionWorkflow:
             await workflow.wait_condition(lambda: request_id in self._state.recent_results)
             return self._state.recent_results[request_id]
         self._inflight.add(request_id)
+        started = workflow.now()
         try:
             async with self._lock:
                 envelope = await self._execute_locked(req, request_id)
         finally:
             self._inflight.discard(request_id)
         remember(self._state.recent_results, request_id, envelope)
+        self._measure_execute(envelope, workflow.now() - started)
         return envelope
+
+    def _measure_execute(self, envelope: Envelope, took: timedelta) -> None:
+        """Execute latency (workflow time: includes waiting for the session) and errors."""
+        meter = workflow.metric_meter().with_additional_attributes(
+            {"resource_type": self._input.resource_type}
+        )
+        meter.create_histogram_timedelta(
+            "sessions_execute_latency", "execute, from the update to its answer", "ms"
+        ).record(took)
+        if envelope.code:
+            meter.create_counter(
+                "sessions_execute_errors", "executes answered with a non-zero code"
+            ).add(1, {"code": str(envelope.code)})
+
+    def _count(self, name: str, description: str) -> None:
+        workflow.metric_meter().create_counter(name, description).add(
+            1, {"resource_type": self._input.resource_type}
+        )
 
     async def _execute_locked(self, req: ExecuteRequest, request_id: str) -> Envelope:
         try:
@@ -533,6 +558,7 @@ class SessionWorkflow:
                 code=ErrorCode.RESOURCE_LOST,
                 message=f"resource lost and could not be re-initialized: {outcome.message}",
             )
+        self._count("sessions_recovered", "instances re-created after their worker was lost")
         self._record(
             "recovered",
             session_id=new.session_id,
@@ -686,7 +712,7 @@ class SessionWorkflow:
             old = self._state.instance
             try:
                 new = await self._start_instance(req.config)
-            except ActivityError as exc:
+            except (ActivityError, ApplicationError) as exc:  # local activities raise the latter
                 message = describe_failure(exc)
                 self._record("reinitialize", code=ErrorCode.INITIALIZE_FAILED, message=message)
                 return ReinitializeResult(
@@ -760,7 +786,7 @@ class SessionWorkflow:
             self._state.instance = await self._start_instance(
                 self._state.config, self._state.snapshot
             )
-        except ActivityError as exc:
+        except (ActivityError, ApplicationError) as exc:  # local activities raise the latter
             message = describe_failure(exc)
             self._state.error = message
             self._set_status(SessionStatus.ERROR)
@@ -778,9 +804,19 @@ class SessionWorkflow:
         self, config: dict[str, Any], restore: dict[str, Any] | None = None
     ) -> InstanceInfo:
         session_id = self._new_session_id()
+        inp = self._initialize_input(session_id, config, restore)
+        if workflow.patched(INITIALIZE_LOCALLY):
+            # On the worker running this workflow task: no task queue round trip, and that
+            # worker keeps the instance (its pinned queue is in the answer).
+            return await workflow.execute_local_activity_method(
+                SessionActivities.initialize,
+                inp,
+                start_to_close_timeout=timedelta(seconds=120),
+                retry_policy=LIFECYCLE_RETRY,
+            )
         return await workflow.execute_activity_method(
             SessionActivities.initialize,
-            self._initialize_input(session_id, config, restore),
+            inp,
             start_to_close_timeout=timedelta(seconds=120),
             retry_policy=LIFECYCLE_RETRY,
         )

@@ -17,6 +17,8 @@ class TestkitBackend(Backend):
     name = "testkit"
 
     async def initialize(self, worker_id: str, config: dict[str, Any]) -> dict[str, Any]:
+        # A slow backend, for measuring concurrent creations.
+        await asyncio.sleep(float(config.get("init_delay", 0)))
         return {"pid": os.getpid(), "config": config}
 
     @tool("testkit:count")
