@@ -42,6 +42,7 @@ async def run_worker(
     backends: Sequence[str] | None = None,
     stop: asyncio.Event,
     graceful_shutdown: timedelta = timedelta(seconds=30),
+    max_cached_sessions: int = 1000,
 ) -> None:
     """Run until ``stop`` is set, then finish in-flight calls and release every instance."""
     host = BackendHost(load_backends(backends))
@@ -59,6 +60,9 @@ async def run_worker(
         ),
         activities=[acts.warmup, acts.initialize, acts.call_tool],
         graceful_shutdown_timeout=graceful_shutdown,
+        # An idle session evicted from this cache costs the worker nothing but its backend
+        # instance; its next request replays it from history.
+        max_cached_workflows=max_cached_sessions,
         # A crashed worker's cached sessions move to another worker this quickly.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
     )
@@ -93,7 +97,13 @@ async def main_async(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run_worker(client, task_queue=args.task_queue, backends=args.backends, stop=stop)
+    await run_worker(
+        client,
+        task_queue=args.task_queue,
+        backends=args.backends,
+        stop=stop,
+        max_cached_sessions=args.max_cached_sessions,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -102,6 +112,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--namespace", help="namespace (default: $TEMPORAL_NAMESPACE)")
     parser.add_argument(
         "--task-queue", default=os.environ.get("SESSIONS_TASK_QUEUE", DEFAULT_TASK_QUEUE)
+    )
+    parser.add_argument(
+        "--max-cached-sessions",
+        type=int,
+        default=int(os.environ.get("SESSIONS_MAX_CACHED", "1000")),
+        help="session workflows kept in memory between requests (default: $SESSIONS_MAX_CACHED)",
     )
     parser.add_argument("--backends", nargs="*", help="backends to load (default: all registered)")
     args = parser.parse_args(argv)
