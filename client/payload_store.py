@@ -14,17 +14,22 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
     DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
     ExternalStorage,
+    PayloadCodec,
     StorageDriver,
     StorageDriverClaim,
     StorageDriverRetrieveContext,
     StorageDriverStoreContext,
 )
+
+from client.encryption import codec_from_env
 
 #: Payloads at least this big (bytes) are stored outside history.
 DEFAULT_THRESHOLD = 256 * 1024
@@ -96,12 +101,29 @@ def storage_driver(spec: str | None = None) -> StorageDriver:
     return FilesystemStorageDriver(Path(spec.removeprefix("file://")))
 
 
-def data_converter(spec: str | None = None, *, threshold: int | None = None) -> DataConverter:
-    """The pydantic data converter with large payloads stored outside history."""
+def data_converter(
+    spec: str | None = None,
+    *,
+    threshold: int | None = None,
+    codec: PayloadCodec | None | Literal["env"] = "env",
+) -> DataConverter:
+    """The pydantic data converter with large payloads stored outside history, and encrypted
+    when a key is configured (``$DURABLE_SESSIONS_ENCRYPTION_KEYS``, see client/encryption.py):
+    payloads are encrypted before they are stored, and failure messages and stack traces are
+    moved into an encrypted payload too."""
     limit = (
         threshold
         if threshold is not None
         else int(os.environ.get("SESSIONS_PAYLOAD_THRESHOLD", DEFAULT_THRESHOLD))
     )
     storage = ExternalStorage(drivers=[storage_driver(spec)], payload_size_threshold=limit)
-    return dataclasses.replace(pydantic_data_converter, external_storage=storage)
+    converter = dataclasses.replace(pydantic_data_converter, external_storage=storage)
+    if codec == "env":
+        codec = codec_from_env()
+    if codec is None:
+        return converter
+    return dataclasses.replace(
+        converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )

@@ -73,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
         worker_lost,
     )
     from workflows.params_check import check_params
+    from workflows.redaction import redact
 
 
 #: Patch id: sessions started since this change initialize in a local activity.
@@ -605,6 +606,7 @@ class SessionWorkflow:
             code=outcome.code,
             message=outcome.message if outcome.code else "",
             session_id=session_id,
+            content={"params": redact(req.params)},
         )
         self._last_envelope = envelope
         self._show_details()

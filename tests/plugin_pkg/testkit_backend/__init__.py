@@ -38,6 +38,13 @@ class TestkitBackend(Backend):
         await asyncio.sleep(seconds)
         return {"slept": seconds, "pid": os.getpid()}
 
+    @tool("testkit:login")
+    async def login(
+        self, user: str, api_key: str, *, session_info: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A tool with a secret parameter, for the event log's redaction."""
+        return {"user": user, "key_length": len(api_key)}
+
     @tool("testkit:pid", idempotent=True)
     async def pid(self, *, session_info: dict[str, Any]) -> dict[str, Any]:
         return {"pid": os.getpid(), "instance_pid": session_info["pid"]}
