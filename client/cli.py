@@ -43,7 +43,11 @@ async def serve(args: argparse.Namespace) -> int:
     address = f"{args.ip}:{args.port}"
     os.environ["TEMPORAL_ADDRESS"] = address
     cmd = dev_server_command(
-        db_file=data_dir / "temporal.db", port=args.port, ui_port=args.ui_port, ip=args.ip
+        db_file=data_dir / "temporal.db",
+        port=args.port,
+        ui_port=args.ui_port,
+        ip=args.ip,
+        ui_codec_endpoint=args.ui_codec_endpoint,
     )
     server = await asyncio.create_subprocess_exec(*cmd)
     stop = asyncio.Event()
@@ -83,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("--port", type=int, default=7233)
     s.add_argument("--ui-port", type=int, default=8233)
     s.add_argument("--namespace", default=os.environ.get("TEMPORAL_NAMESPACE", "default"))
+    s.add_argument(
+        "--ui-codec-endpoint",
+        default=os.environ.get("DURABLE_SESSIONS_UI_CODEC_ENDPOINT"),
+        help="codec server the UI asks to show encrypted payloads (python -m client.codec_server)",
+    )
     s.add_argument("--no-demo", action="store_true", help="skip the live demonstration")
     s.add_argument("--exit-after-demo", action="store_true", help="stop once the demo is done")
     d = sub.add_parser("demo", help="run the demo against a running server and worker")

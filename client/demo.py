@@ -13,7 +13,8 @@ def _show(title: str, value: Any) -> None:
 
 
 async def run_demo(address: str | None = None, namespace: str | None = None) -> bool:
-    """Create a bash session, use it, reinitialize it, list and destroy it; True when all worked."""
+    """Create a bash and a code session, use them and a shared search index, reinitialize, list
+    and destroy; True when all worked."""
     async with Sandbox("demo", address, namespace) as sandbox:
         created = await sandbox.create_session("bash", {"cwd": "/tmp"})
         _show("create_session('bash', {'cwd': '/tmp'})", created)
@@ -22,10 +23,25 @@ async def run_demo(address: str | None = None, namespace: str | None = None) -> 
         _show("execute('bash:run', ...) : cwd and X persisted from the previous call", run)
         temp = await sandbox.execute("python:missing", {})
         _show("execute on an unknown resource: an envelope, not a stack trace", temp)
+        await sandbox.create_session("code")
+        await sandbox.execute("code:execute", {"code": "import math\nr = 2"})
+        cell = await sandbox.execute("code:execute", {"code": "round(math.pi * r**2, 3)"})
+        _show("execute('code:execute', ...) : the import and r persisted", cell)
+        query = {"query": "what happens when a session's TTL passes", "top_k": 1}
+        found = await sandbox.execute("rag:search", query)
+        _show("execute('rag:search', ...) : a shared index, no session needed", found)
         reinit = await sandbox.reinitialize("bash", {"cwd": "/"})
         _show("reinitialize('bash', {'cwd': '/'})", reinit)
         _show("list_sessions()", await sandbox.list_sessions())
-        _show("destroy_session('bash')", await sandbox.destroy_session("bash"))
-        ok = run["code"] == 0 and "X=42" in run["data"]["stdout"] and reinit["status"] == "success"
+        _show("destroy_session(['bash', 'code'])", await sandbox.destroy_session(["bash", "code"]))
+        ok = (
+            run["code"] == 0
+            and "X=42" in run["data"]["stdout"]
+            and cell["code"] == 0
+            and cell["data"]["result"] == "12.566"
+            and found["code"] == 0
+            and found["data"]["results"][0]["source"] == "ttl.md"
+            and reinit["status"] == "success"
+        )
     print(f"\ndemo {'succeeded' if ok else 'FAILED'}", flush=True)
     return ok

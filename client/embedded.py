@@ -58,9 +58,10 @@ def dev_server_command(
     ui_port: int = 8233,
     ip: str = "127.0.0.1",
     dynamic_config: dict[str, object] | None = None,
+    ui_codec_endpoint: str | None = None,
 ) -> list[str]:
     """The command line of a persistent dev server (SQLite file, UI on, attributes registered)."""
-    extra: list[str] = []
+    extra: list[str] = ["--ui-codec-endpoint", ui_codec_endpoint] if ui_codec_endpoint else []
     for key, value in (dynamic_config or {}).items():
         extra += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
     return [

@@ -8,6 +8,7 @@ import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import ClientSession, web
@@ -39,6 +40,22 @@ async def _worker(address: str, queue: str, keys: str) -> WorkerProcess:
     )
 
 
+@asynccontextmanager
+async def _session_that_echoed_the_secret(address: str) -> AsyncIterator[Sandbox]:
+    """An encrypted bash session, on a worker of its own that has the key, that ran `echo`."""
+    queue = f"enc-{uuid.uuid4().hex[:8]}"
+    worker = await _worker(address, queue, KEY_A)
+    try:
+        sandbox = Sandbox(new_sandbox_id(), client=await _client(address, KEY_A), task_queue=queue)
+        await sandbox.create_session("bash")
+        ran = await sandbox.execute("bash:run", {"command": f"echo {SECRET}"})
+        assert ran["code"] == 0 and ran["data"]["stdout"] == f"{SECRET}\n", ran
+        yield sandbox
+        await sandbox.shutdown_server()
+    finally:
+        await worker.stop()
+
+
 async def _raw_history(address: str, workflow_id: str) -> bytes:
     """The history as the server stores it, read by a client that has no key."""
     plain = await Client.connect(address)
@@ -66,13 +83,7 @@ def _encrypted_payloads(message: Message) -> list[Payload]:
 async def test_history_on_the_server_holds_no_plaintext_of_params_results_or_failures(
     address: str,
 ) -> None:
-    queue = f"enc-{uuid.uuid4().hex[:8]}"
-    worker = await _worker(address, queue, KEY_A)
-    try:
-        sandbox = Sandbox(new_sandbox_id(), client=await _client(address, KEY_A), task_queue=queue)
-        await sandbox.create_session("bash")
-        ran = await sandbox.execute("bash:run", {"command": f"echo {SECRET}"})
-        assert ran["code"] == 0 and ran["data"]["stdout"] == f"{SECRET}\n", ran
+    async with _session_that_echoed_the_secret(address) as sandbox:
         # A failure whose message carries the secret: initialize refuses a missing directory.
         failed = await sandbox.reinitialize("bash", {"cwd": f"/nonexistent/{SECRET}"})
         assert SECRET in str(failed), failed
@@ -82,9 +93,6 @@ async def test_history_on_the_server_holds_no_plaintext_of_params_results_or_fai
         assert SECRET.encode() not in raw
         assert base64.b64encode(SECRET.encode())[:12] not in raw
         assert b"Encoded failure" in raw  # the failure's message was moved into a payload
-        await sandbox.shutdown_server()
-    finally:
-        await worker.stop()
 
 
 async def test_sessions_still_decode_after_a_key_rotation(address: str) -> None:
@@ -185,12 +193,7 @@ async def test_codec_server_round_trips_checks_the_token_and_limits_cors(
 async def test_the_temporal_cli_reads_an_encrypted_session_through_the_codec_server(
     address: str, codec_server: str
 ) -> None:
-    queue = f"enc-{uuid.uuid4().hex[:8]}"
-    worker = await _worker(address, queue, KEY_A)
-    try:
-        sandbox = Sandbox(new_sandbox_id(), client=await _client(address, KEY_A), task_queue=queue)
-        await sandbox.create_session("bash")
-        assert (await sandbox.execute("bash:run", {"command": f"echo {SECRET}"}))["code"] == 0
+    async with _session_that_echoed_the_secret(address) as sandbox:
         wid = f"{sandbox.sandbox_id}:bash"
 
         async def show(*extra: str) -> str:
@@ -215,6 +218,3 @@ async def test_the_temporal_cli_reads_an_encrypted_session_through_the_codec_ser
         assert SECRET not in _payload_texts(await show())
         decoded = await show("--codec-endpoint", codec_server, "--codec-auth", "Bearer t0k")
         assert SECRET in _payload_texts(decoded)
-        await sandbox.shutdown_server()
-    finally:
-        await worker.stop()
