@@ -16,9 +16,10 @@ import sys
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorAutoscaling, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import InstanceRegistry, SessionActivities
@@ -33,6 +34,21 @@ log = logging.getLogger("worker")
 
 def pinned_queue_name(task_queue: str) -> str:
     return f"{task_queue}/{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def workflow_worker_options() -> dict[str, Any]:
+    """How the worker runs session workflows (bench/floor.py runs its floor the same way)."""
+    return {
+        # The sandbox still refuses non-deterministic calls, but shares imported modules across
+        # runs instead of re-importing them for each new session: a session's first workflow
+        # task drops from 70-580 ms to ~40 ms when 20 start at once (bench/run.py).
+        "workflow_runner": SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+        ),
+        # Pollers follow the load, as the SDK recommends, instead of a fixed five.
+        "workflow_task_poller_behavior": PollerBehaviorAutoscaling(),
+        "activity_task_poller_behavior": PollerBehaviorAutoscaling(),
+    }
 
 
 async def run_worker(
@@ -52,17 +68,12 @@ async def run_worker(
         client,
         task_queue=task_queue,
         workflows=[SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow],
-        # The sandbox still refuses non-deterministic calls, but shares imported modules across
-        # runs instead of re-importing them for each new session: a session's first workflow
-        # task drops from 70-580 ms to ~40 ms when 20 start at once (bench/run.py).
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
-        ),
         activities=[acts.warmup, acts.initialize, acts.call_tool],
         graceful_shutdown_timeout=graceful_shutdown,
         # An idle session evicted from this cache costs the worker nothing but its backend
         # instance; its next request replays it from history.
         max_cached_workflows=max_cached_sessions,
+        **workflow_worker_options(),
         # A crashed worker's cached sessions move to another worker this quickly.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
     )
@@ -71,6 +82,7 @@ async def run_worker(
         task_queue=pinned,
         activities=[acts.call_tool, acts.cleanup, acts.warmup],
         graceful_shutdown_timeout=graceful_shutdown,
+        activity_task_poller_behavior=PollerBehaviorAutoscaling(),
     )
     runs = [asyncio.create_task(w.run()) for w in (shared_worker, pinned_worker)]
     print(f"READY {pinned} backends={','.join(sorted(host.backends))}", flush=True)

@@ -16,6 +16,12 @@ async def noop_activity(value: str) -> str:
     return value
 
 
+@activity.defn(name="bench.sleep")
+async def sleep_activity(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
 @workflow.defn
 class FloorWorkflow:
     def __init__(self) -> None:
@@ -48,6 +54,13 @@ class FloorWorkflow:
         )
 
     @workflow.update
+    async def with_slow_local_activity(self, seconds: float) -> float:
+        """The floor of a session's creation: a local activity as long as its initialize."""
+        return await workflow.execute_local_activity(
+            sleep_activity, seconds, start_to_close_timeout=timedelta(seconds=30)
+        )
+
+    @workflow.update
     async def finish(self) -> None:
         self._done = True
 
@@ -56,18 +69,33 @@ async def run_floor_worker(address: str, pinned_queue: str) -> None:
     """Run the floor's workers in a process of their own, as ours runs: the same topology."""
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.worker import Worker
+    from temporalio.worker import PollerBehaviorAutoscaling, Worker
+
+    from worker import workflow_worker_options
 
     client = await Client.connect(address, data_converter=pydantic_data_converter)
     workers = [
         Worker(
-            client, task_queue=FLOOR_QUEUE, workflows=[FloorWorkflow], activities=[noop_activity]
+            client,
+            task_queue=FLOOR_QUEUE,
+            workflows=[FloorWorkflow],
+            activities=[noop_activity, sleep_activity],
+            **workflow_worker_options(),  # the same runner and pollers as ours: a fair floor
         ),
-        Worker(client, task_queue=pinned_queue, activities=[noop_activity]),
+        Worker(
+            client,
+            task_queue=pinned_queue,
+            activities=[noop_activity],
+            activity_task_poller_behavior=PollerBehaviorAutoscaling(),
+        ),
     ]
     print("READY", flush=True)
     await asyncio.gather(*(w.run() for w in workers))
 
 
 if __name__ == "__main__":
-    asyncio.run(run_floor_worker(sys.argv[1], sys.argv[2]))
+    # Run the module's own copy, not __main__'s: the workflow sandbox re-imports a workflow
+    # from the module that defines it.
+    from bench import floor
+
+    asyncio.run(floor.run_floor_worker(sys.argv[1], sys.argv[2]))
