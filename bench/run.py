@@ -116,6 +116,19 @@ async def main(quick: bool) -> dict[str, Any]:
     return results
 
 
+async def _start_floor(client: Any, pinned: str, update: Any, arg: Any) -> Any:
+    """A new floor workflow started together with its first update (update-with-start)."""
+    op = WithStartWorkflowOperation(
+        FloorWorkflow.run,
+        pinned,
+        id=f"floor-{uuid.uuid4().hex}",
+        task_queue=FLOOR_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+    )
+    await client.execute_update_with_start_workflow(update, arg, start_workflow_operation=op)
+    return await op.workflow_handle()
+
+
 async def _measure(client: Any, pinned: str, n: int, worker_pid: int) -> dict[str, Any]:
     floor = await client.start_workflow(
         FloorWorkflow.run, pinned, id=f"floor-{uuid.uuid4().hex[:8]}", task_queue=FLOOR_QUEUE
@@ -132,17 +145,8 @@ async def _measure(client: Any, pinned: str, n: int, worker_pid: int) -> dict[st
         await floor.execute_update(FloorWorkflow.with_local_activity, "x")
 
     async def floor_start(i: int) -> None:
-        op = WithStartWorkflowOperation(
-            FloorWorkflow.run,
-            pinned,
-            id=f"floor-start-{uuid.uuid4().hex}",
-            task_queue=FLOOR_QUEUE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        )
-        await client.execute_update_with_start_workflow(
-            FloorWorkflow.with_activity, "x", start_workflow_operation=op
-        )
-        await (await op.workflow_handle()).execute_update(FloorWorkflow.finish)
+        handle = await _start_floor(client, pinned, FloorWorkflow.with_activity, "x")
+        await handle.execute_update(FloorWorkflow.finish)
 
     sandbox = Sandbox(f"bench-{uuid.uuid4().hex[:8]}", client=client)
     await sandbox.create_session("bash")
@@ -214,17 +218,7 @@ async def _load(client: Any, worker_pid: int, pinned: str, *, quick: bool) -> di
         return lambda: sb.destroy_session("testkit")
 
     async def floor_slow() -> Callable[[], Awaitable[Any]]:
-        op = WithStartWorkflowOperation(
-            FloorWorkflow.run,
-            pinned,
-            id=f"floor-slow-{uuid.uuid4().hex}",
-            task_queue=FLOOR_QUEUE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        )
-        await client.execute_update_with_start_workflow(
-            FloorWorkflow.with_slow_local_activity, 0.5, start_workflow_operation=op
-        )
-        handle = await op.workflow_handle()
+        handle = await _start_floor(client, pinned, FloorWorkflow.with_slow_local_activity, 0.5)
         return lambda: handle.execute_update(FloorWorkflow.finish)
 
     bursts = 2 if quick else 5  # one burst is noisy on a small machine: take the median
