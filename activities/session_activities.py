@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from opentelemetry import trace
 from temporalio import activity
@@ -81,17 +81,13 @@ class SessionActivities:
                 code=ErrorCode.RESOURCE_LOST,
                 message=f"instance {inp.session_id} is not held by worker {self.worker_id}",
             )
-        with _tool_span(inp) as span:
-            call = asyncio.create_task(
-                self.host.invoke(inp.tool, inp.params, instance.session_info)
-            )
-            while True:
-                done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY)
-                if done:
-                    break
-                activity.heartbeat()
-            outcome = call.result()
-            _record_call(span, instance.backend.name, inp.tool, outcome)
+        call = asyncio.create_task(self._invoke(inp, instance.backend.name, instance.session_info))
+        while True:
+            done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY)
+            if done:
+                break
+            activity.heartbeat()
+        outcome = call.result()
         outcome.snapshot = await self._snapshot(instance)
         return outcome
 
@@ -141,6 +137,27 @@ class SessionActivities:
             log.exception("snapshot of %s failed", instance.session_id)
             return None
 
+    async def _invoke(
+        self, inp: ToolCallInput, resource_type: str, session_info: dict[str, Any] | None
+    ) -> ToolOutcome:
+        """The backend's tool call, as a span (child of the activity's) and a duration metric."""
+        attributes = {
+            "session.tool": inp.tool,
+            "session.workflow_id": activity.info().workflow_id or "",
+            "session.request_id": inp.request_id,
+        }
+        if inp.session_id:
+            attributes["session.id"] = inp.session_id
+        with _tracer.start_as_current_span(f"tool {inp.tool}", attributes=attributes) as span:
+            outcome = await self.host.invoke(inp.tool, inp.params, session_info)
+            span.set_attribute("session.result_code", outcome.code)
+        activity.metric_meter().create_histogram_float(
+            "sessions_tool_duration", "time a tool ran on its backend", "ms"
+        ).with_additional_attributes(
+            {"resource_type": resource_type, "tool": inp.tool, "code": str(outcome.code)}
+        ).record(outcome.execution_time_ms)
+        return outcome
+
     async def _call_shared(self, inp: ToolCallInput) -> ToolOutcome:
         """A shared tool: warmed once per process, no instance, no session."""
         try:
@@ -152,9 +169,7 @@ class SessionActivities:
                 code=ErrorCode.UNKNOWN_TOOL,
                 message=f"{inp.tool} is not a shared tool; it needs a {spec.resource_type} session",
             )
-        with _tool_span(inp) as span:
-            outcome = await self.host.invoke(inp.tool, inp.params, None)
-            _record_call(span, spec.resource_type, inp.tool, outcome)
+        outcome = await self._invoke(inp, spec.resource_type, None)
         outcome.shared = True
         return outcome
 
@@ -172,10 +187,7 @@ class SessionActivities:
         except ApplicationError as exc:
             return ToolOutcome(code=int(exc.type or ErrorCode.INTERNAL), message=exc.message)
         try:
-            with _tool_span(inp) as span:
-                outcome = await self.host.invoke(inp.tool, inp.params, instance.session_info)
-                _record_call(span, instance.backend.name, inp.tool, outcome)
-            return outcome
+            return await self._invoke(inp, instance.backend.name, instance.session_info)
         finally:
             self.registry.pop(instance.session_id)
             self._gauge_live(instance.backend.name)
@@ -203,26 +215,3 @@ class SessionActivities:
                 except Exception:
                     log.exception("could not tell %s its instance moved", instance.workflow_id)
         return len(live)
-
-
-@contextmanager
-def _tool_span(inp: ToolCallInput) -> Iterator[trace.Span]:
-    """The backend's tool call as a span, child of the activity's span."""
-    attributes = {
-        "session.tool": inp.tool,
-        "session.workflow_id": activity.info().workflow_id or "",
-        "session.request_id": inp.request_id,
-    }
-    if inp.session_id:
-        attributes["session.id"] = inp.session_id
-    with _tracer.start_as_current_span(f"tool {inp.tool}", attributes=attributes) as span:
-        yield span
-
-
-def _record_call(span: trace.Span, resource_type: str, tool: str, outcome: ToolOutcome) -> None:
-    span.set_attribute("session.result_code", outcome.code)
-    activity.metric_meter().create_histogram_float(
-        "sessions_tool_duration", "time a tool ran on its backend", "ms"
-    ).with_additional_attributes(
-        {"resource_type": resource_type, "tool": tool, "code": str(outcome.code)}
-    ).record(outcome.execution_time_ms)

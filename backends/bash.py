@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 from pydantic import Field
 
 from backends.base import Backend, tool
+from backends.process_config import process_config
 from backends.shell import Shell
 from contract import ErrorCode, ToolOutcome
-
-DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
 
 
 class BashBackend(Backend):
@@ -24,16 +22,8 @@ class BashBackend(Backend):
     name = "bash"
 
     async def initialize(self, worker_id: str, config: dict[str, Any]) -> dict[str, Any]:
-        cwd = str(config.get("cwd") or os.getcwd())
-        if not os.path.isdir(cwd):
-            raise ValueError(f"cwd {cwd!r} is not a directory")
-        env = {
-            **os.environ,
-            "TERM": "dumb",
-            **{k: str(v) for k, v in config.get("env", {}).items()},
-        }
-        limit = int(config.get("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES))
-        shell = Shell(cwd, env, limit)
+        settings = process_config(config, TERM="dumb")
+        shell = Shell(settings.cwd, settings.env, settings.max_output_bytes)
         await shell.start()
         return {"shell": shell, "config": config}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Annotated, Any
 
@@ -10,9 +9,9 @@ from pydantic import Field
 
 from backends.base import Backend, tool
 from backends.interpreter import Interpreter
+from backends.process_config import process_config
 from contract import ErrorCode, ToolOutcome
 
-DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
 LANGUAGES = ("python",)
 
 
@@ -29,12 +28,9 @@ class CodeBackend(Backend):
         language = config.get("language", "python")
         if language not in LANGUAGES:
             raise ValueError(f"language {language!r} is not supported; use one of {LANGUAGES}")
-        cwd = str(config.get("cwd") or os.getcwd())
-        if not os.path.isdir(cwd):
-            raise ValueError(f"cwd {cwd!r} is not a directory")
-        env = {**os.environ, **{k: str(v) for k, v in config.get("env", {}).items()}}
-        limit = int(config.get("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES))
-        interpreter = Interpreter(str(config.get("python") or sys.executable), cwd, env, limit)
+        settings = process_config(config)
+        python = str(config.get("python") or sys.executable)
+        interpreter = Interpreter(python, settings.cwd, settings.env, settings.max_output_bytes)
         await interpreter.start()
         return {"interpreter": interpreter, "config": config}
 

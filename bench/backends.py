@@ -11,13 +11,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from temporalio.testing import WorkflowEnvironment
-
 from bench.run import _stats, _timed
+from bench.server import start_embedded
 from client import Sandbox
-from client.embedded import sqlite_pragma_args, temporal_binary
 from client.payload_store import data_converter
-from contract import SEARCH_ATTRIBUTES
 from tests.processes import WorkerProcess
 
 SAMPLES = 50
@@ -25,14 +22,7 @@ SAMPLES = 50
 
 async def main() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_binary(),
-            dev_server_database_filename=str(Path(tmp) / "temporal.db"),
-            dev_server_extra_args=sqlite_pragma_args(),
-            search_attributes=SEARCH_ATTRIBUTES,
-            data_converter=data_converter(),
-            dev_server_log_level="error",
-        )
+        env = await start_embedded(Path(tmp) / "temporal.db", data_converter())
         worker = await WorkerProcess.start(env.client.service_client.config.target_host)
         try:
             sandbox = Sandbox(f"bench-{uuid.uuid4().hex[:8]}", client=env.client)

@@ -16,32 +16,15 @@ import sys
 import time
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from bench.floor import FLOOR_QUEUE, FloorWorkflow
-from bench.run import ROOT
-from client.embedded import temporal_binary
+from bench.floor import FLOOR_QUEUE, FloorWorkflow, start_floor_worker
+from bench.server import start_embedded
 
 
 async def main(calls: int) -> None:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
+    env = await start_embedded(None)
     address = env.client.service_client.config.target_host
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.floor",
-        address,
-        "dispatch-pinned",
-        cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert worker.stdout is not None
-    await worker.stdout.readline()  # READY
+    worker = await start_floor_worker(address, "dispatch-pinned")
     try:
         handle = await env.client.start_workflow(
             FloorWorkflow.run, "dispatch-pinned", id="dispatch", task_queue=FLOOR_QUEUE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio import activity, workflow
 
@@ -91,6 +92,24 @@ async def run_floor_worker(address: str, pinned_queue: str) -> None:
     ]
     print("READY", flush=True)
     await asyncio.gather(*(w.run() for w in workers))
+
+
+async def start_floor_worker(address: str, pinned_queue: str) -> asyncio.subprocess.Process:
+    """The floor's worker in a process of its own, as ours runs: on this machine a worker in the
+    client's own process answers faster, which would flatter the floor. Returns once it polls."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.floor",
+        address,
+        pinned_queue,
+        cwd=str(Path(__file__).resolve().parent.parent),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    if (await proc.stdout.readline()).strip() != b"READY":
+        raise RuntimeError(f"the floor's worker exited with {await proc.wait()}")
+    return proc
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -21,13 +20,10 @@ from typing import Any
 
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from bench.floor import FLOOR_QUEUE, FloorWorkflow
+from bench.floor import FLOOR_QUEUE, FloorWorkflow, start_floor_worker
+from bench.server import start_embedded
 from client import Sandbox
-from client.embedded import sqlite_pragma_args, temporal_binary
-from contract import SEARCH_ATTRIBUTES
 from tests.processes import WorkerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,32 +68,12 @@ def _stats(samples: list[float]) -> dict[str, Any]:
 async def main(quick: bool) -> dict[str, Any]:
     n = 20 if quick else 200
     with tempfile.TemporaryDirectory() as tmp:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_binary(),
-            dev_server_database_filename=str(Path(tmp) / "temporal.db"),
-            search_attributes=SEARCH_ATTRIBUTES,
-            data_converter=pydantic_data_converter,
-            dev_server_log_level="error",
-            dev_server_extra_args=sqlite_pragma_args(),  # as the main command runs it
-        )
+        env = await start_embedded(Path(tmp) / "temporal.db")  # as the main command runs it
         client = env.client
         address = client.service_client.config.target_host
         worker = await WorkerProcess.start(address)
         pinned = f"{FLOOR_QUEUE}/pinned-{uuid.uuid4().hex[:6]}"
-        # The floor's worker runs in a process of its own, as ours does: on this machine a
-        # worker in the client's own process answers faster, which would flatter the floor.
-        floor_worker = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.floor",
-            address,
-            pinned,
-            cwd=str(ROOT),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert floor_worker.stdout is not None
-        if (await floor_worker.stdout.readline()).strip() != b"READY":
-            raise RuntimeError(f"the floor's worker exited with {await floor_worker.wait()}")
+        floor_worker = await start_floor_worker(address, pinned)
         try:
             results = await _measure(client, pinned, n, worker.pid)
             await worker.stop()
