@@ -24,6 +24,7 @@ from contract import (
     WarmupInput,
     WarmupResult,
 )
+from contract.activities import CALL_TOOL, CLEANUP, INITIALIZE, WARMUP
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("durable_sessions")
@@ -47,7 +48,7 @@ class SessionActivities:
         self.task_queue = task_queue
         self.worker_id = task_queue
 
-    @activity.defn(name="session.warmup")
+    @activity.defn(name=WARMUP)
     async def warmup(self, inp: WarmupInput) -> WarmupResult:
         names = inp.resource_types if inp.resource_types is not None else list(self.host.backends)
         try:
@@ -57,7 +58,7 @@ class SessionActivities:
             raise exc.as_failure() from exc
         return WarmupResult(worker=self.worker_id, warmed=names, tools=self.host.specs())
 
-    @activity.defn(name="session.initialize")
+    @activity.defn(name=INITIALIZE)
     async def initialize(self, inp: InitializeInput) -> InstanceInfo:
         instance = await self._create(inp)
         return InstanceInfo(
@@ -69,7 +70,7 @@ class SessionActivities:
             restored=inp.restore is not None,
         )
 
-    @activity.defn(name="session.call_tool")
+    @activity.defn(name=CALL_TOOL)
     async def call_tool(self, inp: ToolCallInput) -> ToolOutcome:
         if inp.initialize is not None:
             return await self._call_once(inp)
@@ -91,7 +92,7 @@ class SessionActivities:
         outcome.snapshot = await self._snapshot(instance)
         return outcome
 
-    @activity.defn(name="session.cleanup")
+    @activity.defn(name=CLEANUP)
     async def cleanup(self, inp: CleanupInput) -> None:
         instance = self.registry.pop(inp.session_id)
         if instance is not None:

@@ -6,6 +6,7 @@ nothing from the rest of the project.
 """
 
 from contract.codes import ErrorCode
+from contract.limits import CONTINUING_AS_NEW, DEFAULT_TTL_SECONDS
 from contract.models import (
     AppendRequest,
     CarriedState,
@@ -44,7 +45,6 @@ from contract.models import (
 )
 from contract.naming import (
     DEFAULT_TASK_QUEUE,
-    DEFAULT_TTL_SECONDS,
     SEARCH_ATTRIBUTES,
     AgentIdAttr,
     ResourceTypeAttr,
@@ -69,6 +69,7 @@ __all__ = [
     "AgentIdAttr",
     "CarriedState",
     "CleanupInput",
+    "CONTINUING_AS_NEW",
     "DEFAULT_TASK_QUEUE",
     "DEFAULT_TTL_SECONDS",
     "DestroyRequest",

@@ -6,9 +6,40 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contract.codes import ErrorCode
+from contract.limits import (
+    DEFAULT_TTL_SECONDS,
+    MAX_CONFIG_BYTES,
+    MAX_IDLE_SECONDS,
+    MAX_KIND_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_METADATA_BYTES,
+    MAX_NAME_CHARS,
+    MAX_PARAMS_BYTES,
+    MAX_PAUSED_TTL_SECONDS,
+    MAX_REASON_CHARS,
+    MAX_ROLE_CHARS,
+    MAX_TTL_SECONDS,
+    json_size,
+)
+
+#: Ids: sandbox, user, agent (the same rule everywhere: ``contract.limits.ID_PATTERN``).
+_ID = r"^[A-Za-z0-9._@:-]{1,200}$"
+_REQUEST_ID = Field(default="", max_length=200)
+
+
+def _within(field: str, value: Any, limit: int) -> Any:
+    size = json_size(value)
+    if size > limit:
+        raise ValueError(f"{field} is {size} bytes as JSON; the limit is {limit} bytes")
+    return value
+
+
+def _seconds(high: float, default: float | None = None) -> Any:
+    """A finite number of seconds in (0, high]."""
+    return Field(default=default, gt=0, le=high, allow_inf_nan=False)
 
 
 class _Model(BaseModel):
@@ -17,7 +48,10 @@ class _Model(BaseModel):
 
 
 class SessionStatus(StrEnum):
-    """Where a session is in its life; also the SessionState search attribute."""
+    """Where a session is in its life, as callers and the SessionState search attribute see it.
+
+    The workflow's own phase (``workflows.phase.Phase``) adds the transient DRAINING and CLOSING.
+    """
 
     STARTING = "starting"
     ACTIVE = "active"
@@ -162,27 +196,37 @@ class CarriedState(_Model):
 class SessionInput(_Model):
     """The single argument of SessionWorkflow."""
 
-    sandbox_id: str
+    sandbox_id: str = Field(pattern=_ID)
     #: Empty for a session with no resource (a conversation record).
-    resource_type: str
+    resource_type: str = Field(max_length=64)
     config: dict[str, Any] = Field(default_factory=dict)
-    ttl_seconds: float = Field(default=300.0, gt=0)
+    ttl_seconds: float = _seconds(MAX_TTL_SECONDS, DEFAULT_TTL_SECONDS)
     temporary: bool = False
-    user_id: str | None = None
-    agent_id: str | None = None
-    name: str = ""
+    user_id: str | None = Field(default=None, pattern=_ID)
+    agent_id: str | None = Field(default=None, pattern=_ID)
+    name: str = Field(default="", max_length=MAX_NAME_CHARS)
     metadata: dict[str, Any] = Field(default_factory=dict)
     #: Quiet time after which an ACTIVE session shows IDLE; None: never.
-    idle_seconds: float | None = Field(default=None, gt=0)
+    idle_seconds: float | None = _seconds(MAX_IDLE_SECONDS)
     #: At the deadline: "destroy" closes the session as EXPIRED, "pause" releases the instance
     #: and keeps the record for ``paused_ttl_seconds`` more.
     on_expire: Literal["destroy", "pause"] = "destroy"
-    paused_ttl_seconds: float = Field(default=7 * 86400.0, gt=0)
+    paused_ttl_seconds: float = _seconds(MAX_PAUSED_TTL_SECONDS, 7 * 86400.0)
     #: The request that started the session; its open update answers "created".
-    opened_by: str = ""
+    opened_by: str = _REQUEST_ID
     #: False on servers that cannot register custom search attributes (the time-skipping one).
     search_attributes: bool = True
     carried: CarriedState | None = None
+
+    @field_validator("config")
+    @classmethod
+    def _config_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _within("config", value, MAX_CONFIG_BYTES)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _within("metadata", value, MAX_METADATA_BYTES)
 
 
 class SharedToolsInput(_Model):
@@ -210,31 +254,46 @@ class SessionSummary(_Model):
 
 
 class OwnedRequest(_Model):
-    """A request that may name the caller's user; the session refuses other users' requests."""
+    """A request that names the caller's user.
 
-    user_id: str | None = None
+    A session with an owner refuses another user's request, and one that names no user, unless
+    ``admin`` is set (operators' tools; off by default). A session with no owner takes any.
+    """
+
+    user_id: str | None = Field(default=None, pattern=_ID)
+    admin: bool = False
 
 
 class ExecuteRequest(OwnedRequest):
-    tool: str
+    tool: str = Field(max_length=200)
     params: dict[str, Any] = Field(default_factory=dict)
-    request_id: str = ""
+    request_id: str = _REQUEST_ID
     #: When set, the call must reach exactly this instance (4007 otherwise).
-    session_id: str | None = None
+    session_id: str | None = Field(default=None, max_length=200)
+
+    @field_validator("params")
+    @classmethod
+    def _params_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _within("params", value, MAX_PARAMS_BYTES)
 
 
-class OpenRequest(_Model):
-    request_id: str = ""
+class OpenRequest(OwnedRequest):
+    request_id: str = _REQUEST_ID
 
 
 class RefreshRequest(OwnedRequest):
     #: A new TTL for the session; None keeps the current one.
-    ttl_seconds: float | None = Field(default=None, gt=0)
+    ttl_seconds: float | None = _seconds(MAX_TTL_SECONDS)
 
 
-class ReinitializeRequest(_Model):
+class ReinitializeRequest(OwnedRequest):
     config: dict[str, Any] = Field(default_factory=dict)
-    request_id: str = ""
+    request_id: str = _REQUEST_ID
+
+    @field_validator("config")
+    @classmethod
+    def _config_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _within("config", value, MAX_CONFIG_BYTES)
 
 
 class ReinitializeResult(_Model):
@@ -247,7 +306,7 @@ class ReinitializeResult(_Model):
 
 
 class DestroyRequest(OwnedRequest):
-    reason: str = "destroyed"
+    reason: str = Field(default="destroyed", max_length=MAX_REASON_CHARS)
 
 
 class MetadataRequest(OwnedRequest):
@@ -256,9 +315,14 @@ class MetadataRequest(OwnedRequest):
     metadata: dict[str, Any]
     replace: bool = False
 
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _within("metadata", value, MAX_METADATA_BYTES)
+
 
 class RenameRequest(OwnedRequest):
-    name: str = Field(max_length=200)
+    name: str = Field(max_length=MAX_NAME_CHARS)
 
 
 class SetStateRequest(OwnedRequest):
@@ -270,8 +334,8 @@ class SetStateRequest(OwnedRequest):
 
 class SaveCheckpointRequest(OwnedRequest):
     data: Any = None
-    label: str = Field(default="", max_length=200)
-    request_id: str = ""
+    label: str = Field(default="", max_length=MAX_NAME_CHARS)
+    request_id: str = _REQUEST_ID
 
 
 class CheckpointRequest(OwnedRequest):
@@ -283,17 +347,17 @@ class CheckpointRequest(OwnedRequest):
 class AppendRequest(OwnedRequest):
     """A caller's entry in the session's log: a message (role set) or an event of its own kind."""
 
-    kind: str = Field(default="message", min_length=1, max_length=64)
-    role: str = ""
+    kind: str = Field(default="message", min_length=1, max_length=MAX_KIND_CHARS)
+    role: str = Field(default="", max_length=MAX_ROLE_CHARS)
     content: Any = None
-    message: str = Field(default="", max_length=1000)
+    message: str = Field(default="", max_length=MAX_MESSAGE_CHARS)
 
 
 class EventsQuery(_Model):
     start_id: int | None = Field(default=None, ge=1)
     end_id: int | None = Field(default=None, ge=1)
     reverse: bool = False
-    kind: str | None = None
+    kind: str | None = Field(default=None, max_length=MAX_KIND_CHARS)
     limit: int = Field(default=50, ge=1, le=100)
 
 

@@ -3,7 +3,6 @@
 from temporalio.common import SearchAttributeKey
 
 DEFAULT_TASK_QUEUE = "durable-sessions"
-DEFAULT_TTL_SECONDS = 300.0
 
 SandboxIdAttr = SearchAttributeKey.for_keyword("SandboxId")
 ResourceTypeAttr = SearchAttributeKey.for_keyword("ResourceType")

@@ -60,7 +60,7 @@ async def _main_flows(client: Client) -> dict[str, str]:
     await manager.set_session_state(sid, "paused")
     await manager.set_session_state(sid, "active", checkpoint_id=checkpoint)
     await client.get_workflow_handle_for(SessionWorkflow.run, sid).execute_update(
-        SessionWorkflow.destroy, DestroyRequest()
+        SessionWorkflow.destroy, DestroyRequest(user_id="replay-user")
     )
     return {
         "managed_pause_resume": sid,

@@ -1,4 +1,4 @@
-"""Workflows: deterministic code only."""
+"""Workflows: deterministic code only; they import the contract and nothing else of ours."""
 
 from workflows.session import SessionWorkflow
 from workflows.shared_tools import SharedToolsWorkflow

@@ -20,16 +20,19 @@ SECRET_NAME = re.compile(
 MAX_VALUE_CHARS = 200
 
 
-def redact(value: Any) -> Any:
-    """A copy of ``value`` safe for the event log."""
+def redact(value: Any, *, cut: bool = True) -> Any:
+    """A copy of ``value`` safe for the event log; ``cut=False`` keeps long values whole."""
     if isinstance(value, dict):
         return {
-            str(k): REDACTED if SECRET_NAME.search(str(k)) else redact(v) for k, v in value.items()
+            str(k): REDACTED if SECRET_NAME.search(str(k)) else redact(v, cut=cut)
+            for k, v in value.items()
         }
     if isinstance(value, list):
+        if not cut:
+            return [redact(v, cut=cut) for v in value]
         return [redact(v) for v in value[:20]] + (
             [f"... {len(value) - 20} more"] if len(value) > 20 else []
         )
-    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+    if cut and isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
         return f"{value[:MAX_VALUE_CHARS]}... ({len(value)} chars)"
     return value

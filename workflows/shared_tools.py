@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import SessionActivities
     from contract import (
         Envelope,
         EnvelopeMeta,
@@ -24,17 +24,13 @@ with workflow.unsafe.imports_passed_through():
         ToolOutcome,
         split_tool_name,
     )
-    from workflows.calls import (
-        NO_RETRY,
-        TOOL_TIMEOUT_MARGIN,
-        Rejected,
-        describe_failure,
-        remember,
-        tool_timeout,
-    )
+    from contract import activities as stubs
+    from contract.limits import TOOL_TIMEOUT_MARGIN, timeout_problem, tool_timeout
+    from workflows.calls import NO_RETRY, Rejected, describe_failure, remember
 
 
-@workflow.defn
+# A malformed input fails the workflow (or update) at once, not its task again and again.
+@workflow.defn(failure_exception_types=[ValidationError])
 class SharedToolsWorkflow:
     @workflow.init
     def __init__(self, inp: SharedToolsInput) -> None:
@@ -73,8 +69,8 @@ class SharedToolsWorkflow:
         self._touched = True
         resource, _ = split_tool_name(req.tool)
         try:
-            outcome = await workflow.execute_local_activity_method(
-                SessionActivities.call_tool,
+            outcome = await workflow.execute_local_activity(
+                stubs.call_tool,
                 ToolCallInput(
                     session_id=None, tool=req.tool, params=req.params, request_id=req.request_id
                 ),
@@ -108,3 +104,6 @@ class SharedToolsWorkflow:
             split_tool_name(req.tool)
         except ValueError as exc:
             raise Rejected(ErrorCode.UNKNOWN_TOOL, str(exc)) from None
+        problem = timeout_problem(req.params)
+        if problem is not None:
+            raise Rejected(ErrorCode.INVALID_INPUT, f"{req.tool}: {problem}")

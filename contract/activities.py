@@ -1,0 +1,49 @@
+"""Activity signatures: the names and types workflows call, implemented in ``activities/``.
+
+Workflows import these stubs, never the implementations, so loading a workflow (or the client)
+loads no worker or backend code. The worker registers ``activities.SessionActivities``, whose
+methods carry the same names.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from contract.models import (
+    CleanupInput,
+    InitializeInput,
+    InstanceInfo,
+    ToolCallInput,
+    ToolOutcome,
+    WarmupInput,
+    WarmupResult,
+)
+
+WARMUP = "session.warmup"
+INITIALIZE = "session.initialize"
+CALL_TOOL = "session.call_tool"
+CLEANUP = "session.cleanup"
+
+
+@activity.defn(name=WARMUP)
+async def warmup(inp: WarmupInput) -> WarmupResult:
+    """Warm backends on the worker that takes it; answers its tool catalog."""
+    raise NotImplementedError
+
+
+@activity.defn(name=INITIALIZE)
+async def initialize(inp: InitializeInput) -> InstanceInfo:
+    """Create an instance; the worker that does keeps it and answers its own task queue."""
+    raise NotImplementedError
+
+
+@activity.defn(name=CALL_TOOL)
+async def call_tool(inp: ToolCallInput) -> ToolOutcome:
+    """Run one tool call on a held instance (or a shared tool, or a one-shot instance)."""
+    raise NotImplementedError
+
+
+@activity.defn(name=CLEANUP)
+async def cleanup(inp: CleanupInput) -> None:
+    """Release an instance on the worker that holds it."""
+    raise NotImplementedError

@@ -1,0 +1,198 @@
+"""CallPath: one execute, from the request to its envelope.
+
+Answers a repeated request id once, runs the call on the instance (or once, for a temporary
+session), recovers a lost instance (retrying an idempotent tool at most once), and records the
+call in the session's log and metrics.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+from contract import (
+    Envelope,
+    EnvelopeMeta,
+    ErrorCode,
+    ExecuteRequest,
+    InstanceInfo,
+    ToolCallInput,
+    ToolOutcome,
+)
+from workflows import instance_calls as calls
+from workflows.calls import Rejected, remember
+from workflows.checks import check_call
+from workflows.core import SessionCore
+from workflows.phase import Request
+from workflows.redaction import redact
+
+
+class CallPath:
+    def __init__(self, core: SessionCore) -> None:
+        self.core = core
+        self._inflight: set[str] = set()
+
+    # --- request handling ----------------------------------------------------------------------
+
+    async def execute(self, req: ExecuteRequest, *, signal: bool = False) -> Envelope:
+        request_id = req.request_id or str(workflow.uuid4())
+        remembered = self.core.state.recent_results.get(request_id)
+        if remembered is not None:
+            return remembered
+        if request_id in self._inflight:  # a signal repeating a running request: answer once
+            await workflow.wait_condition(lambda: request_id in self.core.state.recent_results)
+            return self.core.state.recent_results[request_id]
+        self._inflight.add(request_id)
+        started = workflow.now()
+        try:
+            async with self.core.lock:
+                envelope = await self._execute_locked(req, request_id, signal)
+        finally:
+            self._inflight.discard(request_id)
+        remember(self.core.state.recent_results, request_id, envelope)
+        self._measure_execute(envelope, workflow.now() - started)
+        return envelope
+
+    async def _execute_locked(self, req: ExecuteRequest, request_id: str, signal: bool) -> Envelope:
+        try:
+            # Accepted work runs while draining: only new updates go to the next run.
+            self.core.admit(Request.EXECUTE, req, signal=True)
+            check_call(req, self.core.input.resource_type, self.core.state.instance, self.core.id)
+            if not self.core.input.temporary:
+                await self.core.ensure_instance()
+                check_call(
+                    req, self.core.input.resource_type, self.core.state.instance, self.core.id
+                )
+        except Rejected as exc:
+            via = "signal" if signal else "update"
+            self.core.record("rejected", request_id=request_id, tool=req.tool[:200], code=exc.code,
+                         message=f"execute ({via}): {exc.message}")  # fmt: skip
+            return self._envelope(req, request_id, ToolOutcome(code=exc.code, message=exc.message))
+        self.core.clock.move_deadline()
+        if self.core.input.temporary:
+            session_id = calls.new_session_id(self.core.input.resource_type)
+            self.core.temporary_session_id = session_id
+            outcome = await calls.call_once(
+                self.core.input,
+                self._tool_call(req, request_id, session_id),
+                self.core.state.config,
+            )
+        else:
+            outcome = await self._call_on_instance(req, request_id)
+        return self._finish_call(req, request_id, outcome)
+
+    async def _call_on_instance(
+        self, req: ExecuteRequest, request_id: str, *, retried: bool = False
+    ) -> ToolOutcome:
+        instance = self.core.state.instance
+        assert instance is not None
+        call = self._tool_call(req, request_id, instance.session_id)
+        outcome = await calls.call_on_instance(instance, call)
+        if outcome.snapshot is not None:
+            self.core.state.snapshot = outcome.snapshot
+        if outcome.code != ErrorCode.RESOURCE_LOST:
+            return outcome
+        recovered = await self._recover(instance, outcome)
+        if recovered.code == ErrorCode.RESOURCE_LOST and not retried and self._idempotent(req):
+            # Safe to repeat, once: run it on the new instance instead of asking the caller to.
+            self.core.record(
+                "retry", request_id=request_id, tool=req.tool, message="after recovery"
+            )
+            return await self._call_on_instance(req, request_id, retried=True)
+        return recovered
+
+    def _idempotent(self, req: ExecuteRequest) -> bool:
+        instance = self.core.state.instance
+        tools = instance.tools if instance else []
+        return any(t.name == req.tool and t.idempotent for t in tools)
+
+    async def _recover(self, lost: InstanceInfo, outcome: ToolOutcome) -> ToolOutcome:
+        """The worker holding the instance is gone: make a new instance and tell the caller."""
+        self.core.record(
+            "resource_lost", code=outcome.code, message=outcome.message, session_id=lost.session_id
+        )
+        self.core.state.instance = None
+        try:
+            await self.core.ensure_instance_or_fail()
+        except Rejected as exc:
+            return ToolOutcome(code=exc.code, message=f"resource lost: {exc.message}")
+        new = self.core.state.instance
+        if new is None:
+            return ToolOutcome(
+                code=ErrorCode.RESOURCE_LOST,
+                message=f"resource lost and could not be re-initialized: {outcome.message}",
+            )
+        self.core.count("sessions_recovered", "instances re-created after their worker was lost")
+        self.core.record(
+            "recovered",
+            session_id=new.session_id,
+            message=f"instance {lost.session_id} replaced by {new.session_id}",
+        )
+        return ToolOutcome(
+            code=ErrorCode.RESOURCE_LOST,
+            message=(
+                f"resource lost, re-initialized: instance {lost.session_id} was lost with its "
+                f"worker and replaced by {new.session_id}; the call was not completed, retry it"
+            ),
+            data={"old_session_id": lost.session_id, "new_session_id": new.session_id},
+        )
+
+    def _tool_call(self, req: ExecuteRequest, request_id: str, session_id: str) -> ToolCallInput:
+        return ToolCallInput(
+            session_id=session_id, tool=req.tool, params=req.params, request_id=request_id
+        )
+
+    def _finish_call(self, req: ExecuteRequest, request_id: str, outcome: ToolOutcome) -> Envelope:
+        self.core.state.call_count += 1
+        self.core.touch()
+        self.core.clock.move_deadline()
+        envelope = self._envelope(req, request_id, outcome)
+        self.core.record(
+            "execute",
+            request_id=request_id,
+            tool=req.tool,
+            code=outcome.code,
+            message=outcome.message if outcome.code else "",
+            session_id=envelope.meta.session_id,
+            content={"params": redact(req.params)},
+        )
+        self.core.last_envelope = envelope
+        self.core.show_details()
+        return envelope
+
+    def _envelope(self, req: ExecuteRequest, request_id: str, outcome: ToolOutcome) -> Envelope:
+        if outcome.shared:  # a shared tool reached through a temporary session uses none
+            session_id = None
+        elif self.core.input.temporary:
+            session_id = self.core.temporary_session_id
+        else:
+            session_id = self.core.state.instance.session_id if self.core.state.instance else None
+        return Envelope(
+            code=outcome.code,
+            message=outcome.message,
+            data=outcome.data,
+            meta=EnvelopeMeta(
+                tool=req.tool,
+                resource_type=self.core.input.resource_type,
+                session_id=session_id,
+                temporary_session=self.core.input.temporary and not outcome.shared,
+                request_id=request_id,
+                execution_time_ms=outcome.execution_time_ms,
+                workflow_id=self.core.id,
+                shared=outcome.shared,
+            ),
+        )
+
+    def _measure_execute(self, envelope: Envelope, took: timedelta) -> None:
+        """Execute latency (workflow time: includes waiting for the session) and errors."""
+        meter = workflow.metric_meter().with_additional_attributes(
+            {"resource_type": self.core.input.resource_type}
+        )
+        meter.create_histogram_timedelta(
+            "sessions_execute_latency", "execute, from the update to its answer", "ms"
+        ).record(took)
+        if envelope.code:
+            meter.create_counter(
+                "sessions_execute_errors", "executes answered with a non-zero code"
+            ).add(1, {"code": str(envelope.code)})

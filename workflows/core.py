@@ -1,0 +1,283 @@
+"""SessionCore: a session's state and every change of it, for SessionWorkflow's handlers.
+
+Deterministic helper (no handlers of its own): the phase (``workflows.phase``), the clock, the
+event log, the instance's lifecycle (create, release, pause, resume, reinitialize) and admission
+of requests. The workflow class keeps the handlers, validators and the run loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+from contract import (
+    AppendRequest,
+    CarriedState,
+    Envelope,
+    ErrorCode,
+    InstanceInfo,
+    OwnedRequest,
+    RefreshRequest,
+    ReinitializeRequest,
+    ReinitializeResult,
+    SessionEvent,
+    SessionInput,
+    SessionStateAttr,
+    SessionStatus,
+    SessionView,
+)
+from contract.limits import CONTINUING_AS_NEW
+from workflows import instance_calls as calls
+from workflows.calls import Rejected
+from workflows.checks import check_entry, check_owner, find_checkpoint
+from workflows.clock import Clock
+from workflows.event_log import EventLog
+from workflows.phase import Answer, Lifecycle, Phase, Request, answer
+from workflows.redaction import redact
+from workflows.views import current_details, session_view
+
+
+class SessionCore:
+    def __init__(self, inp: SessionInput) -> None:
+        self.input = inp
+        self.state = inp.carried or CarriedState(
+            config=inp.config, name=inp.name, metadata=inp.metadata
+        )
+        self.life = Lifecycle.resume(self.state.status)
+        self.clock = Clock(inp, self.state)
+        self.log = EventLog(self.state)
+        #: Held around everything that awaits an activity: one call on the instance at a time.
+        self.lock = asyncio.Lock()
+        self.last_envelope: Envelope | None = None
+        self.temporary_session_id: str | None = None
+
+    # --- admission -----------------------------------------------------------------------------
+
+    def admit(self, request: Request, req: OwnedRequest, *, signal: bool = False) -> Answer:
+        """Raise for a request this phase refuses (or another user's); else how to answer it."""
+        verdict = answer(request, self.phase, signal=signal)
+        if verdict is Answer.RETRY:
+            raise ApplicationError(
+                "session is continuing as new; retry the request",
+                type=CONTINUING_AS_NEW,
+                non_retryable=True,
+            )
+        self.check_owner(req)
+        if verdict is Answer.CLOSED:
+            state = self.life.status.value if self.phase.is_final else "closing"
+            reason = self.life.reason or "closed"
+            raise Rejected(ErrorCode.SESSION_CLOSED, f"session {self.id} is {state} ({reason})")
+        return verdict
+
+    def signal_admitted(self, name: str, request: Request, req: OwnedRequest) -> bool:
+        """Signals have no answer: a refused one is recorded, and changes nothing else."""
+        try:
+            verdict = self.admit(request, req, signal=True)
+            if request is Request.REINITIALIZE:
+                self.reject_if_temporary("reinitialized")
+            if isinstance(req, AppendRequest):
+                check_entry(req)
+        except ApplicationError as exc:
+            self.record("rejected", code=_code(exc), message=f"{name}: {exc.message}")
+            return False
+        return verdict is Answer.RUN
+
+    def check_owner(self, req: OwnedRequest) -> None:
+        check_owner(req, self.input.user_id, self.id)
+
+    def reject_if_temporary(self, what: str) -> None:
+        if self.input.temporary:
+            raise Rejected(ErrorCode.INVALID_INPUT, f"a temporary session cannot be {what}")
+
+    def refresh(self, req: RefreshRequest) -> None:
+        if req.ttl_seconds is not None:
+            self.input.ttl_seconds = req.ttl_seconds
+        self.touch()
+        self.clock.move_deadline()
+        self.record("refresh", message=f"deadline {self.clock.deadline.isoformat()}")
+        self.show_details()
+
+    async def reinitialize(self, req: ReinitializeRequest) -> ReinitializeResult:
+        async with self.lock:
+            old = self.state.instance
+            old_id = old.session_id if old else None
+            if not self.phase.is_open:  # closed while waiting for the lock
+                message = f"session {self.id} is closing; nothing was reinitialized"
+                return ReinitializeResult(
+                    status="error", old_session_id=old_id, code=ErrorCode.SESSION_CLOSED,
+                    message=message,
+                )  # fmt: skip
+            try:
+                new = await calls.start_instance(self.input, req.config)
+            except Rejected as exc:
+                self.record("reinitialize", code=exc.code, message=exc.message)
+                return ReinitializeResult(
+                    status="error", old_session_id=old_id, code=exc.code,
+                    message=f"{exc.message}; the current instance was kept",
+                )  # fmt: skip
+            # Only once the new instance exists is the old one released.
+            if old is not None:
+                await self.release(old)
+            self.state.instance = new
+            self.state.config = req.config
+            self.state.snapshot = None  # a new config starts from a clean state
+            self.move(Phase.ACTIVE)
+            self.clock.move_deadline()
+            self.record(
+                "reinitialize", session_id=new.session_id, message=f"{old_id} -> {new.session_id}"
+            )
+            self.show_details()
+            return ReinitializeResult(
+                status="success",
+                old_session_id=old_id,
+                new_session_id=new.session_id,
+                config_applied=redact(req.config, cut=False),
+            )
+
+    def append(self, req: AppendRequest) -> SessionEvent:
+        self.touch()
+        return self.record(req.kind, role=req.role, content=req.content, message=req.message)
+
+    async def pause(self, reason: str) -> None:
+        """Release the instance and keep the record; call with the lock held."""
+        if self.phase is Phase.PAUSED or not self.life.can_move(Phase.PAUSED):
+            return
+        await self.release_instance()
+        self.move(Phase.PAUSED)
+        self.clock.move_deadline(self.input.paused_ttl_seconds)
+        self.record("pause", message=reason)
+        self.show_details()
+
+    async def resume(self, checkpoint_id: str | None) -> None:
+        """Make the session ACTIVE now; from a checkpoint, on a new instance at its snapshot."""
+        if checkpoint_id is not None:
+            self.state.snapshot = find_checkpoint(self.state, checkpoint_id, self.id).snapshot
+            await self.release_instance()
+            self.record("resume", message=f"from checkpoint {checkpoint_id}")
+        if self.input.resource_type:
+            await self.ensure_instance_or_fail()
+        else:
+            self.move(Phase.ACTIVE)
+        self.touch()
+        self.clock.move_deadline()
+
+    def begin_close(self, reason: str) -> None:
+        if self.life.close(Phase.CLOSED, reason):
+            self.record("destroy", message=reason)
+
+    # --- instances ---------------------------------------------------------------------------
+
+    async def ensure_instance(self) -> None:
+        """Create the instance if there is none (call with the lock held); a failure closes the
+        session as ERROR and raises ``Rejected``."""
+        if (
+            not self.input.resource_type
+            or self.state.instance is not None
+            or not self.phase.is_open
+        ):
+            return
+        try:
+            # After a lost or moved instance the snapshot brings the new one back to its state.
+            instance = await calls.start_instance(
+                self.input, self.state.config, self.state.snapshot
+            )
+        except Rejected as exc:
+            self.state.error = exc.message
+            self.life.close(Phase.ERROR, "initialize failed")
+            self.sync_status()
+            self.record("initialize", code=exc.code, message=exc.message)
+            raise
+        self.state.instance = instance
+        self.move(Phase.ACTIVE)
+        restored = " (restored from snapshot)" if instance.restored else ""
+        self.record(
+            "initialize", session_id=instance.session_id, message=f"on {instance.worker}{restored}"
+        )
+        self.show_details()
+
+    async def ensure_instance_or_fail(self) -> None:
+        """``_ensure_instance``, where a failure is recorded and closing is all that is left."""
+        try:
+            await self.ensure_instance()
+        except Rejected:
+            pass
+
+    async def release_instance(self) -> None:
+        instance, self.state.instance = self.state.instance, None
+        if instance is not None:
+            await self.release(instance)
+
+    async def release(self, instance: InstanceInfo) -> None:
+        problem = await calls.release(instance, self.input.resource_type)
+        if problem is None:
+            self.record("cleanup", session_id=instance.session_id)
+        else:  # the worker is gone, and the instance with it: nothing is left to release
+            self.record(
+                "cleanup", code=ErrorCode.RESOURCE_LOST, session_id=instance.session_id,
+                message=problem,
+            )  # fmt: skip
+
+    # --- state helpers -----------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return workflow.info().workflow_id
+
+    @property
+    def phase(self) -> Phase:
+        return self.life.phase
+
+    def move(self, to: Phase) -> None:
+        """Move the phase where the table allows it; a move it does not list is ignored (the
+        session closed meanwhile), never a failed workflow task."""
+        if to is self.phase or not self.life.can_move(to):
+            return
+        self.life.move(to)
+        self.sync_status()
+
+    def sync_status(self) -> None:
+        """The caller-visible status follows the phase: record it and upsert the attribute."""
+        status = self.life.status
+        if status is self.state.status:
+            return
+        previous, self.state.status = self.state.status, status
+        if status is SessionStatus.ACTIVE and self.input.idle_seconds is not None:
+            self.clock.wake()  # the run loop arms the idle timer again
+        if self.input.search_attributes:
+            workflow.upsert_search_attributes([SessionStateAttr.value_set(status.value)])
+        self.record("state", message=f"{previous.value} -> {status.value}")
+
+    def touch(self) -> None:
+        """Something happened: the session is no longer idle."""
+        self.clock.touch()
+        if self.phase is Phase.IDLE:
+            self.move(Phase.ACTIVE)
+
+    def idle_timer_runs(self) -> bool:
+        return self.phase is Phase.ACTIVE and not self.lock.locked()
+
+    def record(self, kind: str, **fields: Any) -> SessionEvent:
+        return self.log.record(workflow.now(), kind, **fields)
+
+    def show_details(self) -> None:
+        workflow.set_current_details(
+            current_details(self.input, self.state, self.life.status, self.last_envelope)
+        )
+
+    def view(self, *, created: bool = False) -> SessionView:
+        message = self.state.error or self.life.reason
+        return session_view(
+            self.id, self.input, self.state, self.life.status, message, created=created
+        )
+
+    def count(self, name: str, description: str) -> None:
+        workflow.metric_meter().create_counter(name, description).add(
+            1, {"resource_type": self.input.resource_type}
+        )
+
+
+def _code(exc: ApplicationError) -> int:
+    return exc.code if isinstance(exc, Rejected) else ErrorCode.INVALID_INPUT

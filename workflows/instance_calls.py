@@ -1,0 +1,131 @@
+"""The activities a session runs: create an instance, call a tool on it, release it.
+
+Each function is one activity invocation with its options; failures come back as values
+(``ToolOutcome`` codes, or ``Rejected``), never as exceptions a handler could let escape.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from contract import (
+    CleanupInput,
+    ErrorCode,
+    InitializeInput,
+    InstanceInfo,
+    SessionInput,
+    ToolCallInput,
+    ToolOutcome,
+)
+from contract import activities as stubs
+from contract.limits import TOOL_TIMEOUT_MARGIN, tool_timeout
+from workflows.calls import (
+    HEARTBEAT_TIMEOUT,
+    LIFECYCLE_RETRY,
+    NO_RETRY,
+    SCHEDULE_TO_START,
+    Rejected,
+    describe_failure,
+    worker_lost,
+)
+
+#: Patch id: sessions started since this change initialize in a local activity.
+INITIALIZE_LOCALLY = "initialize-locally"
+INITIALIZE_TIMEOUT = timedelta(seconds=120)
+
+
+def new_session_id(resource_type: str) -> str:
+    return f"{resource_type}-{workflow.uuid4().hex[:12]}"
+
+
+def initialize_input(
+    inp: SessionInput, session_id: str, config: dict[str, Any], restore: dict[str, Any] | None
+) -> InitializeInput:
+    return InitializeInput(
+        sandbox_id=inp.sandbox_id,
+        resource_type=inp.resource_type,
+        session_id=session_id,
+        config=config,
+        workflow_id=workflow.info().workflow_id,
+        restore=restore,
+    )
+
+
+async def start_instance(
+    inp: SessionInput, config: dict[str, Any], restore: dict[str, Any] | None = None
+) -> InstanceInfo:
+    """A new instance on some worker; raises ``Rejected(INITIALIZE_FAILED)`` when it fails."""
+    init = initialize_input(inp, new_session_id(inp.resource_type), config, restore)
+    try:
+        if workflow.patched(INITIALIZE_LOCALLY):
+            # On the worker running this workflow task: no task queue round trip, and that
+            # worker keeps the instance (its pinned queue is in the answer).
+            return await workflow.execute_local_activity(
+                stubs.initialize,
+                init,
+                start_to_close_timeout=INITIALIZE_TIMEOUT,
+                retry_policy=LIFECYCLE_RETRY,
+            )
+        return await workflow.execute_activity(
+            stubs.initialize,
+            init,
+            start_to_close_timeout=INITIALIZE_TIMEOUT,
+            retry_policy=LIFECYCLE_RETRY,
+        )
+    except (ActivityError, ApplicationError) as exc:  # local activities raise the latter
+        raise Rejected(ErrorCode.INITIALIZE_FAILED, describe_failure(exc)) from None
+
+
+async def release(instance: InstanceInfo, resource_type: str) -> str | None:
+    """Clean the instance up on its worker; answers why it could not (its worker is gone)."""
+    try:
+        await workflow.execute_activity(
+            stubs.cleanup,
+            CleanupInput(session_id=instance.session_id, resource_type=resource_type),
+            task_queue=instance.task_queue,
+            schedule_to_start_timeout=SCHEDULE_TO_START,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_attempts=2),
+        )
+    except ActivityError as exc:
+        return describe_failure(exc)
+    return None
+
+
+async def call_on_instance(instance: InstanceInfo, call: ToolCallInput) -> ToolOutcome:
+    """The call on the worker that holds the instance; a lost worker answers RESOURCE_LOST."""
+    timeout = tool_timeout(call.params) + TOOL_TIMEOUT_MARGIN
+    try:
+        return await workflow.execute_activity(
+            stubs.call_tool,
+            call,
+            task_queue=instance.task_queue,
+            schedule_to_start_timeout=SCHEDULE_TO_START,
+            start_to_close_timeout=timedelta(seconds=timeout),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=NO_RETRY,
+        )
+    except ActivityError as exc:
+        code = ErrorCode.RESOURCE_LOST if worker_lost(exc) else ErrorCode.INTERNAL
+        return ToolOutcome(code=code, message=describe_failure(exc))
+
+
+async def call_once(inp: SessionInput, call: ToolCallInput, config: dict[str, Any]) -> ToolOutcome:
+    """A temporary session's one call: create, call and clean up in one activity."""
+    assert call.session_id is not None
+    call.initialize = initialize_input(inp, call.session_id, config, None)
+    timeout = tool_timeout(call.params) + TOOL_TIMEOUT_MARGIN
+    try:
+        return await workflow.execute_activity(
+            stubs.call_tool,
+            call,
+            start_to_close_timeout=timedelta(seconds=timeout + 60),
+            retry_policy=NO_RETRY,
+        )
+    except ActivityError as exc:
+        return ToolOutcome(code=ErrorCode.INTERNAL, message=describe_failure(exc))
