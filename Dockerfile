@@ -6,7 +6,9 @@ COPY contract contract
 COPY workflows workflows
 COPY activities activities
 COPY backends backends
+COPY runtime runtime
 COPY client client
+COPY cli cli
 COPY worker.py ./
 RUN pip install --no-cache-dir . && apt-get update \
     && apt-get install -y --no-install-recommends procps xvfb xdotool xterm \

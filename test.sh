@@ -2,7 +2,7 @@
 # The whole test suite: lint, format check, type check, then pytest on a real Temporal server.
 set -euo pipefail
 cd "$(dirname "$0")"
-bash scripts/setup.sh
+bash scripts/setup.sh --tests
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy .

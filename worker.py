@@ -24,9 +24,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities import InstanceRegistry, SessionActivities
 from backends import BackendHost, load_backends
-from client.connection import connect
-from client.telemetry import configure_tracing, metrics_runtime
 from contract import DEFAULT_TASK_QUEUE, InstanceReleased
+from runtime.connection import connect
+from runtime.plugin import SessionsPlugin
+from runtime.telemetry import configure_tracing, metrics_runtime
 from workflows import SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow
 
 log = logging.getLogger("worker")
@@ -60,7 +61,14 @@ async def run_worker(
     graceful_shutdown: timedelta = timedelta(seconds=30),
     max_cached_sessions: int = 1000,
 ) -> None:
-    """Run until ``stop`` is set, then finish in-flight calls and release every instance."""
+    """Run until ``stop`` is set, then finish in-flight calls and release every instance.
+
+    ``client`` must carry the SessionsPlugin (``runtime.connection.connect`` adds it): each
+    ``Worker`` takes its client's plugins, so the data converter, the codec and the tracing
+    interceptor are the client's, not wired here a second time.
+    """
+    if not any(isinstance(p, SessionsPlugin) for p in client.config()["plugins"]):
+        raise ValueError("connect the worker's client with runtime.connection.connect")
     host = BackendHost(load_backends(backends))
     pinned = pinned_queue_name(task_queue)
     acts = SessionActivities(host, InstanceRegistry(), task_queue=pinned)

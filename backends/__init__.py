@@ -5,14 +5,22 @@ under the ``durable_sessions.backends`` entry point group to load it in every wo
 """
 
 from backends.base import Backend, ToolBinding, scan_tools, tool
-from backends.host import BackendHost, ToolCallError, load_backends
+from backends.host import (
+    BUILTIN_BACKENDS,
+    BackendHost,
+    ToolCallError,
+    load_backends,
+    registered_backends,
+)
 
 __all__ = [
+    "BUILTIN_BACKENDS",
     "Backend",
     "BackendHost",
     "ToolBinding",
     "ToolCallError",
     "load_backends",
+    "registered_backends",
     "scan_tools",
     "tool",
 ]

@@ -18,6 +18,9 @@ from contract import ErrorCode, ToolOutcome, ToolSpec
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "durable_sessions.backends"
+#: The backends this project ships (its own entry points). `./run.sh` offers only these unless
+#: told otherwise, so a backend installed for tests or by another package is never offered there.
+BUILTIN_BACKENDS: tuple[str, ...] = ("bash", "code", "rag", "vm")
 
 
 class ToolCallError(Exception):
@@ -33,9 +36,24 @@ class ToolCallError(Exception):
         return ApplicationError(self.message, type=str(int(self.code)), non_retryable=True)
 
 
+def registered_backends() -> set[str]:
+    """Names of every backend installed under the entry point group, loaded or not."""
+    return set(entry_points(group=ENTRY_POINT_GROUP).names)
+
+
 def load_backends(names: Iterable[str] | None = None) -> list[Backend]:
-    """Instantiate the backends registered under the entry point group (all, or those named)."""
+    """Instantiate the backends registered under the entry point group (all, or those named).
+
+    Raises:
+        LookupError: a named backend is not registered (not installed).
+    """
     wanted = set(names) if names is not None else None
+    missing = sorted((wanted or set()) - registered_backends())
+    if missing:
+        raise LookupError(
+            f"no backend registered as {', '.join(missing)} "
+            f"(installed: {', '.join(sorted(registered_backends())) or 'none'})"
+        )
     backends: list[Backend] = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if wanted is not None and ep.name not in wanted:

@@ -14,7 +14,7 @@ from typing import Any
 from bench.run import _stats, _timed
 from bench.server import start_embedded
 from client import Sandbox
-from client.payload_store import data_converter
+from runtime.payload_store import data_converter
 from tests.processes import WorkerProcess
 
 SAMPLES = 50

@@ -25,13 +25,16 @@ async def sleep_activity(seconds: float) -> float:
 
 @workflow.defn
 class FloorWorkflow:
-    def __init__(self) -> None:
+    # The queue is known from the start: the SDK runs an update that arrives with the workflow's
+    # first task before run() begins, so setting it in run() sent that update's activity to the
+    # workflow's own queue instead.
+    @workflow.init
+    def __init__(self, pinned_queue: str) -> None:
         self._done = False
-        self._queue = ""
+        self._queue = pinned_queue
 
     @workflow.run
     async def run(self, pinned_queue: str) -> None:
-        self._queue = pinned_queue
         await workflow.wait_condition(lambda: self._done)
 
     @workflow.update

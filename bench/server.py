@@ -8,8 +8,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
-from client.embedded import sqlite_pragma_args, temporal_binary
 from contract import SEARCH_ATTRIBUTES
+from runtime.embedded import dynamic_config_args, sqlite_pragma_args, temporal_binary
 
 
 async def start_embedded(
@@ -20,7 +20,7 @@ async def start_embedded(
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         dev_server_database_filename=str(db_file) if db_file else None,
-        dev_server_extra_args=sqlite_pragma_args() if db_file else [],
+        dev_server_extra_args=[*(sqlite_pragma_args() if db_file else []), *dynamic_config_args()],
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=data_converter,
         dev_server_log_level="error",

@@ -1,7 +1,7 @@
 """A codec server: lets the Temporal UI and ``temporal workflow show --codec-endpoint`` read
 encrypted sessions.
 
-    python -m client.codec_server --port 8081
+    python -m cli.codec_server --port 8081
 
 It speaks Temporal's remote-codec protocol (POST ``/encode`` and ``/decode`` with
 ``{"payloads": [...]}`` in protobuf JSON), answers CORS only to the UI's origin
@@ -21,7 +21,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
-from client.encryption import KEYS_ENV, codec_from_env
+from runtime.encryption import KEYS_ENV, codec_from_env
 
 CORS_ENV = "DURABLE_SESSIONS_CODEC_CORS_ORIGIN"
 TOKEN_ENV = "DURABLE_SESSIONS_CODEC_TOKEN"

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from client.connection import connect
-from client.demo import run_demo
-from client.embedded import dev_server_command
+from backends import BUILTIN_BACKENDS, registered_backends
+from cli.demo import run_demo
+from runtime.connection import connect
+from runtime.embedded import dev_server_command
 
 log = logging.getLogger("durable-sessions")
 
@@ -58,7 +59,7 @@ async def serve(args: argparse.Namespace) -> int:
         client = await _wait_for_server(address, args.namespace)
         print(f"Temporal server on {address}, UI on http://{args.ip}:{args.ui_port}", flush=True)
         print(f"History is kept in {data_dir / 'temporal.db'}", flush=True)
-        worker = asyncio.create_task(run_worker(client, stop=stop))
+        worker = asyncio.create_task(run_worker(client, backends=args.backends, stop=stop))
         ok = True
         if not args.no_demo:
             ok = await run_demo(address, args.namespace)
@@ -90,7 +91,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument(
         "--ui-codec-endpoint",
         default=os.environ.get("DURABLE_SESSIONS_UI_CODEC_ENDPOINT"),
-        help="codec server the UI asks to show encrypted payloads (python -m client.codec_server)",
+        help="codec server the UI asks to show encrypted payloads (python -m cli.codec_server)",
+    )
+    s.add_argument(
+        "--backends",
+        nargs="+",
+        metavar="NAME",
+        default=list(BUILTIN_BACKENDS),
+        help="backends the worker offers (default: the built-in ones, "
+        f"{' '.join(BUILTIN_BACKENDS)}; name a plugin's backend to offer it too)",
     )
     s.add_argument("--no-demo", action="store_true", help="skip the live demonstration")
     s.add_argument("--exit-after-demo", action="store_true", help="stop once the demo is done")
@@ -98,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     d.add_argument("--address")
     d.add_argument("--namespace")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        unknown = sorted(set(args.backends) - registered_backends())
+        if unknown:
+            installed = " ".join(sorted(registered_backends())) or "none"
+            parser.error(f"no backend registered as {' '.join(unknown)} (installed: {installed})")
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"))
     if args.command == "serve":
         sys.exit(asyncio.run(serve(args)))

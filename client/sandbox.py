@@ -4,35 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from temporalio.client import (
-    Client,
-    WithStartWorkflowOperation,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
+from pydantic import ValidationError
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
-from client.connection import connect
-from client.errors import code_of, error_envelope, is_gone
-from client.telemetry import span
+from client.errors import SessionError, code_of, error_envelope
+from client.transport import (
+    CALL_SLACK,
+    QUERY_TIMEOUT,
+    SessionGone,
+    call_timeout,
+    checked_id,
+    send,
+    session_start_operation,
+)
 from contract import (
     DEFAULT_TASK_QUEUE,
     DEFAULT_TTL_SECONDS,
-    AgentIdAttr,
     DestroyRequest,
     Envelope,
     EnvelopeMeta,
@@ -45,36 +45,34 @@ from contract import (
     ResourceTypeAttr,
     SandboxIdAttr,
     SessionInput,
-    SessionStateAttr,
     SessionStatus,
     SessionSummary,
     SessionView,
     SharedToolsInput,
-    UserIdAttr,
     WarmupInput,
     session_workflow_id,
     shared_tools_workflow_id,
     split_tool_name,
     temporary_workflow_id,
 )
+from contract.limits import MAX_TTL_SECONDS, number_problem, timeout_problem
+from runtime.connection import connect
+from runtime.telemetry import span
 from workflows import SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow
-from workflows.calls import CONTINUING_AS_NEW
-
-T = TypeVar("T")
-_RETRYABLE = (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE)
-_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
-#: How long a call may wait for a worker beyond its tool's own timeout.
-CALL_SLACK = timedelta(seconds=60)
-QUERY_TIMEOUT = timedelta(seconds=10)
 
 
 def _ttl_from(config: Mapping[str, Any] | None, session_ttl: float | None) -> float:
-    if session_ttl is not None:
-        return float(session_ttl)
-    server = (config or {}).get("server", {})
-    if "session_ttl" in server:
-        return float(server["session_ttl"])
-    return float(os.environ.get("SESSION_TTL", DEFAULT_TTL_SECONDS))
+    """The session TTL from the argument, the config or ``$SESSION_TTL``; ValueError when it is
+    not a finite number of seconds in range."""
+    value: Any = session_ttl
+    if value is None:
+        value = (config or {}).get("server", {}).get("session_ttl")
+    if value is None:
+        value = float(os.environ.get("SESSION_TTL", DEFAULT_TTL_SECONDS))
+    problem = number_problem("session_ttl", value, MAX_TTL_SECONDS)
+    if problem is not None:
+        raise ValueError(problem)
+    return float(value)
 
 
 class Sandbox:
@@ -109,11 +107,9 @@ class Sandbox:
         destroy_on_exit: bool = True,
         client: Client | None = None,
     ) -> None:
-        self.sandbox_id = sandbox_id or worker_id or f"sandbox-{uuid.uuid4().hex[:12]}"
-        if not _ID.match(self.sandbox_id):
-            raise ValueError(
-                f"sandbox_id {self.sandbox_id!r} must be 1-200 letters, digits, '.', '_' or '-'"
-            )
+        self.sandbox_id = checked_id(
+            sandbox_id or worker_id or f"sandbox-{uuid.uuid4().hex[:12]}", "sandbox_id"
+        )
         self.address = address
         self.namespace = namespace
         self.session_ttl = _ttl_from(config, session_ttl)
@@ -189,7 +185,7 @@ class Sandbox:
         )
         view = await self.client.execute_update_with_start_workflow(
             SessionWorkflow.open,
-            OpenRequest(request_id=request_id),
+            OpenRequest(request_id=request_id, user_id=self.user_id),
             start_workflow_operation=self._start_operation(inp, self._workflow_id(resource_type)),
             rpc_timeout=CALL_SLACK * 3,
         )
@@ -241,12 +237,21 @@ class Sandbox:
         try:
             resource_type, _ = split_tool_name(action)
             req = ExecuteRequest(
-                tool=action, params=dict(params or {}), request_id=request_id, session_id=session_id
+                tool=action,
+                params=dict(params or {}),
+                request_id=request_id,
+                session_id=session_id,
+                user_id=self.user_id,
             )
-        except ValueError as exc:
-            return error_envelope(ErrorCode.UNKNOWN_TOOL, str(exc), meta).model_dump(mode="json")
-        except Exception as exc:  # pydantic: params not a mapping of JSON values
+            timeout = timeout_problem(req.params)
+            if timeout is not None:
+                code, problem = timeout
+                return error_envelope(code, f"{action}: {problem}", meta).model_dump(mode="json")
+        except ValidationError as exc:  # params not JSON values, ids or sizes out of range
             return error_envelope(ErrorCode.INVALID_INPUT, str(exc), meta).model_dump(mode="json")
+        except (ValueError, TypeError) as exc:
+            code = ErrorCode.UNKNOWN_TOOL if "tool name" in str(exc) else ErrorCode.INVALID_INPUT
+            return error_envelope(code, str(exc), meta).model_dump(mode="json")
         meta.resource_type = resource_type
         if resource_type in self._shared:
             envelope = await self._execute_shared(req, meta)
@@ -258,17 +263,17 @@ class Sandbox:
 
     async def _execute_shared(self, req: ExecuteRequest, meta: EnvelopeMeta) -> Envelope:
         try:
-            return await patiently(
+            return await send(
                 lambda: self.client.execute_update_with_start_workflow(
                     SharedToolsWorkflow.execute,
                     req,
                     start_workflow_operation=self._shared_start_operation(),
                     id=req.request_id,
-                    rpc_timeout=_call_timeout(req.params),
+                    rpc_timeout=call_timeout(req.params),
                 )
             )
-        except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
-            return error_envelope(*code_of(exc), meta)
+        except SessionError as exc:
+            return error_envelope(exc.code, exc.message, meta)
 
     def _shared_start_operation(self) -> WithStartWorkflowOperation[Any, Any]:
         # A fresh operation per attempt: one cannot be reused.
@@ -292,20 +297,14 @@ class Sandbox:
         self, resource_type: str, req: ExecuteRequest, meta: EnvelopeMeta
     ) -> Envelope:
         handle = self._handle(resource_type)
-        rpc_timeout = _call_timeout(req.params)
+        rpc_timeout = call_timeout(req.params)
         try:
-            return await patiently(
+            return await send(
                 lambda: handle.execute_update(
                     SessionWorkflow.execute, req, id=req.request_id, rpc_timeout=rpc_timeout
                 )
             )
-        except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
-            code, message = code_of(exc)
-            if code != ErrorCode.SESSION_CLOSED or req.session_id is not None:
-                return error_envelope(code, message, meta)
-        except RPCError as exc:
-            if not is_gone(exc):
-                raise
+        except SessionGone:
             if req.session_id is not None:
                 return error_envelope(
                     ErrorCode.NO_SESSION,
@@ -313,6 +312,10 @@ class Sandbox:
                     f"in sandbox {self.sandbox_id}",
                     meta,
                 )
+        except SessionError as exc:
+            if exc.code != ErrorCode.SESSION_CLOSED or req.session_id is not None:
+                return error_envelope(exc.code, exc.message, meta)
+        # No live session and none pinned: the call runs in a temporary one.
         return await self._execute_temporary(resource_type, req, meta)
 
     async def _execute_temporary(
@@ -322,22 +325,24 @@ class Sandbox:
         inp = SessionInput(
             sandbox_id=self.sandbox_id,
             resource_type=resource_type,
-            ttl_seconds=max(self.session_ttl, _call_timeout(req.params).total_seconds()),
+            ttl_seconds=max(self.session_ttl, call_timeout(req.params).total_seconds()),
             temporary=True,
             user_id=self.user_id,
             agent_id=self.agent_id,
         )
         # REJECT_DUPLICATE: a retry after the temporary session ended must not run the tool again.
-        start = self._start_operation(
-            inp, workflow_id, reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE
-        )
+        # A fresh start operation per attempt: one cannot be reused.
         try:
-            return await self.client.execute_update_with_start_workflow(
-                SessionWorkflow.execute,
-                req,
-                start_workflow_operation=start,
-                id=req.request_id,
-                rpc_timeout=_call_timeout(req.params),
+            return await send(
+                lambda: self.client.execute_update_with_start_workflow(
+                    SessionWorkflow.execute,
+                    req,
+                    start_workflow_operation=self._start_operation(
+                        inp, workflow_id, reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE
+                    ),
+                    id=req.request_id,
+                    rpc_timeout=call_timeout(req.params),
+                )
             )
         except WorkflowAlreadyStartedError:
             summary: SessionSummary = await self.client.get_workflow_handle_for(
@@ -348,8 +353,8 @@ class Sandbox:
             return error_envelope(
                 ErrorCode.INTERNAL, "temporary session ended with no answer", meta
             )
-        except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
-            return error_envelope(*code_of(exc), meta)
+        except SessionError as exc:
+            return error_envelope(exc.code, exc.message, meta)
 
     async def refresh_sessions(
         self, resource_type: str | Iterable[str] | None = None, *, ttl: float | None = None
@@ -360,15 +365,19 @@ class Sandbox:
         for rt in await self._types(resource_type):
             try:
                 handle = self._handle(rt)
-                view = await patiently(
+                view = await send(
                     lambda: handle.execute_update(  # noqa: B023 (awaited in this iteration)
                         SessionWorkflow.refresh,
-                        RefreshRequest(ttl_seconds=ttl),
+                        RefreshRequest(ttl_seconds=ttl, user_id=self.user_id),
                         rpc_timeout=CALL_SLACK,
                     )
                 )
                 refreshed[rt] = _view_dict(view)
-            except (WorkflowUpdateFailedError, RPCError):
+            except SessionError as exc:
+                if _unanswered(exc):
+                    raise
+                missing.append(rt)
+            except RPCError:
                 missing.append(rt)
         status = "success" if not missing else ("partial" if refreshed else "not_found")
         return {"status": status, "refreshed": refreshed, "not_found": missing}
@@ -377,20 +386,23 @@ class Sandbox:
         self, resource_type: str, config: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """Replace a session's instance with one made from ``config``; other sessions untouched."""
-        req = ReinitializeRequest(config=dict(config or {}), request_id=uuid.uuid4().hex)
+        req = ReinitializeRequest(
+            config=dict(config or {}), request_id=uuid.uuid4().hex, user_id=self.user_id
+        )
         try:
-            result = await patiently(
+            result = await send(
                 lambda: self._handle(resource_type).execute_update(
                     SessionWorkflow.reinitialize, req, id=req.request_id, rpc_timeout=CALL_SLACK * 3
                 )
             )
             return result.model_dump(mode="json")
-        except (WorkflowUpdateFailedError, RPCError) as exc:
-            if isinstance(exc, RPCError) and not is_gone(exc):
+        except SessionGone:
+            pass
+        except SessionError as exc:
+            if _unanswered(exc):
                 raise
-            code, message = code_of(exc)
-            if isinstance(exc, WorkflowUpdateFailedError) and code != ErrorCode.SESSION_CLOSED:
-                return {"status": "error", "code": code, "message": message}
+            if exc.code != ErrorCode.SESSION_CLOSED:
+                return {"status": "error", "code": exc.code, "message": exc.message}
         # No live session: reinitializing one is creating it with the new config.
         view = await self._open(resource_type, req.config)
         return {
@@ -437,20 +449,32 @@ class Sandbox:
         missing: list[str] = []
         for rt in await self._types(resource_type):
             try:
-                view = await self._handle(rt).execute_update(
-                    SessionWorkflow.destroy, DestroyRequest(), rpc_timeout=CALL_SLACK * 2
+                handle = self._handle(rt)
+                view = await send(
+                    lambda: handle.execute_update(  # noqa: B023 (awaited in this iteration)
+                        SessionWorkflow.destroy,
+                        DestroyRequest(user_id=self.user_id),
+                        rpc_timeout=CALL_SLACK * 2,
+                    )
                 )
                 destroyed[rt] = _view_dict(view)
-            except (WorkflowUpdateFailedError, RPCError) as exc:
-                if isinstance(exc, RPCError) and not is_gone(exc):
+            except SessionError as exc:
+                if _unanswered(exc):
                     raise
                 missing.append(rt)
             self._created.discard(rt)
         return {"status": "success", "destroyed": destroyed, "not_found": missing}
 
-    async def warmup(self, resources: Iterable[str] | None = None) -> dict[str, Any]:
-        """Warm backends on a worker (all when None) before the first call needs them."""
-        names = list(resources) if resources is not None else None
+    async def warmup(self, resources: str | Iterable[str] | None = None) -> dict[str, Any]:
+        """Warm backends on a worker (all when None) before the first call needs them.
+
+        Args:
+            resources: one resource type (``"bash"``), several (``["bash", "rag"]``), or None.
+        """
+        if isinstance(resources, str):
+            names: list[str] | None = [resources]  # a str is one name, not its characters
+        else:
+            names = list(resources) if resources is not None else None
         try:
             result = await self.client.execute_workflow(
                 WarmupWorkflow.run,
@@ -517,66 +541,10 @@ class Sandbox:
         )
 
 
-def session_start_operation(
-    inp: SessionInput,
-    workflow_id: str,
-    task_queue: str,
-    *,
-    summary: str,
-    reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-) -> WithStartWorkflowOperation[Any, Any]:
-    """Start a session workflow with the search attributes the UI and listings filter on."""
-    attrs = [
-        SearchAttributePair(SandboxIdAttr, inp.sandbox_id),
-        SearchAttributePair(SessionStateAttr, SessionStatus.STARTING.value),
-    ]
-    if inp.resource_type:
-        attrs.append(SearchAttributePair(ResourceTypeAttr, inp.resource_type))
-    if inp.user_id:
-        attrs.append(SearchAttributePair(UserIdAttr, inp.user_id))
-    if inp.agent_id:
-        attrs.append(SearchAttributePair(AgentIdAttr, inp.agent_id))
-    return WithStartWorkflowOperation(
-        SessionWorkflow.run,
-        inp,
-        id=workflow_id,
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=reuse,
-        search_attributes=TypedSearchAttributes(attrs),
-        static_summary=summary,
-    )
-
-
-async def patiently(call: Callable[[], Awaitable[T]], *, budget: float = 60.0) -> T:
-    """Retry a call the server refused or dropped before running it: too many in-flight
-    updates on one session, an update aborted by continue-as-new, a server restarting.
-
-    Safe because the update id is the request id, and the session remembers recent answers
-    across runs: a retried request never runs twice.
-    """
-    delay, waited = 0.05, 0.0
-    while True:
-        try:
-            return await call()
-        except RPCError as exc:
-            if exc.status not in _RETRYABLE or waited >= budget:
-                raise
-        except WorkflowUpdateFailedError as exc:
-            moving = isinstance(exc.cause, ApplicationError) and exc.cause.type == CONTINUING_AS_NEW
-            if not moving or waited >= budget:
-                raise
-        await asyncio.sleep(delay)
-        waited += delay
-        delay = min(delay * 2, 1.0)
-
-
-def _call_timeout(params: Mapping[str, Any]) -> timedelta:
-    value = params.get("timeout")
-    seconds = (
-        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 300
-    )
-    return timedelta(seconds=seconds) + CALL_SLACK
+def _unanswered(exc: SessionError) -> bool:
+    """No worker answered in time: refresh, reinitialize and destroy raise it (it says
+    nothing about whether the session exists)."""
+    return exc.code == ErrorCode.UNAVAILABLE
 
 
 def _view_dict(view: SessionView) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -18,19 +17,12 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
-from temporalio.client import (
-    Client,
-    WorkflowExecutionStatus,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.client import (
     WorkflowExecution as ListedExecution,
 )
 from temporalio.service import RPCError
 
-from client.connection import connect
 from client.errors import (
     PermissionDenied,
     QuotaExceeded,
@@ -39,11 +31,13 @@ from client.errors import (
     error_envelope,
     is_gone,
 )
-from client.sandbox import (
+from client.transport import (
     CALL_SLACK,
     QUERY_TIMEOUT,
-    _call_timeout,
-    patiently,
+    SessionGone,
+    call_timeout,
+    checked_id,
+    send,
     session_start_operation,
 )
 from contract import (
@@ -71,10 +65,10 @@ from contract import (
     SetStateRequest,
     UserIdAttr,
 )
+from runtime.connection import connect
 from workflows import SessionWorkflow
 
 T = TypeVar("T")
-_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,200}$")
 #: Live states: counted by get_active_session_count.
 _ACTIVE = (SessionStatus.STARTING, SessionStatus.ACTIVE, SessionStatus.IDLE)
 DEFAULT_MANAGED_TTL = 3600.0
@@ -139,8 +133,9 @@ class SessionManager:
 
     Args:
         user_id: The caller's user. Owner-scoped calls refuse sessions of other users
-            (``PermissionDenied``); a call's own ``user_id=`` overrides it. A manager with no
-            user is an operator's and sees every session.
+            (``PermissionDenied``); a call's own ``user_id=`` overrides it.
+        admin: An operator's manager: its requests reach every user's sessions. Off by default;
+            without it, a call that names no user is refused by a session that has an owner.
         max_sessions_per_user: Live sessions a user may hold; ``None``: no limit.
         on_limit: At the limit, ``"reject"`` raises ``QuotaExceeded``; ``"close_oldest"``
             destroys the user's oldest live session (recorded in its log) to make room.
@@ -162,6 +157,7 @@ class SessionManager:
         on_expire: Literal["destroy", "pause"] = "destroy",
         max_sessions_per_user: int | None = None,
         on_limit: Literal["reject", "close_oldest"] = "reject",
+        admin: bool = False,
     ) -> None:
         self.user_id = _checked_id(user_id, "user_id") if user_id else None
         self.address = address
@@ -172,6 +168,7 @@ class SessionManager:
         self.on_expire = on_expire
         self.max_sessions_per_user = max_sessions_per_user
         self.on_limit = on_limit
+        self.admin = admin
         self._client = client
 
     async def start(self) -> SessionManager:
@@ -233,7 +230,7 @@ class SessionManager:
         what = f"{resource_type} session" if resource_type else "session record"
         view = await self.client.execute_update_with_start_workflow(
             SessionWorkflow.open,
-            OpenRequest(request_id=request_id),
+            OpenRequest(request_id=request_id, user_id=user_id, admin=self.admin),
             start_workflow_operation=session_start_operation(
                 inp, session_id, self.task_queue, summary=f"{what} of {user_id} ({agent_id})"
             ),
@@ -277,7 +274,7 @@ class SessionManager:
         req = SetStateRequest(
             state=value,  # type: ignore[arg-type]  # checked just above
             checkpoint_id=checkpoint_id,
-            user_id=self._caller(user_id),
+            **self._acting(user_id),
         )
         return await self._update_record(session_id, SessionWorkflow.set_state, req)
 
@@ -290,22 +287,20 @@ class SessionManager:
         user_id: str | None = None,
     ) -> SessionRecord:
         """Merge ``metadata`` into the session's (a None value removes a key), or replace it."""
-        req = MetadataRequest(
-            metadata=dict(metadata), replace=replace, user_id=self._caller(user_id)
-        )
+        req = MetadataRequest(metadata=dict(metadata), replace=replace, **self._acting(user_id))
         return await self._update_record(session_id, SessionWorkflow.update_metadata, req)
 
     async def rename(
         self, session_id: str, name: str, *, user_id: str | None = None
     ) -> SessionRecord:
-        req = self._request(RenameRequest, name=name, user_id=self._caller(user_id))
+        req = self._request(RenameRequest, name=name, **self._acting(user_id))
         return await self._update_record(session_id, SessionWorkflow.rename, req)
 
     async def refresh_session(
         self, session_id: str, ttl: float | None = None, *, user_id: str | None = None
     ) -> SessionRecord:
         """Move the deadline to now + TTL (optionally a new TTL)."""
-        req = self._request(RefreshRequest, ttl_seconds=ttl, user_id=self._caller(user_id))
+        req = self._request(RefreshRequest, ttl_seconds=ttl, **self._acting(user_id))
         return await self._update_record(session_id, SessionWorkflow.refresh, req)
 
     async def execute(
@@ -321,28 +316,23 @@ class SessionManager:
         request_id = request_id or uuid.uuid4().hex
         params = dict(params or {})
         meta = EnvelopeMeta(tool=tool, request_id=request_id, workflow_id=session_id)
+        acting = self._acting(user_id)
         try:
-            req = ExecuteRequest(
-                tool=tool,
-                params=params,
-                request_id=request_id,
-                user_id=self._caller(user_id),
-            )
-            handle = self._handle(session_id)
-            envelope = await patiently(
-                lambda: handle.execute_update(
-                    SessionWorkflow.execute, req, id=request_id, rpc_timeout=_call_timeout(params)
-                )
-            )
+            req = ExecuteRequest(tool=tool, params=params, request_id=request_id, **acting)
         except ValidationError as exc:
             envelope = error_envelope(ErrorCode.INVALID_INPUT, _first_error(exc), meta)
-        except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
-            error = SessionError.of(exc)
-            envelope = error_envelope(error.code, error.message, meta)
-        except RPCError as exc:
-            if not is_gone(exc):
-                raise
+            return envelope.model_dump(mode="json")
+        handle = self._handle(session_id)
+        try:
+            envelope = await send(
+                lambda: handle.execute_update(
+                    SessionWorkflow.execute, req, id=request_id, rpc_timeout=call_timeout(params)
+                )
+            )
+        except SessionGone:
             envelope = error_envelope(ErrorCode.NO_SESSION, f"no live session {session_id!r}", meta)
+        except SessionError as error:
+            envelope = error_envelope(error.code, error.message, meta)
         return envelope.model_dump(mode="json")
 
     async def delete_session(self, session_id: str, *, user_id: str | None = None) -> bool:
@@ -365,8 +355,8 @@ class SessionManager:
 
     async def delete_user_sessions(self, user_id: str) -> int:
         """Delete every session of a user; answers how many live ones it ended."""
-        owner = self._caller(user_id) or user_id
-        return await self._delete_where(f"{UserIdAttr.name} = '{_checked_id(owner, 'user_id')}'")
+        owner = _checked_id(self._caller(user_id) or user_id, "user_id")
+        return await self._delete_where(f"{UserIdAttr.name} = '{owner}'", owner)
 
     async def delete_agent_sessions(self, agent_id: str, *, user_id: str | None = None) -> int:
         """Delete every session of an agent (of the caller's user, when there is one); answers
@@ -375,7 +365,7 @@ class SessionManager:
         owner = self._caller(user_id)
         if owner:
             query += f" AND {UserIdAttr.name} = '{owner}'"
-        return await self._delete_where(query)
+        return await self._delete_where(query, owner)
 
     # --- listing and counting (Temporal visibility) -------------------------------------------
 
@@ -435,9 +425,7 @@ class SessionManager:
         self, session_id: str, data: Any, *, label: str = "", user_id: str | None = None
     ) -> str:
         """Save ``data`` (JSON) with the resource's latest snapshot; answers the checkpoint id."""
-        req = self._request(
-            SaveCheckpointRequest, data=data, label=label, user_id=self._caller(user_id)
-        )
+        req = self._request(SaveCheckpointRequest, data=data, label=label, **self._acting(user_id))
         checkpoint: Checkpoint = await self._update(
             session_id, SessionWorkflow.save_checkpoint, req
         )
@@ -469,11 +457,11 @@ class SessionManager:
     async def delete_checkpoint(
         self, session_id: str, checkpoint_id: str, *, user_id: str | None = None
     ) -> bool:
-        req = CheckpointRequest(checkpoint_id=checkpoint_id, user_id=self._caller(user_id))
+        req = CheckpointRequest(checkpoint_id=checkpoint_id, **self._acting(user_id))
         return bool(await self._update(session_id, SessionWorkflow.delete_checkpoints, req))
 
     async def clear_checkpoints(self, session_id: str, *, user_id: str | None = None) -> int:
-        req = CheckpointRequest(user_id=self._caller(user_id))
+        req = CheckpointRequest(**self._acting(user_id))
         deleted: int = await self._update(session_id, SessionWorkflow.delete_checkpoints, req)
         return deleted
 
@@ -483,9 +471,7 @@ class SessionManager:
         self, session_id: str, role: str, content: Any, *, user_id: str | None = None
     ) -> dict[str, Any]:
         """Append a chat message (role: user, assistant, system or tool) to the session's log."""
-        req = self._request(
-            AppendRequest, role=role, content=content, user_id=self._caller(user_id)
-        )
+        req = self._request(AppendRequest, role=role, content=content, **self._acting(user_id))
         event: SessionEvent = await self._update(session_id, SessionWorkflow.append, req)
         return event.model_dump(mode="json")
 
@@ -506,7 +492,7 @@ class SessionManager:
             kind=kind,
             content=content,
             message=message,
-            user_id=self._caller(user_id),
+            **self._acting(user_id),
         )
         event: SessionEvent = await self._update(session_id, SessionWorkflow.append, req)
         return event.model_dump(mode="json")
@@ -557,6 +543,10 @@ class SessionManager:
 
     # --- helpers -------------------------------------------------------------------------------
 
+    def _acting(self, user_id: str | None) -> dict[str, Any]:
+        """The identity fields of a request: the caller's user, and the administrator flag."""
+        return {"user_id": self._caller(user_id), "admin": self.admin}
+
     def _caller(self, user_id: str | None) -> str | None:
         """The user a call acts for: its own, else the manager's; a scoped manager acts for
         its user only."""
@@ -600,16 +590,10 @@ class SessionManager:
         return view
 
     async def _update(self, session_id: str, update: Any, req: Any) -> Any:
+        handle = self._handle(session_id)
         try:
-            handle = self._handle(session_id)
-            return await patiently(
-                lambda: handle.execute_update(update, req, rpc_timeout=CALL_SLACK)
-            )
-        except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
-            raise SessionError.of(exc) from None
-        except RPCError as exc:
-            if not is_gone(exc):
-                raise
+            return await send(lambda: handle.execute_update(update, req, rpc_timeout=CALL_SLACK))
+        except SessionGone:
             # Gone or already closed: tell which.
             view = await self._view(session_id, getattr(req, "user_id", None))
             if view is None:
@@ -622,7 +606,7 @@ class SessionManager:
         return SessionRecord.from_view(await self._update(session_id, update, req))
 
     async def _destroy(self, session_id: str, reason: str, user_id: str | None) -> None:
-        req = DestroyRequest(reason=reason, user_id=self._caller(user_id))
+        req = DestroyRequest(reason=reason, **self._acting(user_id))
         try:
             await self._update(session_id, SessionWorkflow.destroy, req)
         except SessionError as exc:
@@ -709,12 +693,13 @@ class SessionManager:
 
         return list(await asyncio.gather(*(record(e) for e in executions)))
 
-    async def _delete_where(self, query: str) -> int:
-        """Delete every matching session; answers how many were live (closed ones are deleted
-        too, but the server may list them for a while, so they are not counted again)."""
+    async def _delete_where(self, query: str, owner: str | None) -> int:
+        """Delete every matching session, acting for ``owner``; answers how many were live
+        (closed ones are deleted too, but the server may list them for a while, so they are not
+        counted again)."""
         executions = await self._list(query)
         for execution in executions:
-            await self.delete_session(execution.id)
+            await self.delete_session(execution.id, user_id=owner)
         return sum(e.status is WorkflowExecutionStatus.RUNNING for e in executions)
 
     def _request(self, model: type[T], **fields: Any) -> T:
@@ -726,13 +711,12 @@ class SessionManager:
 
 
 def _checked_id(value: str, what: str) -> str:
-    """Ids go into visibility queries: only safe characters."""
-    if not isinstance(value, str) or not _ID.match(value):
-        raise SessionError(
-            ErrorCode.INVALID_INPUT,
-            f"{what} {value!r} must be 1-200 letters, digits, '.', '_', '@', ':' or '-'",
-        )
-    return value
+    """The transport's id check, refused as a SessionError (INVALID_INPUT) like every other bad
+    argument of a SessionManager call."""
+    try:
+        return checked_id(value, what)
+    except ValueError as exc:
+        raise SessionError(ErrorCode.INVALID_INPUT, str(exc)) from None
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -11,6 +11,8 @@ import math
 import re
 from typing import Any
 
+from contract.codes import ErrorCode
+
 #: Session lifetime (seconds from the last call or refresh).
 MIN_TTL_SECONDS = 1.0
 MAX_TTL_SECONDS = 30 * 86400.0
@@ -80,8 +82,14 @@ def tool_timeout(params: dict[str, Any]) -> float:
     return float(value)
 
 
-def timeout_problem(params: dict[str, Any]) -> str | None:
-    """Why a call's ``timeout`` parameter is out of range, or None (absent is fine)."""
-    if params.get("timeout") is None:
+def timeout_problem(params: dict[str, Any]) -> tuple[int, str] | None:
+    """``(code, message)`` when a call's ``timeout`` parameter is not a number (4004) or out of
+    range (4000); None when it is fine or absent."""
+    value = params.get("timeout")
+    if value is None:
         return None
-    return number_problem("params.timeout", params["timeout"], MAX_TOOL_TIMEOUT)
+    problem = number_problem("params.timeout", value, MAX_TOOL_TIMEOUT)
+    if problem is None:
+        return None
+    wrong_type = isinstance(value, bool) or not isinstance(value, int | float)
+    return (ErrorCode.WRONG_TYPE if wrong_type else ErrorCode.INVALID_INPUT), problem

@@ -9,8 +9,7 @@ from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 
-from client.payload_store import data_converter
-from client.telemetry import tracing_interceptor
+from runtime.plugin import SessionsPlugin
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
@@ -33,14 +32,11 @@ def connect_options(address: str | None = None, namespace: str | None = None) ->
 async def connect(
     address: str | None = None, namespace: str | None = None, *, runtime: Runtime | None = None
 ) -> Client:
-    """Connect with the data converter every part of the product uses (pydantic, with large
-    payloads stored outside history) and trace propagation (workers made from this client
-    inherit it)."""
+    """Connect with the plugin every part of the product uses (runtime/plugin.py: pydantic data
+    converter, large payloads stored outside history, encryption, trace propagation); workers
+    made from this client inherit it."""
     return await Client.connect(
-        **connect_options(address, namespace),
-        data_converter=data_converter(),
-        interceptors=[tracing_interceptor()],
-        runtime=runtime,
+        **connect_options(address, namespace), plugins=[SessionsPlugin()], runtime=runtime
     )
 
 

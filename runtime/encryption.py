@@ -3,7 +3,7 @@
 ``DURABLE_SESSIONS_ENCRYPTION_KEYS="k2:<base64>,k1:<base64>"``: the first key encrypts, every key
 decrypts (by the key id each payload carries), so a key rotates by putting a new one first and
 dropping the old one once nothing written with it is still needed. Keys are 16, 24 or 32 bytes.
-``python -m client.encryption genkey [id]`` prints a new entry.
+``python -m runtime.encryption genkey [id]`` prints a new entry.
 """
 
 from __future__ import annotations
@@ -103,5 +103,5 @@ def new_key_entry(key_id: str = "k1") -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["genkey"]:
-        sys.exit("usage: python -m client.encryption genkey [key-id]")
+        sys.exit("usage: python -m runtime.encryption genkey [key-id]")
     print(new_key_entry(*sys.argv[2:3]))

@@ -29,7 +29,7 @@ from temporalio.converter import (
     StorageDriverStoreContext,
 )
 
-from client.encryption import codec_from_env
+from runtime.encryption import codec_from_env
 
 #: Payloads at least this big (bytes) are stored outside history.
 DEFAULT_THRESHOLD = 256 * 1024
@@ -108,7 +108,7 @@ def data_converter(
     codec: PayloadCodec | None | Literal["env"] = "env",
 ) -> DataConverter:
     """The pydantic data converter with large payloads stored outside history, and encrypted
-    when a key is configured (``$DURABLE_SESSIONS_ENCRYPTION_KEYS``, see client/encryption.py):
+    when a key is configured (``$DURABLE_SESSIONS_ENCRYPTION_KEYS``, see runtime/encryption.py):
     payloads are encrypted before they are stored, and failure messages and stack traces are
     moved into an encrypted payload too."""
     limit = (

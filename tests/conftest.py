@@ -10,9 +10,9 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from client import Sandbox
-from client.embedded import temporal_binary
-from client.payload_store import data_converter
 from contract import SEARCH_ATTRIBUTES
+from runtime.embedded import dynamic_config_args, temporal_binary
+from runtime.payload_store import data_converter
 from tests.processes import WorkerProcess
 
 
@@ -23,6 +23,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=data_converter(),
         dev_server_log_level="error",
+        dev_server_extra_args=dynamic_config_args(),  # the settings ./run.sh's server has
     )
     yield env
     await env.shutdown()

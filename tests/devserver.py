@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from temporalio.client import Client
 
-from client.connection import connect
-from client.embedded import dev_server_command
+from runtime.connection import connect
+from runtime.embedded import dev_server_command
 
 
 def free_port() -> int:
@@ -34,18 +38,69 @@ class DevServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    async def start(self) -> Client:
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    async def start(self, timeout: float = 60) -> Client:
+        """Start the server; answer once its frontend and its UI's HTTP API both answer.
+
+        The UI server proxies to the frontend and answers 503 for a second or more after the
+        frontend is up (longer on a cold machine), so a test that reads the UI waits for it here.
+        """
         self.proc = await asyncio.create_subprocess_exec(
             *self.command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
         )
-        for _ in range(120):
+        deadline = time.monotonic() + timeout
+        try:
+            client = await self._wait_for_frontend(deadline)
+            await self._wait_for_ui(deadline)
+        except BaseException:
+            await self.stop()  # no server outlives a failed start
+            raise
+        return client
+
+    async def _wait_for_frontend(self, deadline: float) -> Client:
+        while True:
+            self._check_running("its frontend answered")
             try:
                 client = await connect(self.address)
                 await client.count_workflows()  # visibility answers: the server is ready
                 return client
-            except Exception:
-                await asyncio.sleep(0.25)
-        raise RuntimeError("dev server did not start")
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"dev server on {self.address} did not answer in time: {exc!r}"
+                    ) from exc
+            await asyncio.sleep(0.2)
+
+    async def _wait_for_ui(self, deadline: float) -> None:
+        """Poll ``GET /api/v1/namespaces`` until it answers 200 and lists ``default``."""
+        url = f"{self.ui_url}/api/v1/namespaces"
+        last = "no answer yet"
+        while True:
+            self._check_running("its UI answered")
+            try:
+                names = await asyncio.to_thread(_namespace_names, url)
+                if "default" in names:
+                    return
+                last = f"200 without the default namespace: {sorted(names)}"
+            except urllib.error.HTTPError as exc:
+                last = f"HTTP {exc.code}"
+            except (OSError, ValueError) as exc:  # refused, reset, timed out, not JSON
+                last = repr(exc)
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Temporal UI at {url} did not answer 200 in time (last: {last})"
+                )
+            await asyncio.sleep(0.2)
+
+    def _check_running(self, waiting_for: str) -> None:
+        if self.proc is not None and self.proc.returncode is not None:
+            raise RuntimeError(
+                f"dev server exited with code {self.proc.returncode} before {waiting_for}: "
+                f"{' '.join(self.command)}"
+            )
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -55,3 +110,9 @@ class DevServer:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+def _namespace_names(url: str) -> set[str]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = json.loads(response.read().decode())
+    return {str(ns.get("namespaceInfo", {}).get("name")) for ns in body.get("namespaces") or []}

@@ -8,7 +8,7 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
-from client.payload_store import data_converter
+from runtime.plugin import SessionsPlugin
 from workflows import SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -17,7 +17,7 @@ HISTORIES = Path(__file__).parent / "histories"
 def replayer() -> Replayer:
     return Replayer(
         workflows=[SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow],
-        data_converter=data_converter(),
+        plugins=[SessionsPlugin()],  # the worker's data converter and interceptors, by one path
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from contract import SEARCH_ATTRIBUTES
+from runtime.embedded import DYNAMIC_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,10 +23,29 @@ def test_stack_has_every_service() -> None:
     assert set(services) == {"postgresql", "temporal", "temporal-setup", "temporal-ui", "worker"}
 
 
-def test_ports_are_published() -> None:
+def test_ports_are_published_on_localhost_only() -> None:
     services = _compose()["services"]
-    assert "7233:7233" in services["temporal"]["ports"]
-    assert "8080:8080" in services["temporal-ui"]["ports"]
+    assert services["temporal"]["ports"] == ["127.0.0.1:7233:7233"]
+    assert services["temporal-ui"]["ports"] == ["127.0.0.1:8080:8080"]
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_server_reads_the_dynamic_config_the_embedded_server_gets() -> None:
+    temporal = _compose()["services"]["temporal"]
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    mounted = {}
+    for volume in temporal["volumes"]:
+        source, target, *_ = volume.split(":")
+        mounted[target] = source
+    # auto-setup runs in /etc/temporal: the relative path lands in the mounted folder.
+    target = "/etc/temporal/" + str(Path(path).parent)
+    assert target in mounted, f"{path} is not inside a mounted folder: {temporal['volumes']}"
+    config = yaml.safe_load((ROOT / mounted[target] / Path(path).name).read_text())
+    assert config["history.transferProcessorMaxPollRPS"] == [{"value": 1000}]
+    for key, value in DYNAMIC_CONFIG.items():  # the same settings as ./run.sh's server
+        assert config[key] == [{"value": value}], key
 
 
 def test_long_running_services_have_health_checks_and_start_in_order() -> None:

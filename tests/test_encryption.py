@@ -18,11 +18,11 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
+from cli.codec_server import build_app
 from client import Sandbox
-from client.codec_server import build_app
-from client.embedded import temporal_binary
-from client.encryption import ENCODING, KEY_ID, KEYS_ENV, EncryptionCodec, new_key_entry
-from client.payload_store import data_converter
+from runtime.embedded import temporal_binary
+from runtime.encryption import ENCODING, KEY_ID, KEYS_ENV, EncryptionCodec, new_key_entry
+from runtime.plugin import SessionsPlugin
 from tests.conftest import new_sandbox_id
 from tests.processes import WorkerProcess
 
@@ -32,7 +32,7 @@ KEY_A, KEY_B = new_key_entry("a"), new_key_entry("b")
 
 async def _client(address: str, keys: str) -> Client:
     codec = EncryptionCodec.parse(keys)
-    return await Client.connect(address, data_converter=data_converter(codec=codec))
+    return await Client.connect(address, plugins=[SessionsPlugin(codec=codec)])
 
 
 async def _worker(address: str, queue: str, keys: str) -> WorkerProcess:

@@ -13,7 +13,7 @@ from temporalio.converter import (
 )
 
 from client import Sandbox
-from client.payload_store import FilesystemStorageDriver
+from runtime.payload_store import FilesystemStorageDriver
 
 FIVE_MB = 5 * 1024 * 1024
 

@@ -10,7 +10,7 @@ import pytest
 from temporalio.client import Client
 
 from client import Sandbox, SessionManager
-from client.connection import connect
+from runtime.connection import connect
 from tests.conftest import new_sandbox_id
 from tests.devserver import DevServer
 from tests.processes import WorkerProcess

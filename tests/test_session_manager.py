@@ -20,9 +20,9 @@ from client import (
     SessionNotFound,
 )
 from contract import ErrorCode, SessionStatus
+from contract.limits import MAX_CHECKPOINT_BYTES, MAX_CHECKPOINTS
 from tests.conftest import new_sandbox_id
 from tests.test_quickstart import _alive
-from workflows.calls import MAX_CHECKPOINT_BYTES, MAX_CHECKPOINTS
 
 
 def _user() -> str:
@@ -39,7 +39,8 @@ async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20)
 
 @pytest.fixture
 def manager(client: Client, worker) -> SessionManager:
-    return SessionManager(client=client)
+    """The operator's manager: it names no user, so it needs ``admin`` to reach owned sessions."""
+    return SessionManager(client=client, admin=True)
 
 
 async def test_record_sessions_carry_owner_and_metadata(manager: SessionManager) -> None:

@@ -40,3 +40,10 @@ async def test_warmup_of_an_unknown_backend_is_a_clear_error(sandbox: Sandbox) -
     assert result["status"] == "error"
     assert result["code"] == 4002
     assert "no-such-backend" in result["message"]
+
+
+async def test_warmup_with_one_name_warms_that_resource(sandbox: Sandbox) -> None:
+    # A str names one resource type; it is not an iterable of one-letter names.
+    result = await sandbox.warmup("bash")
+    assert result["status"] == "success", result
+    assert result["warmed"] == ["bash"]

@@ -34,7 +34,7 @@ async def test_serve_starts_a_persistent_server_a_worker_and_runs_the_demo(tmp_p
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "client",
+        "cli",
         "serve",
         "--data-dir",
         str(tmp_path),

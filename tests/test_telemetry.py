@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from temporalio.client import Client
 
 from client import Sandbox
-from client.connection import connect
+from runtime.connection import connect
 from tests.conftest import new_sandbox_id
 from tests.devserver import free_port
 from tests.processes import WorkerProcess

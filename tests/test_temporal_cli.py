@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from client import Sandbox
-from client.embedded import temporal_binary
+from runtime.embedded import temporal_binary
 
 
 async def _run_temporal(address: str, *args: str) -> tuple[int, str]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from client import SessionManager
-from client.connection import connect
+from runtime.connection import connect
 from tests.devserver import DevServer
 from tests.processes import WorkerProcess
 
@@ -22,7 +22,7 @@ from tests.processes import WorkerProcess
 @pytest.fixture
 async def ui_server(tmp_path) -> AsyncIterator[DevServer]:
     server = DevServer(tmp_path / "temporal.db")  # the command ./run.sh uses, UI on
-    await server.start()
+    await server.start()  # returns once the UI's HTTP API answers, not only the frontend
     yield server
     await server.stop()
 
@@ -36,6 +36,20 @@ def _decode(payload: dict[str, Any]) -> Any:
     return json.loads(base64.b64decode(payload["data"]))
 
 
+async def test_started_server_ui_answers_at_once(ui_server: DevServer) -> None:
+    # No retry here: start() returned only once the UI's API answered (it 503s at first).
+    listed = await asyncio.to_thread(_get, f"{ui_server.ui_url}/api/v1/namespaces")
+    assert "default" in [ns["namespaceInfo"]["name"] for ns in listed["namespaces"]]
+
+
+async def test_server_whose_ui_never_answers_fails_clearly_and_stops(tmp_path) -> None:
+    server = DevServer(tmp_path / "temporal.db")
+    server.command.append("--headless")  # no UI: the wait must end at its deadline
+    with pytest.raises(RuntimeError, match=r"/api/v1/namespaces did not answer 200 in time"):
+        await server.start(timeout=6)
+    assert server.proc is not None and server.proc.returncode is not None
+
+
 async def test_ui_lists_sessions_filtered_by_owner_state_and_type(ui_server: DevServer) -> None:
     worker = await WorkerProcess.start(ui_server.address)
     try:
@@ -45,7 +59,7 @@ async def test_ui_lists_sessions_filtered_by_owner_state_and_type(ui_server: Dev
         await manager.create_session("ui-bob", "coder")
         await manager.set_session_state(mine.session_id, "paused")
 
-        base = f"http://127.0.0.1:{ui_server.ui_port}/api/v1/namespaces/default/workflows"
+        base = f"{ui_server.ui_url}/api/v1/namespaces/default/workflows"
         query = "SessionUserId = 'ui-alice' AND SessionState = 'paused' AND ResourceType = 'bash'"
         listed: dict[str, Any] = {}
         for _ in range(40):  # visibility is eventually consistent

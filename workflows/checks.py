@@ -60,9 +60,9 @@ def check_call(
         raise Rejected(ErrorCode.UNKNOWN_TOOL, str(exc)) from None
     if resource != resource_type:
         raise Rejected(ErrorCode.UNKNOWN_TOOL, f"tool {req.tool!r} is not a {resource_type} tool")
-    problem = timeout_problem(req.params)
-    if problem is not None:
-        raise Rejected(ErrorCode.INVALID_INPUT, f"{req.tool}: {problem}")
+    timeout = timeout_problem(req.params)
+    if timeout is not None:
+        raise Rejected(timeout[0], f"{req.tool}: {timeout[1]}")
     if req.session_id is not None and (instance is None or instance.session_id != req.session_id):
         current = instance.session_id if instance else "none"
         raise Rejected(

@@ -104,6 +104,6 @@ class SharedToolsWorkflow:
             split_tool_name(req.tool)
         except ValueError as exc:
             raise Rejected(ErrorCode.UNKNOWN_TOOL, str(exc)) from None
-        problem = timeout_problem(req.params)
-        if problem is not None:
-            raise Rejected(ErrorCode.INVALID_INPUT, f"{req.tool}: {problem}")
+        timeout = timeout_problem(req.params)
+        if timeout is not None:
+            raise Rejected(timeout[0], f"{req.tool}: {timeout[1]}")

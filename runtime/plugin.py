@@ -1,0 +1,57 @@
+"""One Temporal plugin for everything that talks to the server: client, worker and Replayer.
+
+    client = await Client.connect(address, plugins=[SessionsPlugin()])
+    Worker(client, ...)                      # inherits the plugin from its client
+    Replayer(workflows=[...], plugins=[SessionsPlugin()])
+
+It sets the data converter (pydantic, large payloads stored outside history, encrypted when a key
+is configured) and the tracing interceptor, so no part of the product wires them by hand and the
+three cannot drift apart: a Replayer that decodes payloads differently from the worker that wrote
+them would not replay.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from temporalio.converter import PayloadCodec
+from temporalio.plugin import SimplePlugin
+
+from runtime.payload_store import data_converter
+from runtime.telemetry import tracing_interceptor
+
+PLUGIN_NAME = "durable_sessions.SessionsPlugin"
+
+
+class SessionsPlugin(SimplePlugin):
+    """The data converter and the tracing interceptor every client, worker and Replayer uses.
+
+    A ``temporalio.worker.Worker`` takes the plugins of its client, so a worker made from a client
+    connected with this plugin needs nothing more; the client's tracing interceptor is shared with
+    it (one instance, not two). The data converter replaces any the caller passes.
+    """
+
+    def __init__(
+        self,
+        *,
+        codec: PayloadCodec | None | Literal["env"] = "env",
+        payload_store: str | None = None,
+        payload_threshold: int | None = None,
+        tracing: bool = True,
+    ) -> None:
+        """Build the plugin.
+
+        Args:
+            codec: The payload codec; ``"env"`` (default) reads the keys from
+                ``$DURABLE_SESSIONS_ENCRYPTION_KEYS`` (none: no encryption), None turns it off.
+            payload_store: Where large payloads go (a folder, ``file://...`` or ``s3://bucket``);
+                default ``$SESSIONS_PAYLOAD_STORE`` or the shared local folder.
+            payload_threshold: Size in bytes from which a payload leaves history; default
+                ``$SESSIONS_PAYLOAD_THRESHOLD`` or 256 KiB.
+            tracing: Propagate the caller's trace through updates, handlers and activities.
+        """
+        super().__init__(
+            PLUGIN_NAME,
+            data_converter=data_converter(payload_store, threshold=payload_threshold, codec=codec),
+            interceptors=[tracing_interceptor()] if tracing else None,
+        )

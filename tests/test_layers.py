@@ -1,0 +1,92 @@
+"""The layers hold: no module imports a package of a layer above its own.
+
+Bottom up: contract < backends < activities < workflows < runtime < client < worker < cli.
+Workflows import only contract, workflows, temporalio, pydantic and the standard library (the
+workflow sandbox re-imports them; activity and backend code has no place there). ``import client``
+loads no activity, backend, worker or entry-point code.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Each first-party top-level name and its layer; a module may import its own layer and below.
+LAYERS = {
+    "contract": 0,
+    "backends": 1,
+    "activities": 2,
+    "workflows": 3,
+    "runtime": 4,
+    "client": 5,
+    "worker": 6,  # the worker process: at the top, beside the entry points
+    "cli": 7,  # entry points may start a worker; nothing imports them
+}
+WORKFLOW_ALLOWED = {"contract", "workflows", "temporalio", "pydantic"}
+
+
+def _modules(name: str) -> list[Path]:
+    package = ROOT / name
+    if package.is_dir():
+        return sorted(package.rglob("*.py"))
+    return [ROOT / f"{name}.py"]
+
+
+def _imported(tree: ast.Module, own: str) -> list[tuple[int, str]]:
+    """(line, module) of every import anywhere in the module, lazy ones included."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            # A relative import stays inside its own package.
+            found.append((node.lineno, own if node.level else node.module or own))
+    return found
+
+
+def _violations(name: str) -> list[str]:
+    rank = LAYERS[name]
+    problems: list[str] = []
+    for path in _modules(name):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for line, module in _imported(tree, name):
+            top = module.split(".")[0]
+            where = f"{path.relative_to(ROOT)}:{line} imports {module}"
+            if top in LAYERS and LAYERS[top] > rank:
+                problems.append(f"{where} (layer {top} is above {name})")
+            elif (
+                name == "workflows"
+                and top not in WORKFLOW_ALLOWED
+                and top not in sys.stdlib_module_names
+            ):
+                problems.append(f"{where} (workflows import only {sorted(WORKFLOW_ALLOWED)})")
+    return problems
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_no_import_reaches_a_higher_layer(name: str) -> None:
+    assert _modules(name), f"no modules found for {name}"
+    problems = _violations(name)
+    assert not problems, "\n".join(problems)
+
+
+def test_importing_the_client_loads_no_worker_side_code() -> None:
+    probe = (
+        "import json, sys\n"
+        "import client\n"
+        "print(json.dumps(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('activities', 'backends', 'worker', 'cli'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    assert loaded == [], f"import client loaded {loaded}"
