@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -25,8 +26,27 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_log_level="error",
         dev_server_extra_args=dynamic_config_args(),  # the settings ./run.sh's server has
     )
-    yield env
-    await env.shutdown()
+    try:
+        yield env
+        await _assert_no_task_failure_loops(env.client)
+    finally:
+        await env.shutdown()
+
+
+async def _assert_no_task_failure_loops(client: Client) -> None:
+    """After the whole run: no workflow on the shared server failed a workflow task twice (a bad
+    input must be refused, never retried by the server in a loop)."""
+    looping = []
+    async for execution in client.list_workflows():
+        history = await client.get_workflow_handle(
+            execution.id, run_id=execution.run_id
+        ).fetch_history()
+        failed = sum(
+            e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in history.events
+        )
+        if failed > 1:
+            looping.append(f"{execution.id} ({failed} failed workflow tasks)")
+    assert not looping, f"workflow tasks failed repeatedly: {looping}"
 
 
 @pytest.fixture(scope="session")
