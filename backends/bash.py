@@ -15,15 +15,15 @@ from contract import ErrorCode, ToolOutcome
 class BashBackend(Backend):
     """A real bash process per session; cwd and exported variables persist between calls.
 
-    Config: ``cwd`` (start directory), ``env`` (extra variables), ``max_output_bytes``
-    (per stream, default 256 KiB).
+    Config: ``cwd`` (start directory), ``env`` (the variables it gets), ``max_output_bytes``
+    (per stream, default 256 KiB) and the sandbox's keys (:mod:`backends.sandbox`).
     """
 
     name = "bash"
 
     async def initialize(self, worker_id: str, config: dict[str, Any]) -> dict[str, Any]:
         settings = process_config(config, TERM="dumb")
-        shell = Shell(settings.cwd, settings.env, settings.max_output_bytes)
+        shell = Shell(settings)
         await shell.start()
         return {"shell": shell, "config": config}
 
@@ -68,6 +68,11 @@ class BashBackend(Backend):
                 ),
                 data=data,
             )
-        if result.restarted:
+        if result.sandbox_lost:
+            data["note"] = (
+                "the session's sandbox had ended; a new one was started (cwd and exported "
+                "variables restored, files in /workspace and /tmp lost)"
+            )
+        elif result.restarted:
             data["note"] = "the command ended the shell; a new shell was started"
         return data

@@ -10,6 +10,7 @@ from pydantic import Field
 from backends.base import Backend, tool
 from backends.interpreter import Interpreter
 from backends.process_config import process_config
+from backends.sandbox import sandbox_python
 from contract import ErrorCode, ToolOutcome
 
 LANGUAGES = ("python",)
@@ -18,8 +19,10 @@ LANGUAGES = ("python",)
 class CodeBackend(Backend):
     """A real Python process per session; variables, imports and the working directory persist.
 
-    Config: ``language`` (``"python"``, the default), ``python`` (the interpreter to run,
-    default this worker's), ``cwd``, ``env`` (extra variables), ``max_output_bytes`` (per stream).
+    Config: ``language`` (``"python"``, the default), ``python`` (the interpreter to run:
+    default this worker's, or the system's ``python3`` when the sandbox user cannot read the
+    worker's), ``cwd``, ``env`` (the variables it gets), ``max_output_bytes`` (per stream) and
+    the sandbox's keys (:mod:`backends.sandbox`).
     """
 
     name = "code"
@@ -29,8 +32,14 @@ class CodeBackend(Backend):
         if language not in LANGUAGES:
             raise ValueError(f"language {language!r} is not supported; use one of {LANGUAGES}")
         settings = process_config(config)
-        python = str(config.get("python") or sys.executable)
-        interpreter = Interpreter(python, settings.cwd, settings.env, settings.max_output_bytes)
+        requested = config.get("python")
+        if requested is not None and not isinstance(requested, str):
+            raise ValueError(f"python must be a path, not {requested!r}")
+        if settings.sandbox.isolated:
+            python, _ = sandbox_python(requested)
+        else:
+            python = requested or sys.executable
+        interpreter = Interpreter(python, settings)
         await interpreter.start()
         return {"interpreter": interpreter, "config": config}
 

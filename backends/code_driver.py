@@ -1,18 +1,27 @@
-"""The interpreter process of a ``code`` session: runs cells sent as JSON lines, answers in kind.
+"""The interpreter process of a ``code`` session: runs cells sent as JSON lines, answers in frames.
 
-Started by :mod:`backends.interpreter` as ``python code_driver.py``. It speaks its protocol on
-the file descriptors it was started with, then points fds 0-2 elsewhere: whatever the user's code
-prints (``print``, ``os.system``, a C extension) lands in a per-cell capture file, never in the
-protocol. Standard library only: it runs in the interpreter the session is configured with.
+Started by :mod:`backends.interpreter` (through the sandbox's supervisor) with fd 0 = requests,
+fds 1 and 2 = the cells' stdout and stderr (pipes the worker reads and bounds), fd 3 = answers.
+Before any cell runs it moves the request and answer channels to random high descriptors that
+are closed on exec, and points fd 0 at /dev/null: a cell, or a program it starts, finds only its
+own stdout and stderr. Each answer is one line framed as ``\\n<nonce> <seq> <json>\\n``, with the
+per-interpreter nonce the worker sent first and the request's sequence number; the worker reads
+nothing else, so bytes a cell writes to any descriptor never shift an answer. (A cell runs in this
+very process and could still find the nonce in its memory: then it can forge the answer to its own
+cell, no other, and the real answer that follows is dropped as a duplicate.)
+
+Standard library only: it runs in the interpreter the session is configured with.
 """
 
 from __future__ import annotations
 
 import ast
+import fcntl
 import json
 import os
+import random
+import signal
 import sys
-import tempfile
 import traceback
 from typing import Any
 
@@ -21,20 +30,6 @@ CELL = "<cell>"
 
 def run_cell(code: str, namespace: dict[str, Any], limit: int) -> dict[str, Any]:
     """Run one cell like a notebook: statements, then the value of a final expression."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        answer = _captured(code, namespace, out.fileno(), err.fileno())
-        answer["stdout"], answer["stderr"] = _read(out, limit), _read(err, limit)
-    answer["cwd"] = os.getcwd()
-    return answer
-
-
-def _captured(code: str, namespace: dict[str, Any], out: int, err: int) -> dict[str, Any]:
-    """Run a cell with fds 1 and 2 pointing at ``out`` and ``err``."""
-    saved = os.dup(1), os.dup(2)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(out, 1)
-    os.dup2(err, 2)
     result: str | None = None
     error: dict[str, Any] | None = None
     interrupted = False
@@ -47,24 +42,36 @@ def _captured(code: str, namespace: dict[str, Any], out: int, err: int) -> dict[
         if isinstance(last, ast.Expr):
             value = eval(compile(ast.Expression(last.value), CELL, "eval"), namespace)
             if value is not None:
-                result = repr(value)
+                result = _cut(repr(value), limit)
                 namespace["_"] = value
     except KeyboardInterrupt:
         interrupted = True  # the host's timeout: the interpreter and its variables survive
     except BaseException as exc:  # SystemExit too: a cell cannot end the session by accident
         error = {
             "type": type(exc).__name__,
-            "message": str(exc),
-            "traceback": "".join(_user_traceback(exc)),
+            "message": _cut(str(exc), limit),
+            "traceback": _cut("".join(_user_traceback(exc)), limit),
         }
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
-    return {"result": result, "error": error, "interrupted": interrupted}
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a cell may have closed or replaced them
+                pass
+    return {"result": result, "error": error, "interrupted": interrupted, "cwd": _cwd()}
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... truncated: {len(text) - limit} of {len(text)} characters ...]"
 
 
 def _user_traceback(exc: BaseException) -> list[str]:
@@ -75,31 +82,52 @@ def _user_traceback(exc: BaseException) -> list[str]:
     return traceback.format_exception(type(exc), exc, tb)
 
 
-def _read(f: Any, limit: int) -> str:
-    f.seek(0)
-    data = f.read(limit + 1)
-    text: str = data[:limit].decode(errors="replace")
-    return text + "\n[output truncated]" if len(data) > limit else text
+def _hide(fd: int) -> int:
+    """Move a protocol descriptor to a random free number >= 200, closed on exec."""
+    soft, _ = _nofile()
+    high = max(201, min(soft, 1024) - 1)
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, random.randrange(200, high))
+    os.close(fd)
+    return moved
+
+
+def _nofile() -> tuple[int, int]:
+    import resource
+
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def _send(answers: Any, nonce: str, seq: int, answer: dict[str, Any]) -> None:
+    body = json.dumps(answer, ensure_ascii=False).encode("utf-8", "replace")  # lone surrogates
+    frame = f"\n{nonce} {seq} ".encode() + body + b"\n"
+    # A late interrupt must not cut a frame in half.
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        answers.write(frame)
+        answers.flush()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def main() -> None:
-    limit = int(sys.argv[1])
-    requests = os.fdopen(os.dup(0), "rb")
-    answers = os.fdopen(os.dup(1), "wb")
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):  # between cells, stray output goes nowhere, not into the protocol
-        os.dup2(devnull, fd)
+    requests = os.fdopen(_hide(0), "rb")
+    answers = os.fdopen(_hide(3), "wb")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    hello = json.loads(requests.readline())
+    nonce, limit = str(hello["nonce"]), int(hello["limit"])
+    del hello
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
-    answers.write(b'{"ready": true}\n')
-    answers.flush()
+    _send(answers, nonce, 0, {"ready": True})
     while True:
         try:
             line = requests.readline()
             if not line:
                 return
-            answer = run_cell(json.loads(line)["code"], namespace, limit)
-            answers.write(json.dumps(answer).encode() + b"\n")
-            answers.flush()
+            request = json.loads(line)
+            answer = run_cell(request["code"], namespace, limit)
+            _send(answers, nonce, int(request["seq"]), answer)
         except KeyboardInterrupt:
             continue  # a timeout's interrupt that arrived between cells
 

@@ -11,6 +11,13 @@ import signal
 
 from PIL import Image, ImageGrab
 
+from backends.sandbox import (
+    SandboxedProcess,
+    SandboxSettings,
+    base_env,
+    default_cwd,
+)
+
 #: Debian packages that provide what a display needs (installed by scripts/setup.sh).
 REQUIRED = {"Xvfb": "xvfb", "xdotool": "xdotool"}
 
@@ -24,15 +31,18 @@ class Display:
     """One Xvfb server on a free display number, and the programs started on it.
 
     Xvfb picks the number itself (``-displayfd``), so concurrent sessions never race for one.
-    Everything runs in its own process group and is ended by :meth:`close`.
+    Xvfb and xdotool are the worker's own tools; every program started on the display (the
+    session's ``apps``) runs in a sandbox of its own that sees only the display's socket.
+    Everything is ended by :meth:`close`.
     """
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, sandbox: SandboxSettings | None = None) -> None:
         self.width = width
         self.height = height
         self.name = ""
+        self.sandbox = sandbox or SandboxSettings()
         self._server: asyncio.subprocess.Process | None = None
-        self._apps: list[asyncio.subprocess.Process] = []
+        self._apps: list[SandboxedProcess] = []
 
     @property
     def pid(self) -> int | None:
@@ -70,17 +80,23 @@ class Display:
             raise RuntimeError("Xvfb exited before it opened a display")
         self.name = f":{number}"
 
+    @property
+    def socket(self) -> str:
+        return f"/tmp/.X11-unix/X{self.name.lstrip(':')}"
+
     async def launch(self, argv: list[str]) -> int:
-        """Start a program on the display; answers its pid."""
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            env=self.env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
+        """Start a program on the display, in its own sandbox; answers the sandbox's pid."""
+        app = SandboxedProcess(
+            self.sandbox,
+            env={**base_env(self.sandbox), "DISPLAY": self.name},
+            cwd=default_cwd(self.sandbox),
+            fds=("null", "null", "null"),
+            sockets=[self.socket] if self.sandbox.isolated else [],
         )
-        self._apps.append(proc)
-        return proc.pid
+        await app.start(argv)
+        self._apps.append(app)
+        assert app.pid is not None
+        return app.pid
 
     async def xdotool(self, *args: str) -> str:
         """Run one xdotool command on this display; raises with its message when it fails."""
@@ -109,14 +125,15 @@ class Display:
         return buffer.getvalue()
 
     async def close(self) -> None:
-        """End the programs, then the server; each whole process group."""
-        for proc in [*self._apps, self._server]:
-            if proc is not None and proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
+        """End the programs (each whole sandbox), then the server (its process group)."""
+        for app in self._apps:
+            await app.close()
         self._apps.clear()
-        self._server = None
+        proc, self._server = self._server, None
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
 
 
 def _read_line(fd: int) -> str:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from backends.sandbox import SandboxSettings, base_env, default_cwd, settings_from
+
 DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
+#: ``max_output_bytes``: per stream and call; there is no "unlimited".
+MAX_OUTPUT_RANGE = (1, 16 * 1024 * 1024)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -14,18 +20,35 @@ class ProcessConfig:
     cwd: str
     env: dict[str, str]
     max_output_bytes: int
+    sandbox: SandboxSettings
 
 
 def process_config(config: dict[str, Any], **env_defaults: str) -> ProcessConfig:
-    """``cwd`` (must exist; default the worker's), ``env`` (over the worker's environment and
-    ``env_defaults``) and ``max_output_bytes`` (per stream, default 256 KiB)."""
-    cwd = str(config.get("cwd") or os.getcwd())
-    if not os.path.isdir(cwd):
+    """Read and check a session's config; a ValueError names the key and its allowed values.
+
+    ``cwd``: the start directory as the session sees it (default ``/workspace`` in a sandbox,
+    created when it lies under ``/workspace`` or ``/tmp``). ``env``: the only variables the
+    program gets besides PATH, HOME, TMPDIR, LANG and ``env_defaults``; never the worker's.
+    ``max_output_bytes``: per stream, 1..16 MiB, default 256 KiB. The sandbox keys are read
+    by :func:`backends.sandbox.settings_from`.
+    """
+    sandbox = settings_from(config)
+    cwd = config.get("cwd") or default_cwd(sandbox)
+    if not isinstance(cwd, str) or not os.path.isabs(cwd):
+        raise ValueError(f"cwd {cwd!r} must be an absolute path")
+    if not sandbox.isolated and not os.path.isdir(cwd):
         raise ValueError(f"cwd {cwd!r} is not a directory")
-    env = {
-        **os.environ,
-        **env_defaults,
-        **{k: str(v) for k, v in config.get("env", {}).items()},
-    }
-    limit = int(config.get("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES))
-    return ProcessConfig(cwd, env, limit)
+    extra = config.get("env", {})
+    if not isinstance(extra, dict):
+        raise ValueError("env must be an object of variable names to values")
+    for name, value in extra.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise ValueError(f"env name {name!r} is not a valid variable name")
+        if "\0" in str(value):
+            raise ValueError(f"env {name} holds a NUL character")
+    env = {**base_env(sandbox), **env_defaults, **{k: str(v) for k, v in extra.items()}}
+    limit = config.get("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES)
+    low, high = MAX_OUTPUT_RANGE
+    if isinstance(limit, bool) or not isinstance(limit, int) or not low <= limit <= high:
+        raise ValueError(f"max_output_bytes {limit!r} must be an integer in {low}..{high}")
+    return ProcessConfig(cwd, env, limit, sandbox)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import re
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from backends.base import Backend, tool
 from backends.display import Display, missing_tools
+from backends.sandbox import settings_from
 from contract import ErrorCode, ToolOutcome
 
 DEFAULT_SCREEN = "1024x768"
@@ -17,6 +21,32 @@ _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 Coordinate = Annotated[int, Field(ge=0, le=20000)]
 _BUTTONS = {"left": "1", "middle": "2", "right": "3"}
 _SCROLL = {"up": "4", "down": "5", "left": "6", "right": "7"}
+#: Names xdotool itself maps to keysyms (case does not matter to it).
+_XDOTOOL_ALIASES = frozenset({"alt", "ctrl", "control", "meta", "super", "shift"})
+
+
+@lru_cache(maxsize=1)
+def _keysym_lookup() -> Any:
+    """libX11's ``XStringToKeysym`` (no display needed), or None where libX11 is missing."""
+    path = ctypes.util.find_library("X11")
+    if path is None:
+        return None
+    lookup = ctypes.CDLL(path).XStringToKeysym
+    lookup.argtypes = [ctypes.c_char_p]
+    lookup.restype = ctypes.c_ulong
+    return lookup
+
+
+def unknown_keys(names: list[str]) -> list[str]:
+    """The names among ``names`` that X has no keysym for (xdotool would skip them silently)."""
+    lookup = _keysym_lookup()
+    unknown = []
+    for name in names:
+        if name.lower() in _XDOTOOL_ALIASES:
+            continue
+        if lookup is not None and lookup(name.encode()) == 0:
+            unknown.append(name)
+    return unknown
 
 
 def parse_screen_size(value: Any) -> tuple[int, int]:
@@ -37,7 +67,8 @@ class VmBackend(Backend):
     """A virtual X display (Xvfb) per session, with the programs named in config.
 
     Config: ``screen_size`` (``"1024x768"``), ``apps`` (argv lists started on the display, e.g.
-    ``[["xterm"]]``). With no window manager, keyboard input goes to the window under the pointer.
+    ``[["xterm"]]``, each in its own sandbox: the sandbox keys of :mod:`backends.sandbox` apply).
+    With no window manager, keyboard input goes to the window under the pointer.
     A desktop cannot move between machines: after a lost worker the new instance starts afresh.
     """
 
@@ -58,7 +89,7 @@ class VmBackend(Backend):
             isinstance(a, list) and a and all(isinstance(p, str) for p in a) for a in apps
         ):
             raise ValueError("apps must be a list of argv lists, e.g. [['xterm']]")
-        display = Display(width, height)
+        display = Display(width, height, settings_from(config))
         await display.start()
         try:
             pids = [await display.launch(argv) for argv in apps]
@@ -154,10 +185,20 @@ class VmBackend(Backend):
     ) -> dict[str, Any] | ToolOutcome:
         """Press a key combination: ``"ctrl+c"``, ``["ctrl", "c"]`` or ``"Return"``."""
         combo = keys if isinstance(keys, str) else "+".join(keys)
-        if not combo or not re.fullmatch(r"[A-Za-z0-9_+]+", combo):
+        if not combo or not re.fullmatch(r"[A-Za-z0-9_+]+", combo) or "" in combo.split("+"):
             return ToolOutcome(
                 code=ErrorCode.INVALID_INPUT,
                 message=f"keys {keys!r} must be X key names joined by '+', e.g. 'ctrl+c'",
+            )
+        unknown = unknown_keys(combo.split("+"))
+        if unknown:
+            return ToolOutcome(
+                code=ErrorCode.INVALID_INPUT,
+                message=(
+                    f"unknown key name{'s' if len(unknown) > 1 else ''} "
+                    f"{', '.join(map(repr, unknown))}: use X keysym names such as 'Return', "
+                    "'Escape', 'ctrl', 'a'"
+                ),
             )
         display: Display = session_info["display"]
         try:

@@ -13,9 +13,10 @@ for arg in "$@"; do
   esac
 done
 
-# Debian packages the vm backend drives: a virtual X server, an input tool, a terminal to type into.
+# Debian packages: bubblewrap (every session's sandbox), and what the vm backend drives: a virtual
+# X server, an input tool, a terminal to type into.
 missing=()
-for tool in Xvfb:xvfb xdotool:xdotool xterm:xterm; do
+for tool in bwrap:bubblewrap Xvfb:xvfb xdotool:xdotool xterm:xterm; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

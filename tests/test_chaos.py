@@ -47,7 +47,11 @@ async def test_call_in_flight_when_the_client_died_is_answered_once_on_retry(
         "bash:run", {"command": command}, request_id="inflight-1"
     )
     assert answer["code"] == 0 and answer["data"]["stdout"] == "done\n"
-    assert (tmp_path / "ran.txt").read_text() == "ran\n"
+    # The file lies in the session's own sandbox: read it there.
+    ran = await Sandbox(sandbox.sandbox_id, client=client).execute(
+        "bash:run", {"command": "cat ran.txt"}
+    )
+    assert ran["data"]["stdout"] == "ran\n", ran
     await sandbox.destroy_session("bash")
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from client import Sandbox
 from contract import ErrorCode
+from tests import sandboxes
+from tests.sandboxes import NS_CODE
 
 
 async def _run(sandbox: Sandbox, code: str, timeout: float = 10) -> dict:
@@ -16,7 +17,9 @@ async def _run(sandbox: Sandbox, code: str, timeout: float = 10) -> dict:
 async def test_variables_imports_and_cwd_persist_between_calls(sandbox: Sandbox, tmp_path) -> None:
     created = await sandbox.create_session("code", {"language": "python"})
     assert created["status"] == "success", created
-    first = await _run(sandbox, f"import json\nimport os\nos.chdir({str(tmp_path)!r})\nx = 41")
+    # The sandbox has its own /tmp: the directory is made there, inside.
+    made = f"import json\nimport os\nos.makedirs({str(tmp_path)!r})\nos.chdir({str(tmp_path)!r})"
+    first = await _run(sandbox, made + "\nx = 41")
     assert first["code"] == 0 and first["data"]["result"] is None, first
     second = await _run(sandbox, "print('out'); import sys; print('err', file=sys.stderr)\nx + 1")
     assert second["code"] == 0, second
@@ -78,20 +81,18 @@ async def test_an_interpreter_that_exits_is_restarted_and_the_answer_says_so(
 
 async def test_destroy_leaves_no_process_behind(sandbox: Sandbox) -> None:
     await sandbox.create_session("code")
-    pids = await _run(
+    started = await _run(
         sandbox,
-        "import os, subprocess\n"
-        "child = subprocess.Popen(['sleep', '300'])\n"
-        "[os.getpid(), child.pid]",
+        f"import subprocess\nchild = subprocess.Popen(['sleep', '300'])\n{NS_CODE}",
     )
-    interpreter, child = eval(pids["data"]["result"])
-    assert _alive(interpreter) and _alive(child)
+    namespace = eval(started["data"]["result"])
+    assert len(sandboxes.processes_in(namespace)) >= 3  # supervisor, interpreter, sleep
     await sandbox.destroy_session("code")
     for _ in range(50):
-        if not (_alive(interpreter) or _alive(child)):
+        if not sandboxes.alive(namespace):
             break
         await asyncio.sleep(0.1)
-    assert not _alive(interpreter) and not _alive(child)
+    assert not sandboxes.alive(namespace)
 
 
 async def test_bad_config_and_parameters_are_refused_clearly(sandbox: Sandbox) -> None:
@@ -103,12 +104,3 @@ async def test_bad_config_and_parameters_are_refused_clearly(sandbox: Sandbox) -
     no_time = await sandbox.execute("code:execute", {"code": "1", "timeout": 0})
     assert no_time["code"] != 0
     assert (await _run(sandbox, "3"))["data"]["result"] == "3"
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting for its parent."""
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().split()[2] != "Z"
-    except OSError:
-        return False

@@ -116,7 +116,8 @@ async def test_graceful_shutdown_moves_sessions_without_an_error(
     sandbox = Sandbox(new_sandbox_id(), client=client, task_queue=queue)
     created = await sandbox.create_session("bash", {"cwd": str(tmp_path)})
     await sandbox.execute("bash:run", {"command": "export ROLLING=1; mkdir r; cd r"})
-    pid = int((await sandbox.execute("bash:run", {"command": "echo $$"}))["data"]["stdout"])
+    ns = {"command": "readlink /proc/self/ns/pid"}  # the sandbox's pid namespace
+    pid = (await sandbox.execute("bash:run", ns))["data"]["stdout"].strip()
     second = await _start(address, queue, workers)
 
     # An in-flight call finishes while the worker drains.

@@ -7,15 +7,18 @@ import os
 from temporalio.client import Client
 
 from client import Sandbox
+from tests import sandboxes
 from tests.conftest import new_sandbox_id
+from tests.sandboxes import NS_COMMAND
 
 
 async def test_explicit_session_keeps_cwd_across_three_calls(sandbox: Sandbox, tmp_path) -> None:
     created = await sandbox.create_session("bash", {"cwd": str(tmp_path)})
     assert created["status"] == "success"
-    (tmp_path / "sub").mkdir()
 
-    first = await sandbox.execute("bash:run", {"command": "cd sub && export GREETING=hi"})
+    first = await sandbox.execute(
+        "bash:run", {"command": "mkdir sub && cd sub && export GREETING=hi"}
+    )
     second = await sandbox.execute("bash:run", {"command": "pwd; echo $GREETING"})
     third = await sandbox.execute("bash:run", {"command": "echo $$"})
 
@@ -28,12 +31,12 @@ async def test_explicit_session_keeps_cwd_across_three_calls(sandbox: Sandbox, t
 
 
 async def test_temporary_session_runs_once_and_leaves_nothing(sandbox: Sandbox) -> None:
-    result = await sandbox.execute("bash:run", {"command": "echo $$"})
+    result = await sandbox.execute("bash:run", {"command": NS_COMMAND})
 
     assert result["code"] == 0, result
     assert result["meta"]["temporary_session"] is True
-    pid = int(result["data"]["stdout"])
-    assert not _alive(pid), "the temporary shell must be gone after the call"
+    namespace = result["data"]["stdout"].strip()
+    assert not _alive(namespace), "the temporary shell must be gone after the call"
     assert (await sandbox.list_sessions())["sessions"] == []
 
 
@@ -41,7 +44,7 @@ async def test_concurrent_temporary_calls_never_share_an_instance(sandbox: Sandb
     import asyncio
 
     results = await asyncio.gather(
-        *(sandbox.execute("bash:run", {"command": "echo $$"}) for _ in range(5))
+        *(sandbox.execute("bash:run", {"command": NS_COMMAND}) for _ in range(5))
     )
     assert all(r["code"] == 0 for r in results), results
     assert len({r["meta"]["session_id"] for r in results}) == 5
@@ -74,7 +77,7 @@ async def test_list_and_destroy_sessions(sandbox: Sandbox) -> None:
     listed = await sandbox.list_sessions()
     assert [(s["resource_type"], s["status"]) for s in listed["sessions"]] == [("bash", "active")]
 
-    pid = int((await sandbox.execute("bash:run", {"command": "echo $$"}))["data"]["stdout"])
+    pid = (await sandbox.execute("bash:run", {"command": NS_COMMAND}))["data"]["stdout"].strip()
     destroyed = await sandbox.destroy_session("bash")
     assert destroyed["destroyed"]["bash"]["status"] == "closed"
     assert not _alive(pid), "destroy must run the backend's cleanup"
@@ -92,14 +95,17 @@ async def test_creating_an_existing_session_answers_with_its_status(sandbox: San
 async def test_context_manager_destroys_the_sessions_it_created(client: Client, worker) -> None:
     async with Sandbox(new_sandbox_id(), client=client) as sandbox:
         await sandbox.create_session("bash")
-        pid = int((await sandbox.execute("bash:run", {"command": "echo $$"}))["data"]["stdout"])
+        pid = (await sandbox.execute("bash:run", {"command": NS_COMMAND}))["data"]["stdout"].strip()
         assert _alive(pid)
     assert not _alive(pid)
     view = await Sandbox(sandbox.sandbox_id, client=client).describe_session("bash")
     assert view is not None and view["status"] == "closed"
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int | str) -> bool:
+    """A process, or (``pid:[N]``, what NS_COMMAND prints) anything in a session's sandbox."""
+    if isinstance(pid, str):
+        return sandboxes.alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -214,8 +214,9 @@ async def test_idle_pause_and_transparent_resume(client: Client, manager: Sessio
         user, "coder", resource_type="bash", config={"cwd": "/tmp"}, idle_seconds=1
     )
     sid = record.session_id
-    run = await manager.execute(sid, "bash:run", {"command": "cd / && export MARK=kept && echo $$"})
-    pid = int(run["data"]["stdout"])
+    command = "cd / && export MARK=kept && readlink /proc/self/ns/pid"  # the sandbox's
+    run = await manager.execute(sid, "bash:run", {"command": command})
+    pid = run["data"]["stdout"].strip()
 
     async def state_is(state: SessionStatus) -> bool:
         return await manager.get_session_state(sid) is state

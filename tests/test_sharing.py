@@ -90,7 +90,7 @@ async def test_every_call_reaches_the_worker_that_holds_the_instance(
             r = await sandbox.execute("testkit:pid", {})
             assert r["code"] == 0
             pids.add((r["data"]["pid"], r["data"]["instance_pid"]))
-            s = await sandbox.execute("bash:run", {"command": "echo $$"})
+            s = await sandbox.execute("bash:run", {"command": "readlink /proc/self/ns/pid"})
             shell_pids.add(s["data"]["stdout"])
         assert len(pids) == 1
         ((pid, instance_pid),) = pids

@@ -16,8 +16,8 @@ from workflows import SessionWorkflow
 async def test_idle_session_is_cleaned_up_at_its_deadline(client: Client, worker) -> None:
     sandbox = Sandbox(new_sandbox_id(), client=client, session_ttl=2)
     await sandbox.create_session("bash")
-    run = await sandbox.execute("bash:run", {"command": "echo $$"})
-    pid = int(run["data"]["stdout"])
+    run = await sandbox.execute("bash:run", {"command": "readlink /proc/self/ns/pid"})
+    pid = run["data"]["stdout"].strip()  # the sandbox's pid namespace
 
     handle = client.get_workflow_handle_for(SessionWorkflow.run, f"{sandbox.sandbox_id}:bash")
     summary: SessionSummary = await asyncio.wait_for(handle.result(), 30)

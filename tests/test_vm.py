@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import os
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageChops
@@ -33,18 +34,21 @@ async def _until_drawn(sandbox: Sandbox) -> Image.Image:
 
 
 async def test_typing_into_a_real_xterm_shows_on_screen_and_in_its_output(
-    sandbox: Sandbox, tmp_path
+    sandbox: Sandbox,
 ) -> None:
-    out = tmp_path / "typed.txt"
+    xterms = set(_pids("xterm"))
     created = await sandbox.create_session(
         "vm",
         {
             "screen_size": "800x600",
-            "apps": [["xterm", "-geometry", "70x12+0+0", "-e", "sh", "-c", f"cat > {out}"]],
+            "apps": [["xterm", "-geometry", "70x12+0+0", "-e", "sh", "-c", "cat > /tmp/typed.txt"]],
         },
     )
     assert created["status"] == "success", created
     before = await _until_drawn(sandbox)
+    # The xterm runs in a sandbox with its own /tmp: read the file through the xterm's root.
+    (xterm,) = set(_pids("xterm")) - xterms
+    out = Path(f"/proc/{xterm}/root/tmp/typed.txt")
     assert before.size == (800, 600)
 
     assert (await sandbox.execute("vm:click", {"x": 40, "y": 40}))["code"] == 0
