@@ -60,8 +60,12 @@ async def run_worker(
     stop: asyncio.Event,
     graceful_shutdown: timedelta = timedelta(seconds=30),
     max_cached_sessions: int = 1000,
+    local_calls: bool = True,
 ) -> None:
     """Run until ``stop`` is set, then finish in-flight calls and release every instance.
+
+    With ``local_calls`` off, every call on an instance goes through the worker's pinned queue
+    (the fallback path) instead of running as a local activity where the instance lives.
 
     ``client`` must carry the SessionsPlugin (``runtime.connection.connect`` adds it): each
     ``Worker`` takes its client's plugins, so the data converter, the codec and the tracing
@@ -71,7 +75,7 @@ async def run_worker(
         raise ValueError("connect the worker's client with runtime.connection.connect")
     host = BackendHost(load_backends(backends))
     pinned = pinned_queue_name(task_queue)
-    acts = SessionActivities(host, InstanceRegistry(), task_queue=pinned)
+    acts = SessionActivities(host, InstanceRegistry(), task_queue=pinned, local_calls=local_calls)
     shared_worker = Worker(
         client,
         task_queue=task_queue,
@@ -123,6 +127,7 @@ async def main_async(args: argparse.Namespace) -> None:
         backends=args.backends,
         stop=stop,
         max_cached_sessions=args.max_cached_sessions,
+        local_calls=args.local_calls,
     )
 
 
@@ -140,6 +145,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="session workflows kept in memory between requests (default: $SESSIONS_MAX_CACHED)",
     )
     parser.add_argument("--backends", nargs="*", help="backends to load (default: all registered)")
+    parser.add_argument(
+        "--no-local-calls",
+        dest="local_calls",
+        action="store_false",
+        default=os.environ.get("SESSIONS_LOCAL_CALLS", "1") != "0",
+        help="send every call through the pinned queue (default: $SESSIONS_LOCAL_CALLS, 1)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
     asyncio.run(main_async(args))

@@ -42,11 +42,20 @@ class SessionActivities:
     and answers with its own ``task_queue``, where the workflow sends every later call.
     """
 
-    def __init__(self, host: BackendHost, registry: InstanceRegistry, *, task_queue: str) -> None:
+    def __init__(
+        self,
+        host: BackendHost,
+        registry: InstanceRegistry,
+        *,
+        task_queue: str,
+        local_calls: bool = True,
+    ) -> None:
         self.host = host
         self.registry = registry
         self.task_queue = task_queue
         self.worker_id = task_queue
+        #: Off: a local call answers "held elsewhere", so every call takes the pinned queue.
+        self.local_calls = local_calls
 
     @activity.defn(name=WARMUP)
     async def warmup(self, inp: WarmupInput) -> WarmupResult:
@@ -76,18 +85,21 @@ class SessionActivities:
             return await self._call_once(inp)
         if inp.session_id is None:
             return await self._call_shared(inp)
-        instance = self.registry.get(inp.session_id or "")
+        local = activity.info().is_local
+        instance = self.registry.get(inp.session_id) if self.local_calls or not local else None
         if instance is None:
             return ToolOutcome(
                 code=ErrorCode.RESOURCE_LOST,
                 message=f"instance {inp.session_id} is not held by worker {self.worker_id}",
+                held_elsewhere=local,
             )
         call = asyncio.create_task(self._invoke(inp, instance.backend.name, instance.session_info))
         while True:
             done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY)
             if done:
                 break
-            activity.heartbeat()
+            if not local:  # a local activity's liveness is its workflow task's
+                activity.heartbeat()
         outcome = call.result()
         outcome.snapshot = await self._snapshot(instance)
         return outcome

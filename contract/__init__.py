@@ -9,6 +9,7 @@ from contract.codes import ErrorCode
 from contract.limits import CONTINUING_AS_NEW, DEFAULT_TTL_SECONDS
 from contract.models import (
     AppendRequest,
+    BatchRequest,
     CarriedState,
     Checkpoint,
     CheckpointRequest,
@@ -59,6 +60,7 @@ from contract.naming import (
 
 __all__ = [
     "AppendRequest",
+    "BatchRequest",
     "Checkpoint",
     "CheckpointRequest",
     "MetadataRequest",

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from contract.codes import ErrorCode
 from contract.limits import (
     DEFAULT_TTL_SECONDS,
+    MAX_BATCH_CALLS,
     MAX_CONFIG_BYTES,
     MAX_IDLE_SECONDS,
     MAX_KIND_CHARS,
@@ -122,6 +123,8 @@ class ToolOutcome(_Model):
     shared: bool = False
     #: The instance's state after the call (Backend.snapshot), kept by the workflow for recovery.
     snapshot: dict[str, Any] | None = None
+    #: A local call found no instance on this worker and ran nothing: call the pinned queue.
+    held_elsewhere: bool = False
 
 
 # --- workflow input and carried state ----------------------------------------------------------
@@ -275,6 +278,13 @@ class ExecuteRequest(OwnedRequest):
     @classmethod
     def _params_size(cls, value: dict[str, Any]) -> dict[str, Any]:
         return _within("params", value, MAX_PARAMS_BYTES)
+
+
+class BatchRequest(OwnedRequest):
+    """Several calls in one update, run one after another and answered in order; each call
+    keeps its own request id (a retried batch is answered, not run again)."""
+
+    calls: list[ExecuteRequest] = Field(min_length=1, max_length=MAX_BATCH_CALLS)
 
 
 class OpenRequest(OwnedRequest):

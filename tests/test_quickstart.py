@@ -43,8 +43,10 @@ async def test_temporary_session_runs_once_and_leaves_nothing(sandbox: Sandbox) 
 async def test_concurrent_temporary_calls_never_share_an_instance(sandbox: Sandbox) -> None:
     import asyncio
 
+    # Each shell lives a while, so all five are alive together: the kernel may reuse a pid
+    # namespace's number only after that namespace is gone.
     results = await asyncio.gather(
-        *(sandbox.execute("bash:run", {"command": NS_COMMAND}) for _ in range(5))
+        *(sandbox.execute("bash:run", {"command": f"{NS_COMMAND}; sleep 1"}) for _ in range(5))
     )
     assert all(r["code"] == 0 for r in results), results
     assert len({r["meta"]["session_id"] for r in results}) == 5

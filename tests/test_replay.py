@@ -93,4 +93,9 @@ def test_committed_histories_exist() -> None:
         "recovery_after_crash",
         "migration_after_graceful_shutdown",
         "continued_as_new",
+        # Recorded with local calls (the fast path) and with the pinned-queue fallback:
+        "explicit_reinitialize_destroy_local_calls",
+        "temporary_local_calls",
+        "recovery_after_crash_local_calls",
+        "fallback_pinned_calls",
     }

@@ -88,7 +88,13 @@ class CallPath:
         instance = self.core.state.instance
         assert instance is not None
         call = self._tool_call(req, request_id, instance.session_id)
-        outcome = await calls.call_on_instance(instance, call)
+        outcome = None
+        if workflow.patched(calls.CALL_LOCALLY):
+            outcome = await calls.call_here(call)
+            if outcome.held_elsewhere:
+                outcome = None
+        if outcome is None:
+            outcome = await calls.call_on_instance(instance, call)
         if outcome.snapshot is not None:
             self.core.state.snapshot = outcome.snapshot
         if outcome.code != ErrorCode.RESOURCE_LOST:

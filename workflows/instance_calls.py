@@ -36,6 +36,12 @@ from workflows.calls import (
 
 #: Patch id: sessions started since this change initialize in a local activity.
 INITIALIZE_LOCALLY = "initialize-locally"
+#: Patch id: a call runs as a local activity when the worker running the workflow task holds
+#: the instance (it usually does: sticky execution, and initialize ran there), else on the pinned
+#: queue as before.
+CALL_LOCALLY = "call-locally"
+#: Patch id: a temporary session's one call runs as a local activity (one round trip).
+TEMPORARY_LOCALLY = "temporary-locally"
 INITIALIZE_TIMEOUT = timedelta(seconds=120)
 
 
@@ -115,11 +121,43 @@ async def call_on_instance(instance: InstanceInfo, call: ToolCallInput) -> ToolO
         return ToolOutcome(code=code, message=describe_failure(exc))
 
 
+async def call_here(call: ToolCallInput) -> ToolOutcome:
+    """The call as a local activity on the worker running this workflow task: no task queue in
+    between. Answers ``held_elsewhere`` (and runs nothing) when that worker lacks the instance.
+
+    A local activity cannot heartbeat: a worker that dies mid-call is noticed when its workflow
+    task times out (10 s); the next worker finds no instance here and falls back to the pinned
+    queue, whose schedule-to-start timeout declares the instance lost. The tool is not run twice.
+    """
+    timeout = tool_timeout(call.params) + TOOL_TIMEOUT_MARGIN
+    try:
+        return await workflow.execute_local_activity(
+            stubs.call_tool,
+            call,
+            start_to_close_timeout=timedelta(seconds=timeout),
+            retry_policy=NO_RETRY,
+        )
+    except (ActivityError, ApplicationError) as exc:
+        lost = isinstance(exc, ActivityError) and worker_lost(exc)
+        code = ErrorCode.RESOURCE_LOST if lost else ErrorCode.INTERNAL
+        return ToolOutcome(code=code, message=describe_failure(exc))
+
+
 async def call_once(inp: SessionInput, call: ToolCallInput, config: dict[str, Any]) -> ToolOutcome:
     """A temporary session's one call: create, call and clean up in one activity."""
     assert call.session_id is not None
     call.initialize = initialize_input(inp, call.session_id, config, None)
     timeout = tool_timeout(call.params) + TOOL_TIMEOUT_MARGIN
+    if workflow.patched(TEMPORARY_LOCALLY):
+        try:
+            return await workflow.execute_local_activity(
+                stubs.call_tool,
+                call,
+                start_to_close_timeout=timedelta(seconds=timeout + 60),
+                retry_policy=NO_RETRY,
+            )
+        except (ActivityError, ApplicationError) as exc:
+            return ToolOutcome(code=ErrorCode.INTERNAL, message=describe_failure(exc))
     try:
         return await workflow.execute_activity(
             stubs.call_tool,

@@ -18,6 +18,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from contract import (
         AppendRequest,
+        BatchRequest,
         Checkpoint,
         CheckpointRequest,
         DestroyRequest,
@@ -178,6 +179,16 @@ class SessionWorkflow:
     def _validate_execute(self, req: ExecuteRequest) -> None:
         self._core.admit(Request.EXECUTE, req)
         check_call(req, self._core.input.resource_type, self._core.state.instance, self._core.id)
+
+    @workflow.update
+    async def execute_batch(self, req: BatchRequest) -> list[Envelope]:
+        """Several calls, one after another, answered in order, each with its own envelope."""
+        return [await self._calls.execute(call) for call in req.calls]
+
+    @execute_batch.validator
+    def _validate_execute_batch(self, req: BatchRequest) -> None:
+        for call in req.calls:
+            self._validate_execute(call)
 
     @workflow.update
     async def refresh(self, req: RefreshRequest) -> SessionView:
