@@ -194,6 +194,8 @@ class CarriedState(_Model):
     checkpoints: list[Checkpoint] = Field(default_factory=list)
     #: request_id -> answer, so a retried request is answered once even across runs.
     recent_results: dict[str, Envelope] = Field(default_factory=dict)
+    #: "<request>:<request_id>" of the signalled requests already answered to their reply_to.
+    replied: list[str] = Field(default_factory=list)
 
 
 class SessionInput(_Model):
@@ -267,10 +269,34 @@ class OwnedRequest(_Model):
     admin: bool = False
 
 
-class ExecuteRequest(OwnedRequest):
+class ReplyTo(_Model):
+    """Where a signalled request's answer goes: a signal to this workflow (any language)."""
+
+    workflow_id: str = Field(min_length=1, max_length=1000)
+    #: None: the workflow's current run (a caller that continued as new still gets it).
+    run_id: str | None = Field(default=None, max_length=200)
+    signal: str = Field(default="session_reply", min_length=1, max_length=200)
+
+
+class SessionReply(_Model):
+    """The answer a session signals back to a request's ``reply_to``, once per request id."""
+
+    request_id: str
+    #: The request answered: execute, refresh, reinitialize or destroy.
+    request: str
+    envelope: Envelope
+
+
+class Replyable(OwnedRequest):
+    """A request that, sent as a signal, may ask for its answer by signal (``reply_to``)."""
+
+    request_id: str = _REQUEST_ID
+    reply_to: ReplyTo | None = None
+
+
+class ExecuteRequest(Replyable):
     tool: str = Field(max_length=200)
     params: dict[str, Any] = Field(default_factory=dict)
-    request_id: str = _REQUEST_ID
     #: When set, the call must reach exactly this instance (4007 otherwise).
     session_id: str | None = Field(default=None, max_length=200)
 
@@ -291,14 +317,13 @@ class OpenRequest(OwnedRequest):
     request_id: str = _REQUEST_ID
 
 
-class RefreshRequest(OwnedRequest):
+class RefreshRequest(Replyable):
     #: A new TTL for the session; None keeps the current one.
     ttl_seconds: float | None = _seconds(MAX_TTL_SECONDS)
 
 
-class ReinitializeRequest(OwnedRequest):
+class ReinitializeRequest(Replyable):
     config: dict[str, Any] = Field(default_factory=dict)
-    request_id: str = _REQUEST_ID
 
     @field_validator("config")
     @classmethod
@@ -315,7 +340,7 @@ class ReinitializeResult(_Model):
     message: str = "success"
 
 
-class DestroyRequest(OwnedRequest):
+class DestroyRequest(Replyable):
     reason: str = Field(default="destroyed", max_length=MAX_REASON_CHARS)
 
 

@@ -72,8 +72,9 @@ class SessionCore:
             raise Rejected(ErrorCode.SESSION_CLOSED, f"session {self.id} is {state} ({reason})")
         return verdict
 
-    def signal_admitted(self, name: str, request: Request, req: OwnedRequest) -> bool:
-        """Signals have no answer: a refused one is recorded, and changes nothing else."""
+    def signal_admitted(self, name: str, request: Request, req: OwnedRequest) -> Answer | Envelope:
+        """RUN, DONE, or the refusal: a refused signal is recorded and changes nothing else (its
+        envelope is the answer, for a request that asked for one by ``reply_to``)."""
         try:
             verdict = self.admit(request, req, signal=True)
             if request is Request.REINITIALIZE:
@@ -82,8 +83,8 @@ class SessionCore:
                 check_entry(req)
         except ApplicationError as exc:
             self.record("rejected", code=_code(exc), message=f"{name}: {exc.message}")
-            return False
-        return verdict is Answer.RUN
+            return Envelope(code=_code(exc), message=exc.message)
+        return verdict
 
     def check_owner(self, req: OwnedRequest) -> None:
         check_owner(req, self.input.user_id, self.id)

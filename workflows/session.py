@@ -52,7 +52,8 @@ with workflow.unsafe.imports_passed_through():
         merged_metadata,
     )
     from workflows.core import SessionCore
-    from workflows.phase import Phase, Request
+    from workflows.phase import Answer, Phase, Request
+    from workflows.replies import Replies
     from workflows.views import session_summary
 
 
@@ -64,6 +65,7 @@ class SessionWorkflow:
     def __init__(self, inp: SessionInput) -> None:
         self._core = SessionCore(inp)
         self._calls = CallPath(self._core)
+        self._replies = Replies(self._core)
 
     # --- run loop ----------------------------------------------------------------------------
 
@@ -322,31 +324,48 @@ class SessionWorkflow:
         self._core.admit(Request.CHANGE, req)
         check_entry(req)
 
-    # --- signals: the same requests, fire-and-forget; a refusal goes to the log -------------
+    # --- signals: the same requests, fire-and-forget; a refusal goes to the log, and a request
+    # that carries reply_to gets its answer signalled back ----------------------------------
 
     @workflow.signal(name="execute")
     async def execute_signal(self, req: ExecuteRequest) -> None:
-        await self._calls.execute(req, signal=True)
+        envelope = await self._calls.execute(req, signal=True)
+        await self._replies.send("execute", req, envelope)
 
     @workflow.signal(name="refresh")
     async def refresh_signal(self, req: RefreshRequest) -> None:
-        if self._core.signal_admitted("refresh", Request.REFRESH, req):
+        verdict = self._core.signal_admitted("refresh", Request.REFRESH, req)
+        if verdict is Answer.RUN:
             self._core.refresh(req)
+        await self._replies.send("refresh", req, self._answer(verdict))
 
     @workflow.signal(name="reinitialize")
     async def reinitialize_signal(self, req: ReinitializeRequest) -> None:
-        if self._core.signal_admitted("reinitialize", Request.REINITIALIZE, req):
-            await self._core.reinitialize(req)
+        verdict = self._core.signal_admitted("reinitialize", Request.REINITIALIZE, req)
+        if verdict is Answer.RUN:
+            result = await self._core.reinitialize(req)
+            verdict = Envelope(code=result.code, message=result.message, data=result)
+        await self._replies.send("reinitialize", req, self._answer(verdict))
 
     @workflow.signal(name="destroy")
     async def destroy_signal(self, req: DestroyRequest) -> None:
-        if self._core.signal_admitted("destroy", Request.DESTROY, req):
+        verdict = self._core.signal_admitted("destroy", Request.DESTROY, req)
+        if verdict is Answer.RUN:
             self._core.begin_close(req.reason)
+        if req.reply_to is not None and not isinstance(verdict, Envelope):
+            await workflow.wait_condition(lambda: self._core.phase.is_final)
+        await self._replies.send("destroy", req, self._answer(verdict))
 
     @workflow.signal(name="append")
     async def append_signal(self, req: AppendRequest) -> None:
-        if self._core.signal_admitted("append", Request.CHANGE, req):
+        if self._core.signal_admitted("append", Request.CHANGE, req) is Answer.RUN:
             self._core.append(req)
+
+    def _answer(self, verdict: Answer | Envelope) -> Envelope:
+        """A signalled request's answer: its refusal, or the session's view."""
+        if isinstance(verdict, Envelope):
+            return verdict
+        return Envelope(data=self._core.view())
 
     @workflow.signal
     async def instance_released(self, released: InstanceReleased) -> None:
