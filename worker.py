@@ -25,7 +25,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities import InstanceRegistry, SessionActivities
 from backends import BackendHost, load_backends
 from contract import DEFAULT_TASK_QUEUE, InstanceReleased
+from integrations.nexus_handler import SessionsNexusHandler
+from runtime import log_redaction
 from runtime.connection import connect
+from runtime.payload_store import sweep_forever
 from runtime.plugin import SessionsPlugin
 from runtime.telemetry import configure_tracing, metrics_runtime
 from workflows import SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow
@@ -73,6 +76,7 @@ async def run_worker(
     """
     if not any(isinstance(p, SessionsPlugin) for p in client.config()["plugins"]):
         raise ValueError("connect the worker's client with runtime.connection.connect")
+    log_redaction.install()  # no request's parameters or config in a log line
     host = BackendHost(load_backends(backends))
     pinned = pinned_queue_name(task_queue)
     acts = SessionActivities(host, InstanceRegistry(), task_queue=pinned, local_calls=local_calls)
@@ -81,6 +85,8 @@ async def run_worker(
         task_queue=task_queue,
         workflows=[SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow],
         activities=[acts.warmup, acts.initialize, acts.call_tool],
+        # The sessions' Nexus service, for callers in other namespaces (integrations/).
+        nexus_service_handlers=[SessionsNexusHandler(task_queue)],
         graceful_shutdown_timeout=graceful_shutdown,
         # An idle session evicted from this cache costs the worker nothing but its backend
         # instance; its next request replays it from history.
@@ -99,7 +105,10 @@ async def run_worker(
     runs = [asyncio.create_task(w.run()) for w in (shared_worker, pinned_worker)]
     print(f"READY {pinned} backends={','.join(sorted(host.backends))}", flush=True)
     stopped = asyncio.create_task(stop.wait())
+    # Drops the payloads of closed sessions from the payload folder (runtime/payload_store.py).
+    sweeper = asyncio.create_task(sweep_forever(client))
     done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
+    sweeper.cancel()
     await asyncio.gather(shared_worker.shutdown(), pinned_worker.shutdown())
 
     async def notify(workflow_id: str, released: InstanceReleased) -> None:

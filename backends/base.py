@@ -22,6 +22,8 @@ def tool(
 ) -> Callable[[Any], Any]:
     """Mark a backend method as the tool ``name`` (``"<resource>:<action>"``).
 
+    ``"*:<action>"`` names a tool of a mixin that several backends share: each offers it under
+    its own resource type (``bash:write_file``, ``code:write_file``).
     ``idempotent=True`` says the tool is safe to repeat: after its worker is lost mid-call, the
     call runs again on the new instance instead of answering "resource lost".
     """
@@ -65,7 +67,9 @@ class Backend:
         """JSON-safe state of an instance that :meth:`restore` can rebuild elsewhere, or None.
 
         Taken after every call; the workflow keeps the latest and hands it to a new instance
-        when the worker holding the old one is lost or stops."""
+        when the worker holding the old one is lost or stops. None also means "unchanged since
+        the last one": the workflow keeps the one it has, so a call that changed nothing sends
+        nothing."""
         return None
 
     async def restore(self, session_info: dict[str, Any], snapshot: dict[str, Any]) -> None:
@@ -114,7 +118,9 @@ def scan_tools(backend: Backend) -> dict[str, ToolBinding]:
         name = getattr(fn, _TOOL_ATTR, None)
         if name is None or fn is None:
             continue
-        resource, _ = split_tool_name(name)
+        resource, action = split_tool_name(name)
+        if resource == "*":
+            resource, name = backend.name, f"{backend.name}:{action}"
         if resource != backend.name:
             raise ValueError(f"tool {name!r} does not belong to backend {backend.name!r}")
         model, wants_session = _params_model(name, fn)

@@ -3,8 +3,10 @@
 A program's stdout or stderr is a pipe that the worker reads. During a call the first
 ``max_output_bytes`` are kept; the rest is read and dropped (spliced to /dev/null, counted), so a
 command that prints without end fills neither the answer, nor the worker's memory, nor its disk.
-Between calls the pipe is not read: a background writer blocks once the pipe is full, costing
-nothing, and what it left there is dropped when the next call begins.
+A command that outlives its call (bash's ``no_output_timeout``) keeps being read the same way
+until it ends: each later call takes what was kept since the one before (:meth:`take`).
+Between commands the pipe is not read: a background writer blocks once the pipe is full,
+costing nothing, and what it left there is dropped when the next command begins.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: One read or splice moves at most this much.
@@ -41,11 +44,15 @@ class Captured:
 
 
 class OutputCapture:
-    """Reads one pipe (the worker's end, ``fd``) call by call; keeps at most ``limit`` bytes."""
+    """Reads one pipe (the worker's end, ``fd``) call by call; keeps at most ``limit`` bytes.
 
-    def __init__(self, fd: int, limit: int) -> None:
+    ``on_data`` is called whenever bytes arrived (kept or dropped): a sign of life.
+    """
+
+    def __init__(self, fd: int, limit: int, on_data: Callable[[], None] | None = None) -> None:
         self._fd = fd
         self._limit = limit
+        self._on_data = on_data
         os.set_blocking(fd, False)
         self._null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         self._buffer = bytearray()
@@ -63,6 +70,14 @@ class OutputCapture:
         self._total = 0
         self._window = (time.monotonic(), 0)
         self._watch(True)
+
+    def take(self) -> Captured:
+        """What was kept since :meth:`begin` or the last take; reading goes on."""
+        self._consume(DRAIN_LIMIT, keep=True)
+        captured = Captured(bytes(self._buffer), self._total)
+        self._buffer.clear()
+        self._total = 0
+        return captured
 
     def end(self) -> Captured:
         """End a call: read what is already in the pipe, stop reading, answer what was kept."""
@@ -91,7 +106,8 @@ class OutputCapture:
             self._reading = False
 
     def _on_readable(self) -> None:
-        self._consume(CHUNK, keep=True)
+        if self._consume(CHUNK, keep=True) and self._on_data is not None:
+            self._on_data()
         if self._eof:
             self._watch(False)
             return
@@ -103,8 +119,10 @@ class OutputCapture:
             self._watch(False)
             self._resume = self._loop.call_later(start + 1.0 - now, self._watch, True)
 
-    def _consume(self, budget: int, *, keep: bool) -> None:
-        """Read up to ``budget`` bytes that are ready now; keep them up to the cap."""
+    def _consume(self, budget: int, *, keep: bool) -> int:
+        """Read up to ``budget`` bytes that are ready now; keep them up to the cap. Answers how
+        many bytes were read."""
+        asked = budget
         while budget > 0 and not self._eof:
             room = self._limit - len(self._buffer) if keep else 0
             try:
@@ -117,15 +135,16 @@ class OutputCapture:
                     start, dropped = self._window
                     self._window = (start, dropped + moved)
             except BlockingIOError:
-                return
+                break
             except OSError:
                 moved = 0
             if moved == 0:
                 self._eof = True  # the sandbox is gone: every writer closed the pipe
-                return
+                break
             if keep:
                 self._total += moved
             budget -= moved
+        return asked - budget
 
 
 def _drop(fd: int, null: int, count: int) -> int:

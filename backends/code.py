@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
 from typing import Annotated, Any
 
@@ -10,19 +12,22 @@ from pydantic import Field
 from backends.base import Backend, tool
 from backends.interpreter import Interpreter
 from backends.process_config import process_config
-from backends.sandbox import sandbox_python
+from backends.sandbox import SandboxedProcess, sandbox_python
+from backends.workspace import Workspace, WorkspaceTools
 from contract import ErrorCode, ToolOutcome
 
 LANGUAGES = ("python",)
+log = logging.getLogger(__name__)
 
 
-class CodeBackend(Backend):
+class CodeBackend(WorkspaceTools, Backend):
     """A real Python process per session; variables, imports and the working directory persist.
 
     Config: ``language`` (``"python"``, the default), ``python`` (the interpreter to run:
     default this worker's, or the system's ``python3`` when the sandbox user cannot read the
-    worker's), ``cwd``, ``env`` (the variables it gets), ``max_output_bytes`` (per stream) and
-    the sandbox's keys (:mod:`backends.sandbox`).
+    worker's), ``cwd``, ``env`` (the variables it gets), ``max_output_bytes`` (per stream),
+    ``workspace_snapshot_mb`` and the sandbox's keys (:mod:`backends.sandbox`). The workspace's
+    files survive a lost worker (its snapshot); the interpreter's memory cannot.
     """
 
     name = "code"
@@ -39,16 +44,44 @@ class CodeBackend(Backend):
             python, _ = sandbox_python(requested)
         else:
             python = requested or sys.executable
-        interpreter = Interpreter(python, settings)
+        info: dict[str, Any] = {"config": config}
+
+        async def on_sandbox(box: SandboxedProcess) -> None:
+            await info["workspace"].attach(box)
+
+        interpreter = Interpreter(python, settings, on_sandbox)
+        info["interpreter"] = interpreter
+        info["workspace"] = Workspace(settings.workspace_snapshot_bytes, interpreter.ensure_sandbox)
         await interpreter.start()
-        return {"interpreter": interpreter, "config": config}
+        return info
 
     async def cleanup(self, worker_id: str, session_info: dict[str, Any]) -> None:
         await session_info["interpreter"].close()
 
+    async def snapshot(self, session_info: dict[str, Any]) -> dict[str, Any] | None:
+        """The workspace (``workspace``), when it changed since the last snapshot; else None."""
+        workspace: Workspace = session_info["workspace"]
+        entry = await workspace.snapshot()
+        signature = json.dumps([workspace.version])
+        if entry is None or signature == session_info.get("snapshot_signature"):
+            return None
+        session_info["snapshot_signature"] = signature
+        return {"workspace": entry}
+
+    async def restore(self, session_info: dict[str, Any], snapshot: dict[str, Any]) -> None:
+        try:
+            await session_info["workspace"].restore(snapshot.get("workspace"))
+        except Exception:
+            log.exception("restoring the workspace failed")
+
     def describe(self, session_info: dict[str, Any]) -> dict[str, Any]:
         interpreter: Interpreter = session_info["interpreter"]
-        return {"pid": interpreter.pid, "cwd": interpreter.current_cwd()}
+        workspace: Workspace = session_info["workspace"]
+        return {
+            "pid": interpreter.pid,
+            "cwd": interpreter.current_cwd(),
+            "workspace": workspace.root,
+        }
 
     @tool("code:execute")
     async def execute(

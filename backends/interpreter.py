@@ -7,6 +7,7 @@ import contextlib
 import json
 import secrets
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,18 @@ class Interpreter:
     number (see :mod:`backends.code_driver`): whatever a cell writes cannot shift them.
     """
 
-    def __init__(self, python: str, settings: ProcessConfig) -> None:
+    def __init__(
+        self,
+        python: str,
+        settings: ProcessConfig,
+        on_sandbox: Callable[[SandboxedProcess], Awaitable[None]] | None = None,
+    ) -> None:
         self.python = python
         self.cwd = settings.cwd
         self.limit = settings.max_output_bytes
         self._settings = settings
+        #: Awaited with every new sandbox (the first one too): files come back into a new one.
+        self._on_sandbox = on_sandbox
         self._box: SandboxedProcess | None = None
         self._requests: asyncio.StreamWriter | None = None
         self._answers: asyncio.StreamReader | None = None
@@ -80,6 +88,17 @@ class Interpreter:
         # An answer holds at most three fields of `limit` characters, escaped.
         self._answers = await box.reader(3, limit=40 * self.limit + (1 << 20))
         await self._hello()
+        if self._on_sandbox is not None:
+            await self._on_sandbox(box)
+
+    async def ensure_sandbox(self) -> SandboxedProcess:
+        """The interpreter's sandbox, made anew (files restored by ``on_sandbox``) when it
+        ended."""
+        async with self._lock:
+            if self._box is None or not self._box.alive:
+                await self._renew()
+            assert self._box is not None
+            return self._box
 
     async def _hello(self) -> None:
         """Give a (re)started driver its nonce; wait for it to say it is ready."""
@@ -222,5 +241,8 @@ class Interpreter:
 
 def _exit_note(status: int | None) -> str:
     if status is None:
-        return "the interpreter's sandbox ended and a new one was started (files were lost)"
+        return (
+            "the interpreter's sandbox ended and a new one was started (/workspace restored "
+            "from its last snapshot, /tmp lost)"
+        )
     return f"the interpreter exited ({status})"

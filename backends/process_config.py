@@ -12,6 +12,9 @@ from backends.sandbox import SandboxSettings, base_env, default_cwd, settings_fr
 DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
 #: ``max_output_bytes``: per stream and call; there is no "unlimited".
 MAX_OUTPUT_RANGE = (1, 16 * 1024 * 1024)
+#: ``workspace_snapshot_mb``: file content a workspace snapshot takes at most (0: none).
+DEFAULT_WORKSPACE_SNAPSHOT_MB = 8
+WORKSPACE_SNAPSHOT_RANGE = (0, 64)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -21,6 +24,8 @@ class ProcessConfig:
     env: dict[str, str]
     max_output_bytes: int
     sandbox: SandboxSettings
+    #: File content a workspace snapshot takes at most, bytes (0: the workspace is not kept).
+    workspace_snapshot_bytes: int = 0
 
 
 def process_config(config: dict[str, Any], **env_defaults: str) -> ProcessConfig:
@@ -29,8 +34,10 @@ def process_config(config: dict[str, Any], **env_defaults: str) -> ProcessConfig
     ``cwd``: the start directory as the session sees it (default ``/workspace`` in a sandbox,
     created when it lies under ``/workspace`` or ``/tmp``). ``env``: the only variables the
     program gets besides PATH, HOME, TMPDIR, LANG and ``env_defaults``; never the worker's.
-    ``max_output_bytes``: per stream, 1..16 MiB, default 256 KiB. The sandbox keys are read
-    by :func:`backends.sandbox.settings_from`.
+    ``max_output_bytes``: per stream, 1..16 MiB, default 256 KiB. ``workspace_snapshot_mb``:
+    how much file content the workspace's snapshot keeps, 0..64, default 8 in a sandbox and 0
+    (off) with ``isolation: none``, whose files stay on the host. The sandbox keys are read by
+    :func:`backends.sandbox.settings_from`.
     """
     sandbox = settings_from(config)
     cwd = config.get("cwd") or default_cwd(sandbox)
@@ -51,4 +58,10 @@ def process_config(config: dict[str, Any], **env_defaults: str) -> ProcessConfig
     low, high = MAX_OUTPUT_RANGE
     if isinstance(limit, bool) or not isinstance(limit, int) or not low <= limit <= high:
         raise ValueError(f"max_output_bytes {limit!r} must be an integer in {low}..{high}")
-    return ProcessConfig(cwd, env, limit, sandbox)
+    keep = config.get(
+        "workspace_snapshot_mb", DEFAULT_WORKSPACE_SNAPSHOT_MB if sandbox.isolated else 0
+    )
+    low, high = WORKSPACE_SNAPSHOT_RANGE
+    if isinstance(keep, bool) or not isinstance(keep, int) or not low <= keep <= high:
+        raise ValueError(f"workspace_snapshot_mb {keep!r} must be an integer in {low}..{high}")
+    return ProcessConfig(cwd, env, limit, sandbox, keep * 1024 * 1024)

@@ -19,21 +19,25 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 INIT = Path(__file__).with_name("sandbox_init.py")
+#: File work inside the sandbox (fingerprint, archive, confined reads and writes); loaded by INIT.
+FILES = Path(__file__).with_name("sandbox_files.py")
 #: Where the sandbox sees the files the worker hands it (read-only).
 INSIDE_DIR = "/run/durable-sessions"
 WORKSPACE = "/workspace"
@@ -77,6 +81,21 @@ SETTINGS: dict[str, Setting] = {
 
 class SandboxUnavailable(RuntimeError):
     """Isolation was asked for and this machine cannot provide it."""
+
+
+class ControlError(RuntimeError):
+    """The supervisor refused or failed a request of the control channel."""
+
+
+class FileOpError(Exception):
+    """A file operation inside the sandbox was refused or failed; ``kind`` says how:
+    ``invalid`` (a path outside the workspace, a wrong kind of file), ``not_found``,
+    ``too_large`` (no room) or ``error``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -318,6 +337,7 @@ class SandboxedProcess:
         files: Sequence[Path] = (),
         sockets: Sequence[str] = (),
         python: str | None = None,
+        root: str | None = None,
     ) -> None:
         self.settings = settings
         self.env = dict(env)
@@ -326,6 +346,13 @@ class SandboxedProcess:
         self.files = list(files)
         self.sockets = list(sockets)
         self._python = python
+        #: The workspace, where file operations work: /workspace in a sandbox, else the start cwd.
+        self.root = WORKSPACE if settings.isolated else (root or cwd)
+        self._control: socket.socket | None = None
+        self._calls: dict[int, asyncio.Future[tuple[dict[str, Any], list[int]]]] = {}
+        self._ids = itertools.count(1)
+        #: Called with every event the supervisor reports on the control channel.
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._ends: dict[int, int] = {}  # program fd -> the worker's end of its pipe
         self._events: asyncio.Task[None] | None = None
@@ -377,6 +404,10 @@ class SandboxedProcess:
         inside: list[int] = []  # the sandbox's ends, inherited by bwrap and kept by the supervisor
         spec_fds: list[list[int]] = []
         data: dict[str, int] = {}
+        control, theirs_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._control = control
+        control_fd = theirs_control.detach()
+        inside.append(control_fd)
         try:
             for child, kind in enumerate(self.kinds):
                 if kind == "null":
@@ -389,7 +420,7 @@ class SandboxedProcess:
                 spec_fds.append([child, theirs])
             if self.settings.isolated:
                 python, binds = sandbox_python(self._python)
-                for host_file in [INIT, *self.files]:
+                for host_file in [INIT, FILES, *self.files]:
                     data[self.path_of(host_file)] = _data_fd(host_file.read_bytes())
                 self._info, info_w = os.pipe()
                 inside.append(info_w)
@@ -418,6 +449,8 @@ class SandboxedProcess:
                 os.close(fd)
             self._ends.clear()
             self._info = None
+            self._control = None
+            control.close()
             raise
         finally:
             for fd in [*inside, *data.values()]:
@@ -425,6 +458,8 @@ class SandboxedProcess:
         assert self._proc.stdin is not None
         self._events = asyncio.create_task(self._read_events())
         self._errors = asyncio.create_task(self._read_stderr())
+        control.setblocking(False)
+        asyncio.get_running_loop().add_reader(control.fileno(), self._on_control)
         spec = {
             "argv": list(argv),
             "env": self.env,
@@ -434,6 +469,8 @@ class SandboxedProcess:
             "limits": self.settings.rlimits(),
             "nice": self.settings.nice,
             "pid_namespace": self.settings.isolated,
+            "control_fd": control_fd,
+            "root": self.root,
         }
         self._proc.stdin.write(json.dumps(spec).encode() + b"\n")
         try:
@@ -537,6 +574,149 @@ class SandboxedProcess:
         with contextlib.suppress(ConnectionError):
             await self._command(f"signal {int(sig)}")
 
+    # --- the control channel (background processes, stdin FIFOs, files) ----------------------
+
+    def _on_control(self) -> None:
+        sock = self._control
+        if sock is None:
+            return
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 16, socket.MSG_CMSG_CLOEXEC)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data and not fds:  # the sandbox is gone
+                self._close_control()
+                return
+            try:
+                message = json.loads(data)
+            except ValueError:
+                message = {}
+            waiter = self._calls.pop(message.get("id"), None) if "id" in message else None
+            if waiter is not None and not waiter.done():
+                waiter.set_result((message, fds))
+                continue
+            for fd in fds:
+                os.close(fd)
+            if "event" in message and self.on_event is not None:
+                try:
+                    self.on_event(message)
+                except Exception:  # an observer's failure must not stop the channel
+                    import logging
+
+                    logging.getLogger(__name__).exception("sandbox event handler failed")
+
+    def _close_control(self) -> None:
+        sock, self._control = self._control, None
+        if sock is not None:
+            with contextlib.suppress(ValueError, OSError, RuntimeError):
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+        calls, self._calls = self._calls, {}
+        for waiter in calls.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionError("the sandbox has ended"))
+
+    async def request(
+        self, op: str, fds: Sequence[int] = (), *, timeout: float = 30, **fields: Any
+    ) -> tuple[dict[str, Any], list[int]]:
+        """One request to the supervisor: its answer and the descriptors it sent (the caller
+        owns them). The descriptors in ``fds`` are sent, not closed."""
+        sock = self._control
+        if sock is None or not self.alive:
+            raise ConnectionError("the sandbox has ended")
+        ident = next(self._ids)
+        waiter: asyncio.Future[tuple[dict[str, Any], list[int]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._calls[ident] = waiter
+        message = json.dumps({"op": op, "id": ident, **fields}).encode()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.send_fds(sock, [message], list(fds))
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._calls.pop(ident, None)
+                    raise TimeoutError(
+                        "the sandbox's supervisor does not read its requests"
+                    ) from None
+                await asyncio.sleep(0.005)
+            except OSError as exc:
+                self._calls.pop(ident, None)
+                raise ConnectionError(f"the sandbox has ended ({exc})") from None
+        try:
+            answer, received = await asyncio.wait_for(waiter, timeout)
+        finally:
+            self._calls.pop(ident, None)
+        if "error" in answer:
+            for fd in received:
+                os.close(fd)
+            raise ControlError(str(answer["error"]))
+        return answer, received
+
+    async def file_op(
+        self,
+        request: Mapping[str, Any],
+        data: bytes | None = None,
+        *,
+        limit: int,
+        timeout: float = 120,
+    ) -> tuple[dict[str, Any], bytes]:
+        """Run one :mod:`backends.sandbox_files` operation in a helper inside the sandbox.
+
+        ``data`` is streamed to it; the answer is its header and at most ``limit`` bytes of
+        payload. Raises :class:`FileOpError` with the helper's own verdict.
+        """
+        reply_r, reply_w = os.pipe()
+        data_r = data_w = -1
+        mine = [reply_r]
+        theirs = [reply_w]
+        if data is not None:
+            data_r, data_w = os.pipe()
+            mine.append(data_w)
+            theirs.append(data_r)
+        loop = asyncio.get_running_loop()
+        try:
+            await self.request(
+                "files", theirs, timeout=timeout, request=dict(request), timeout_s=timeout
+            )
+        except BaseException:
+            for fd in mine + theirs:
+                os.close(fd)
+            raise
+        for fd in theirs:
+            os.close(fd)
+        reader = asyncio.StreamReader(limit=1 << 16)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(reply_r, "rb", buffering=0)
+        )
+        feeder: asyncio.Task[None] | None = None
+        pipe = os.fdopen(data_w, "wb", buffering=0) if data is not None else None
+        if pipe is not None and data is not None:
+            feeder = asyncio.create_task(_feed(pipe, data))
+        try:
+            reply = await asyncio.wait_for(_read_reply(reader, limit), timeout)
+        finally:
+            transport.close()
+            if feeder is not None:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await feeder
+            if pipe is not None:
+                pipe.close()  # when the feeder never ran: the helper must see the end
+        header_line, _, payload = reply.partition(b"\n")
+        try:
+            header = json.loads(header_line)
+        except ValueError:
+            raise FileOpError("error", "the sandbox's file helper gave no answer") from None
+        if not header.get("ok"):
+            raise FileOpError(str(header.get("kind", "error")), str(header.get("message", "")))
+        return header, payload
+
     async def close(self) -> None:
         """End the sandbox and everything in it; release the pipes."""
         proc, self._proc = self._proc, None
@@ -557,6 +737,7 @@ class SandboxedProcess:
             if self._first_pid is not None:  # wait for that, so that nothing outlives close()
                 await _ended(self._first_pid)
         self._first_pid = None
+        self._close_control()
         for task in (self._events, self._errors):
             if task is not None:
                 task.cancel()
@@ -568,6 +749,30 @@ class SandboxedProcess:
                 os.close(fd)
         self._ends.clear()
         self._info = None
+
+
+async def _feed(pipe: Any, data: bytes) -> None:
+    """Write ``data`` to a pipe, then close it (the reader sees the end)."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, pipe)
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    try:
+        writer.write(data)
+        await writer.drain()
+    finally:
+        writer.close()
+
+
+async def _read_reply(reader: asyncio.StreamReader, limit: int) -> bytes:
+    """A helper's whole answer, refused past ``limit`` bytes of payload (plus its header)."""
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await reader.read(1 << 20):
+        total += len(chunk)
+        if total > limit + (1 << 20):
+            raise FileOpError("too_large", f"the answer is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _ended(pid: int, timeout: float = 5) -> None:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import shlex
 import shutil
+import signal
+import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from backends.capture import OutputCapture
+from backends.input_pipe import InputClosed, InputPipe
 from backends.process_config import ProcessConfig
 from backends.sandbox import WRITABLE, SandboxedProcess
 
@@ -24,18 +29,48 @@ ENV = shutil.which("env") or "/usr/bin/env"
 _REPORT_LIMIT = 32 * 1024 * 1024
 #: The shell's descriptors: commands in, reports out, (stderr: nowhere), command stdout, stderr.
 _FDS = ("in", "out", "null", "out", "out")
+#: Ctrl-C (SIGINT to the shell's process group) ends the running command's processes and, through
+#: this trap, the rest of the command: the shell returns from it with 130 and lives on.
+_TRAP = "trap 'return 130' INT"
+
+
+class ShellStateError(Exception):
+    """The request does not fit what the shell is doing (a command runs, or none does)."""
 
 
 @dataclass
 class CommandResult:
     stdout: str
     stderr: str
-    return_code: int
+    return_code: int | None
     cwd: str
     timed_out: bool = False
     restarted: bool = False
     #: Why the whole sandbox was made anew during this command (its files are gone), if it was.
     sandbox_lost: bool = False
+    #: The command still runs: this is its output so far (``no_output_timeout``).
+    running: bool = False
+    #: Ended by :meth:`Shell.interrupt` (Ctrl-C, or killed when that was not enough).
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Command:
+    """The command in the foreground: started by one call, followed by later ones."""
+
+    token: str
+    deadline: float
+    quiet: float | None
+    done: asyncio.Future[CommandResult]
+    stdin: InputPipe | None = None
+    fifo: str | None = None
+    #: Set to end the command now (an interrupt the command ignored).
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The watcher is ending the command: its output belongs to the final answer.
+    finishing: bool = False
+    interrupted: bool = False
+    watcher: asyncio.Task[None] | None = None
 
 
 class Shell:
@@ -47,13 +82,26 @@ class Shell:
     working directory and ``env -0`` (the exported variables). A shell killed on timeout or that
     exited is started afresh in the same sandbox (its files stay) and brought back to where it was;
     a shell re-created on another worker comes back from the same snapshot.
+
+    A command started with a ``no_output_timeout`` may outlive its call: the call answers with the
+    output so far once the command was quiet that long, and the command goes on (watched until its
+    own deadline) with a FIFO as its standard input, for later calls to write, close or interrupt.
+    Without one, its standard input is /dev/null and the call waits for its end, as always.
+
+    ``on_sandbox`` is awaited with every new sandbox the shell starts in (the first one too): the
+    place to restore files into a sandbox made anew, and to follow its events.
     """
 
-    def __init__(self, settings: ProcessConfig) -> None:
+    def __init__(
+        self,
+        settings: ProcessConfig,
+        on_sandbox: Callable[[SandboxedProcess], Awaitable[None]] | None = None,
+    ) -> None:
         self.cwd = settings.cwd
         self._settings = settings
         self._env = settings.env
         self._max = settings.max_output_bytes
+        self._on_sandbox = on_sandbox
         self._exported: dict[str, str] | None = None
         self._box: SandboxedProcess | None = None
         self._stdin: asyncio.StreamWriter | None = None
@@ -62,11 +110,34 @@ class Shell:
         self._out: OutputCapture | None = None
         self._err: OutputCapture | None = None
         self._lock = asyncio.Lock()
+        self._fg: _Command | None = None
+        self._activity = asyncio.Event()
+        self._last_output = 0.0
 
     @property
     def pid(self) -> int | None:
         """The host pid of the sandbox that holds the shell."""
         return self._box.pid if self._box else None
+
+    @property
+    def max_output_bytes(self) -> int:
+        return self._max
+
+    @property
+    def box(self) -> SandboxedProcess | None:
+        """The sandbox the shell runs in now (a new one after the old one was lost)."""
+        return self._box
+
+    @property
+    def running(self) -> bool:
+        """Is a command running (started by an earlier call and not collected yet)?"""
+        return self._fg is not None and not self._fg.done.done()
+
+    def environment(self) -> dict[str, str]:
+        """The exported variables as of the last command's end (what a new process gets)."""
+        if self._exported is None:
+            return dict(self._env)
+        return {k: v for k, v in self._exported.items() if k not in _VOLATILE}
 
     async def start(self) -> None:
         box = SandboxedProcess(
@@ -77,36 +148,226 @@ class Shell:
         self._stdin = await box.writer(0)
         self._reports = await box.reader(1)
         self._pending = b""
-        self._out = OutputCapture(box.end(3), self._max)
-        self._err = OutputCapture(box.end(4), self._max)
-        await self._run("true", timeout=30, restoring=True)  # a shell that cannot run says so now
+        self._out = OutputCapture(box.end(3), self._max, self._saw_output)
+        self._err = OutputCapture(box.end(4), self._max, self._saw_output)
+        await self._internal(_TRAP)  # a shell that cannot run says so now
+        if self._on_sandbox is not None:
+            await self._on_sandbox(box)
 
-    async def run(self, command: str, timeout: float) -> CommandResult:
-        async with self._lock:
-            if self._box is None or not self._box.alive:
-                return await self._renew(command, timeout)
-            return await self._run(command, timeout)
+    def _saw_output(self) -> None:
+        self._last_output = time.monotonic()
+        self._activity.set()
 
-    async def _renew(self, command: str, timeout: float) -> CommandResult:
-        """The sandbox itself ended (killed from outside, out of memory): make a new one."""
-        saved = self.snapshot()
-        await self._close()
-        await self.start()
-        await self._restore(saved)
-        result = await self._run(command, timeout)
-        result.sandbox_lost = True
-        return result
+    # --- the calls --------------------------------------------------------------------------------
 
-    async def _run(self, command: str, timeout: float, *, restoring: bool = False) -> CommandResult:
-        """Run one command. ``restoring``: a command of ours, whose failure to answer means the
-        shell cannot run at all (it is not restarted again: that would never end)."""
-        assert self._box and self._stdin and self._out and self._err
+    async def run(
+        self, command: str, timeout: float, no_output_timeout: float | None = None
+    ) -> CommandResult:
+        """Start a command; answer at its end, or (``no_output_timeout``) once it is quiet."""
         if "\0" in command:
             raise ValueError("a command cannot contain a NUL character")
+        async with self._lock:
+            if self.running:
+                raise ShellStateError(
+                    "a command is still running: collect its output with an empty command, "
+                    "send it input (bash:stdin) or interrupt it (bash:interrupt) first"
+                )
+            uncollected, self._fg = self._fg, None
+            lost = False
+            if self._box is None or not self._box.alive:
+                await self._renew()
+                lost = True
+            command_ = await self._begin(command, timeout, no_output_timeout)
+        result = await self._follow(command_, None, no_output_timeout)
+        result.sandbox_lost = lost
+        ended_before = uncollected.done if uncollected is not None else None
+        if (
+            ended_before is not None
+            and ended_before.done()
+            and not ended_before.cancelled()
+            and ended_before.exception() is None
+        ):
+            ended = ended_before.result()
+            result.notes.append(
+                f"the previous command had ended (return code {ended.return_code}) before its "
+                "last output was collected; that output was dropped"
+            )
+        return result
+
+    async def resume(self, wait: float, no_output_timeout: float | None = None) -> CommandResult:
+        """More of the running command: until it ends, is quiet, or ``wait`` seconds passed."""
+        command = self._current()
+        return await self._follow(command, time.monotonic() + wait, no_output_timeout)
+
+    async def send_input(
+        self, data: bytes, eof: bool, wait: float, no_output_timeout: float | None = None
+    ) -> CommandResult:
+        """Write to the running command's standard input (then end it, ``eof``); answer what
+        follows, as :meth:`resume` does."""
+        command = self._current()
+        if command.stdin is None:
+            raise ShellStateError(
+                "the running command has no input: only a command started with "
+                "no_output_timeout reads from bash:stdin"
+            )
+        if command.done.done():
+            result = self._finish(command)
+            result.notes.append("the command had ended before the input was sent")
+            return result
+        try:
+            if data:
+                command.stdin.write(data)
+            if eof:
+                command.stdin.close()
+        except InputClosed as exc:
+            raise ShellStateError(str(exc)) from None
+        return await self._follow(command, time.monotonic() + wait, no_output_timeout)
+
+    async def interrupt(self, grace: float) -> CommandResult:
+        """Ctrl-C to the running command; one still running ``grace`` seconds later is ended
+        like one past its timeout (every process of the command; the shell restarted where it
+        was; files and background processes kept)."""
+        command = self._current()
+        if not command.done.done() and not command.finishing and self._box is not None:
+            command.interrupted = True
+            with contextlib.suppress(ConnectionError, TimeoutError, RuntimeError):
+                await self._box.request("signal", target="program", signal=int(signal.SIGINT))
+            try:
+                await asyncio.wait_for(asyncio.shield(command.done), grace)
+            except TimeoutError:
+                command.stop.set()
+        await asyncio.shield(command.done)
+        return self._finish(command)
+
+    def _current(self) -> _Command:
+        if self._fg is None:
+            raise ShellStateError("no command is running")
+        return self._fg
+
+    # --- one command ------------------------------------------------------------------------------
+
+    async def _begin(self, command: str, timeout: float, quiet: float | None) -> _Command:
+        assert self._box and self._stdin and self._out and self._err
+        stdin: InputPipe | None = None
+        fifo: str | None = None
+        if quiet is not None:  # the call may end before the command: give it an input
+            answer, fds = await self._box.request("fifo")
+            fifo = str(answer["path"])
+            stdin = InputPipe(fds[0])
         token = uuid.uuid4().hex
         self._out.begin()
         self._err.begin()
-        self._stdin.write(_script(command, token).encode())
+        self._stdin.write(_script(command, token, fifo).encode())
+        await self._stdin.drain()
+        started = time.monotonic()
+        self._last_output = started
+        done: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        running = _Command(token, started + timeout, quiet, done, stdin, fifo)
+        running.watcher = asyncio.create_task(self._watch(running))
+        self._fg = running
+        return running
+
+    async def _watch(self, command: _Command) -> None:
+        """Until the command ends: its report, the shell's exit, its deadline, or a stop."""
+        assert self._box is not None
+        report = asyncio.ensure_future(self._await_report(command.token))
+        exited = asyncio.ensure_future(self._box.wait_exit())
+        stop = asyncio.ensure_future(command.stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {report, exited, stop},
+                timeout=max(0.0, command.deadline - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for task in (report, exited, stop):
+                task.cancel()
+        command.finishing = True
+        try:
+            reported = report.result() if report in done and report.exception() is None else None
+            if reported is not None:
+                code, self.cwd, self._exported = reported
+                result = self._collect(code, restarted=False)
+            elif exited in done:  # the command ended the shell itself (exit, exec, kill)
+                status = exited.result()
+                result = self._collect(status if status is not None else -9)
+                await self._restart()
+            else:  # past the deadline, or an interrupt that was not enough
+                saved = self.snapshot()
+                await self._respawn()  # every process of the command ends; background ones not
+                result = self._collect(-9, timed_out=not command.stop.is_set())
+                await self._restore(saved)
+        except asyncio.CancelledError:
+            command.done.cancel()
+            raise
+        except BaseException as exc:
+            command.done.set_exception(exc)
+            raise
+        finally:
+            await self._release_input(command)
+        result.interrupted = command.interrupted
+        command.done.set_result(result)
+
+    async def _release_input(self, command: _Command) -> None:
+        if command.stdin is not None:
+            command.stdin.abort()
+        if command.fifo is not None and self._box is not None and self._box.alive:
+            with contextlib.suppress(Exception):
+                await self._box.request("unlink", path=command.fifo, timeout=5)
+
+    async def _follow(
+        self, command: _Command, until: float | None, quiet: float | None
+    ) -> CommandResult:
+        """Wait on the command: its end, ``quiet`` seconds without output, or ``until``."""
+        if quiet is None:
+            quiet = command.quiet
+        bound = math.inf if until is None or until >= command.deadline else until
+        if command.quiet is None:
+            quiet = None  # a command without input is followed to its end
+        started = time.monotonic()
+        while True:
+            if command.done.done():
+                return self._finish(command)
+            if command.finishing:  # being ended: its output belongs to the final answer
+                await asyncio.wait({command.done})
+                continue
+            now = time.monotonic()
+            wake = bound
+            if quiet is not None:
+                wake = min(wake, max(self._last_output, started) + quiet)
+            if now >= wake:
+                return self._partial()
+            timeout = None if math.isinf(wake) else max(0.0, wake - now)
+            if quiet is None:  # output does not move the wake-up time: wait for the end alone
+                await asyncio.wait({command.done}, timeout=timeout)
+                continue
+            self._activity.clear()
+            activity = asyncio.ensure_future(self._activity.wait())
+            waited: set[asyncio.Future[Any]] = {command.done, activity}
+            try:
+                await asyncio.wait(waited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                activity.cancel()
+
+    def _finish(self, command: _Command) -> CommandResult:
+        if self._fg is command:
+            self._fg = None
+        return command.done.result()
+
+    def _partial(self) -> CommandResult:
+        assert self._out and self._err
+        return CommandResult(
+            self._out.take().text(), self._err.take().text(), None, self.cwd, running=True
+        )
+
+    async def _internal(self, command: str, timeout: float = 30) -> None:
+        """A command of ours (the trap, a restore): its failure to answer means the shell cannot
+        run at all (it is not restarted again: that would never end)."""
+        assert self._box and self._stdin and self._out and self._err
+        token = uuid.uuid4().hex
+        self._out.begin()
+        self._err.begin()
+        self._stdin.write(_script(command, token, None).encode())
         await self._stdin.drain()
         report = asyncio.ensure_future(self._await_report(token))
         exited = asyncio.ensure_future(self._box.wait_exit())
@@ -119,22 +380,13 @@ class Shell:
                 task.cancel()
         reported = report.result() if report in done and report.exception() is None else None
         if reported is not None:
-            code, self.cwd, self._exported = reported
-            return self._collect(code, restarted=False)
-        if restoring:
-            failed = self._collect(-1)
-            detail = (failed.stderr or self._box.stderr_text()).strip()[-500:]
-            raise RuntimeError(f"the shell did not answer ({detail or 'no message'})")
-        if exited in done:  # the command ended the shell itself (exit, exec, kill)
-            status = exited.result()
-            ended = self._collect(status if status is not None else -9)
-            await self._restart()
-            return ended
-        saved = self.snapshot()
-        await self._respawn()  # past the timeout: everything in the sandbox ends
-        timed_out = self._collect(-9, timed_out=True)
-        await self._restore(saved)
-        return timed_out
+            _, self.cwd, self._exported = reported
+            self._out.end()
+            self._err.end()
+            return
+        failed = self._collect(-1)
+        detail = (failed.stderr or self._box.stderr_text()).strip()[-500:]
+        raise RuntimeError(f"the shell did not answer ({detail or 'no message'})")
 
     def _collect(
         self, code: int, *, timed_out: bool = False, restarted: bool = True
@@ -171,14 +423,24 @@ class Shell:
                 return None
             buffer += chunk
 
+    # --- restarts ---------------------------------------------------------------------------------
+
+    async def _renew(self) -> None:
+        """The sandbox itself ended (killed from outside, out of memory): make a new one."""
+        saved = self.snapshot()
+        await self._close()
+        await self.start()
+        await self._restore(saved)
+
     async def _restart(self) -> None:
-        """End everything in the sandbox and start a fresh shell with the saved cwd and exports."""
+        """End the command's processes and start a fresh shell with the saved cwd and exports."""
         saved = self.snapshot()
         await self._respawn()
         await self._restore(saved)
 
     async def _respawn(self) -> None:
-        """A fresh shell in the same sandbox (every process ended, files kept), or a new one."""
+        """A fresh shell in the same sandbox (the command's processes ended, files and background
+        processes kept), or a new sandbox."""
         try:
             assert self._box is not None
             await self._box.restart()
@@ -204,7 +466,8 @@ class Shell:
             await self._restore(saved)
 
     async def _restore(self, saved: dict[str, Any]) -> None:
-        lines = [
+        lines = [_TRAP]
+        lines += [
             f"export {k}={shlex.quote(str(v))}"
             for k, v in saved.get("env", {}).items()
             if _NAME.match(k)
@@ -220,10 +483,35 @@ class Shell:
                 lines.append(f"mkdir -p -- {quoted} 2>/dev/null; cd -- {quoted} 2>/dev/null")
             else:
                 lines.append(f"cd -- {quoted} 2>/dev/null")
-        if lines:
-            await self._run("\n".join(lines), timeout=10, restoring=True)
+        await self._internal("\n".join(lines), timeout=10)
+
+    async def ensure_sandbox(self) -> SandboxedProcess:
+        """The shell's sandbox, made anew (files restored by ``on_sandbox``) when it ended."""
+        if self._box is None or not self._box.alive:
+            async with self._lock:
+                if self._box is None or not self._box.alive:
+                    if self.running:  # its watcher makes the new one
+                        await asyncio.shield(self._current().done)
+                    else:
+                        await self._renew()
+        assert self._box is not None
+        return self._box
 
     async def _close(self) -> None:
+        command = self._fg
+        if command is not None and command.watcher is asyncio.current_task():
+            command = None  # the watcher itself makes a new sandbox: its command stays
+        else:
+            self._fg = None
+        if command is not None:
+            if command.watcher is not None and not command.watcher.done():
+                command.watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await command.watcher
+            if command.stdin is not None:
+                command.stdin.abort()
+            if not command.done.done():
+                command.done.cancel()
         for capture in (self._out, self._err):
             if capture is not None:
                 capture.close()
@@ -241,10 +529,11 @@ class Shell:
             await self._close()
 
 
-def _script(command: str, token: str) -> str:
+def _script(command: str, token: str, stdin: str | None) -> str:
     """What the shell reads for one command: the command, then its report."""
+    source = shlex.quote(stdin) if stdin else "/dev/null"
     return (
-        f"{{ . /dev/fd/5; }} 5<<'__SESSION_CMD_{token}' >&3 2>&4 </dev/null 3>&- 4>&-\n"
+        f"{{ . /dev/fd/5; }} 5<<'__SESSION_CMD_{token}' >&3 2>&4 <{source} 3>&- 4>&-\n"
         f"{command}\n"
         f"__SESSION_CMD_{token}\n"
         f'__rc=$?; builtin printf \'\\n__SESSION_DONE_{token} %d\\0%s\\0\' "$__rc" "$PWD"; '

@@ -69,19 +69,33 @@ class FloorWorkflow:
         self._done = True
 
 
-async def run_floor_worker(address: str, pinned_queue: str) -> None:
-    """Run the floor's workers in a process of their own, as ours runs: the same topology."""
+#: The queue of a floor worker that runs with our SessionsPlugin (``--plugin``).
+PLUGIN_FLOOR_QUEUE = f"{FLOOR_QUEUE}-plugin"
+
+
+async def run_floor_worker(address: str, pinned_queue: str, plugin: bool = False) -> None:
+    """Run the floor's workers in a process of their own, as ours runs: the same topology.
+
+    With ``plugin``, the worker's client carries our SessionsPlugin (pydantic converter, large
+    payloads stored outside history, tracing), as our workers do, and it polls
+    :data:`PLUGIN_FLOOR_QUEUE`: the bare floor plus what the plugin costs per payload.
+    """
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
     from worker import workflow_worker_options
 
-    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    if plugin:
+        from runtime.plugin import SessionsPlugin
+
+        client = await Client.connect(address, plugins=[SessionsPlugin()])
+    else:
+        client = await Client.connect(address, data_converter=pydantic_data_converter)
     workers = [
         Worker(
             client,
-            task_queue=FLOOR_QUEUE,
+            task_queue=PLUGIN_FLOOR_QUEUE if plugin else FLOOR_QUEUE,
             workflows=[FloorWorkflow],
             activities=[noop_activity, sleep_activity],
             **workflow_worker_options(),  # the same runner and pollers as ours: a fair floor
@@ -97,7 +111,9 @@ async def run_floor_worker(address: str, pinned_queue: str) -> None:
     await asyncio.gather(*(w.run() for w in workers))
 
 
-async def start_floor_worker(address: str, pinned_queue: str) -> asyncio.subprocess.Process:
+async def start_floor_worker(
+    address: str, pinned_queue: str, *, plugin: bool = False
+) -> asyncio.subprocess.Process:
     """The floor's worker in a process of its own, as ours runs: on this machine a worker in the
     client's own process answers faster, which would flatter the floor. Returns once it polls."""
     proc = await asyncio.create_subprocess_exec(
@@ -106,6 +122,7 @@ async def start_floor_worker(address: str, pinned_queue: str) -> asyncio.subproc
         "bench.floor",
         address,
         pinned_queue,
+        *(["--plugin"] if plugin else []),
         cwd=str(Path(__file__).resolve().parent.parent),
         stdout=asyncio.subprocess.PIPE,
     )
@@ -120,4 +137,4 @@ if __name__ == "__main__":
     # from the module that defines it.
     from bench import floor
 
-    asyncio.run(floor.run_floor_worker(sys.argv[1], sys.argv[2]))
+    asyncio.run(floor.run_floor_worker(sys.argv[1], sys.argv[2], "--plugin" in sys.argv[3:]))

@@ -5,6 +5,7 @@ from client.errors import PermissionDenied, QuotaExceeded, SessionError, Session
 from client.sandbox import Sandbox
 from client.session_manager import SessionManager, SessionRecord
 from client.sync import SyncSandbox
+from runtime.connection import TemporalUnreachable
 
 __all__ = [
     "PermissionDenied",
@@ -15,4 +16,5 @@ __all__ = [
     "SessionNotFound",
     "SessionRecord",
     "SyncSandbox",
+    "TemporalUnreachable",
 ]

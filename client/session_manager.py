@@ -228,13 +228,17 @@ class SessionManager:
         except ValidationError as exc:
             raise SessionError(ErrorCode.INVALID_INPUT, _first_error(exc)) from None
         what = f"{resource_type} session" if resource_type else "session record"
-        view = await self.client.execute_update_with_start_workflow(
-            SessionWorkflow.open,
-            OpenRequest(request_id=request_id, user_id=user_id, admin=self.admin),
-            start_workflow_operation=session_start_operation(
-                inp, session_id, self.task_queue, summary=f"{what} of {user_id} ({agent_id})"
+        view = await send(
+            lambda: self.client.execute_update_with_start_workflow(
+                SessionWorkflow.open,
+                OpenRequest(request_id=request_id, user_id=user_id, admin=self.admin),
+                start_workflow_operation=session_start_operation(
+                    inp, session_id, self.task_queue, summary=f"{what} of {user_id} ({agent_id})"
+                ),
+                rpc_timeout=CALL_SLACK * 3,
             ),
-            rpc_timeout=CALL_SLACK * 3,
+            client=self.client,
+            task_queue=self.task_queue,
         )
         return SessionRecord.from_view(view)
 
@@ -327,7 +331,9 @@ class SessionManager:
             envelope = await send(
                 lambda: handle.execute_update(
                     SessionWorkflow.execute, req, id=request_id, rpc_timeout=call_timeout(params)
-                )
+                ),
+                client=self.client,
+                task_queue=self.task_queue,
             )
         except SessionGone:
             envelope = error_envelope(ErrorCode.NO_SESSION, f"no live session {session_id!r}", meta)
@@ -592,7 +598,11 @@ class SessionManager:
     async def _update(self, session_id: str, update: Any, req: Any) -> Any:
         handle = self._handle(session_id)
         try:
-            return await send(lambda: handle.execute_update(update, req, rpc_timeout=CALL_SLACK))
+            return await send(
+                lambda: handle.execute_update(update, req, rpc_timeout=CALL_SLACK),
+                client=self.client,
+                task_queue=self.task_queue,
+            )
         except SessionGone:
             # Gone or already closed: tell which.
             view = await self._view(session_id, getattr(req, "user_id", None))

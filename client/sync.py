@@ -33,6 +33,8 @@ class SyncSandbox:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def __getattr__(self, name: str) -> Any:
+        if name.endswith("_sync") and hasattr(Sandbox, name.removesuffix("_sync")):
+            name = name.removesuffix("_sync")  # AgentFlow's names: run on this loop too
         attr = getattr(self._sandbox, name)
         if not asyncio.iscoroutinefunction(attr):
             return attr

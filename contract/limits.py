@@ -46,6 +46,8 @@ MAX_CHECKPOINTS = 20
 MAX_CHECKPOINT_BYTES = 64 * 1024
 #: Answers remembered so a retried request is answered, not run again.
 MAX_REMEMBERED_RESULTS = 256
+#: A remembered answer keeps its data up to this size (larger: code and message only).
+MAX_REMEMBERED_DATA_BYTES = 64 * 1024
 #: Calls in one execute_batch.
 MAX_BATCH_CALLS = 50
 

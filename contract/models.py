@@ -428,6 +428,8 @@ class SessionView(_Model):
     last_activity: datetime | None = None
     checkpoint_count: int = 0
     on_expire: str = "destroy"
+    #: Background processes the session started (``bash:start``), as of its last call.
+    processes: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # --- activity inputs and outputs ----------------------------------------------------------------

@@ -3,12 +3,19 @@
 from temporalio.common import SearchAttributeKey
 
 DEFAULT_TASK_QUEUE = "durable-sessions"
+#: The Nexus endpoint the embedded server registers for the sessions' Nexus service.
+NEXUS_ENDPOINT = "durable-sessions"
 
 SandboxIdAttr = SearchAttributeKey.for_keyword("SandboxId")
 ResourceTypeAttr = SearchAttributeKey.for_keyword("ResourceType")
 SessionStateAttr = SearchAttributeKey.for_keyword("SessionState")
 UserIdAttr = SearchAttributeKey.for_keyword("SessionUserId")
 AgentIdAttr = SearchAttributeKey.for_keyword("SessionAgentId")
+#: When the session expires unless a call or refresh moves it (kept within a minute).
+DeadlineAttr = SearchAttributeKey.for_datetime("SessionDeadline")
+SessionNameAttr = SearchAttributeKey.for_keyword("SessionName")
+#: "session", "temporary" (one call) or "record" (no resource): lets operators filter.
+SessionKindAttr = SearchAttributeKey.for_keyword("SessionKind")
 
 #: Every custom search attribute a session sets; a server must have them all registered.
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (
@@ -17,6 +24,9 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (
     SessionStateAttr,
     UserIdAttr,
     AgentIdAttr,
+    DeadlineAttr,
+    SessionNameAttr,
+    SessionKindAttr,
 )
 
 

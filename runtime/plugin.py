@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+from temporalio.client import ClientConfig
 from temporalio.converter import PayloadCodec
 from temporalio.plugin import SimplePlugin
 
-from runtime.payload_store import data_converter
+from runtime.payload_store import data_converter, filesystem_drivers
 from runtime.telemetry import tracing_interceptor
 
 PLUGIN_NAME = "durable_sessions.SessionsPlugin"
@@ -55,3 +56,12 @@ class SessionsPlugin(SimplePlugin):
             data_converter=data_converter(payload_store, threshold=payload_threshold, codec=codec),
             interceptors=[tracing_interceptor()] if tracing else None,
         )
+
+    def configure_client(self, config: ClientConfig) -> ClientConfig:
+        """The client's data converter, and the payload folder told which server it stores
+        for (so a worker sweeps only folders of its own server: runtime/payload_store.py)."""
+        config = super().configure_client(config)
+        server = config["service_client"].config.target_host
+        for driver in filesystem_drivers(config["data_converter"]):
+            driver.server = server
+        return config

@@ -13,26 +13,49 @@ for arg in "$@"; do
   esac
 done
 
+# Runs a long, quiet step and says so: a line when it starts, one every 15 s, one when it is done
+# (a first run installs for minutes, silent otherwise). Progress goes to stderr.
+progress() {
+  local what=$1 start=$SECONDS ticker status=0
+  shift
+  echo "setup: $what..." >&2
+  (while sleep 15; do echo "setup: $what... ($((SECONDS - start)) s)" >&2; done) &
+  ticker=$!
+  "$@" || status=$?
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
+  if [ "$status" = 0 ]; then echo "setup: $what: done in $((SECONDS - start)) s" >&2; fi
+  return "$status"
+}
+
+apt_install() {
+  $SUDO apt-get install -y -q --no-install-recommends "$@" >/dev/null \
+    || { $SUDO apt-get update -q >/dev/null && \
+         $SUDO apt-get install -y -q --no-install-recommends "$@" >/dev/null; }
+}
+
 # Debian packages: bubblewrap (every session's sandbox), and what the vm backend drives: a virtual
-# X server, an input tool, a terminal to type into.
+# X server, an input tool, a terminal to type into. With --tests also Chromium, which the UI test
+# drives headless through Playwright (Playwright's own browser download is never used).
+tools=(bwrap:bubblewrap Xvfb:xvfb xdotool:xdotool xterm:xterm)
+if [ "$with_tests" = 1 ]; then tools+=(chromium:chromium); fi
 missing=()
-for tool in bwrap:bubblewrap Xvfb:xvfb xdotool:xdotool xterm:xterm; do
+for tool in "${tools[@]}"; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo -n")
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
-    || { $SUDO apt-get update -q >/dev/null && \
-         $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
+  progress "installing Debian packages: ${missing[*]}" apt_install "${missing[@]}"
 fi
 if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+  progress "creating .venv" "$PY" -m venv .venv
 fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  progress "installing Python packages into .venv (a few minutes on a first run)" \
+    sh -c '.venv/bin/python -m pip install -q --upgrade pip &&
+           .venv/bin/python -m pip install -q -e ".[dev]"'
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 if [ "$with_tests" = 1 ]; then
@@ -40,7 +63,8 @@ if [ "$with_tests" = 1 ]; then
   # ./run.sh's worker offers only the built-in backends, so they never show up there.
   tests_stamp=.venv/.tests-installed-$(sha256sum tests/plugin_pkg/pyproject.toml | cut -c1-16)
   if [ ! -f "$tests_stamp" ]; then
-    .venv/bin/python -m pip install -q -e tests/plugin_pkg
+    progress "installing the test suite's plugin backends" \
+      .venv/bin/python -m pip install -q -e tests/plugin_pkg
     rm -f .venv/.tests-installed-* && touch "$tests_stamp"
   fi
 fi

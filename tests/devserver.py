@@ -26,11 +26,22 @@ def free_port() -> int:
 class DevServer:
     """`temporal server start-dev` on a SQLite file: history survives a restart."""
 
-    def __init__(self, db_file: Path, dynamic_config: dict[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        db_file: Path,
+        dynamic_config: dict[str, object] | None = None,
+        *,
+        ui_port: int | None = None,
+        ui_codec_endpoint: str | None = None,
+    ) -> None:
         self.port = free_port()
-        self.ui_port = free_port()
+        self.ui_port = ui_port or free_port()
         self.command = dev_server_command(
-            db_file=db_file, port=self.port, ui_port=self.ui_port, dynamic_config=dynamic_config
+            db_file=db_file,
+            port=self.port,
+            ui_port=self.ui_port,
+            dynamic_config=dynamic_config,
+            ui_codec_endpoint=ui_codec_endpoint,
         )
         self.proc: asyncio.subprocess.Process | None = None
 

@@ -17,6 +17,9 @@ class WorkerProcess:
     def __init__(self, proc: asyncio.subprocess.Process, queue: str) -> None:
         self.proc = proc
         self.queue = queue
+        #: Everything the process wrote to stdout and stderr, when started with capture=True.
+        self.output: list[str] = []
+        self.capturing = False
 
     @property
     def pid(self) -> int:
@@ -24,8 +27,15 @@ class WorkerProcess:
 
     @classmethod
     async def start(
-        cls, address: str, *, env: dict[str, str] | None = None, args: list[str] | None = None
+        cls,
+        address: str,
+        *,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        capture: bool = False,
     ) -> WorkerProcess:
+        """Start a worker and wait for its READY line. ``capture``: keep its stdout and stderr
+        in ``output`` (otherwise stderr goes to the test's)."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(ROOT / "worker.py"),
@@ -34,14 +44,17 @@ class WorkerProcess:
             *(args or []),
             cwd=str(ROOT),
             stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE if capture else None,
             env={**os.environ, "LOG_LEVEL": "WARNING", **(env or {})},
         )
         assert proc.stdout is not None
+        before: list[str] = []
         try:
             while True:
                 line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
                 if not line:
                     raise RuntimeError(f"worker exited with {await proc.wait()} before READY")
+                before.append(line)
                 if line.startswith("READY "):
                     worker = cls(proc, line.split()[1])
                     break
@@ -49,8 +62,16 @@ class WorkerProcess:
             proc.kill()
             await proc.wait()
             raise
-        # Keep draining stdout so the child never blocks on a full pipe.
-        worker._drain = asyncio.create_task(_drain(proc.stdout))  # type: ignore[attr-defined]
+        worker.capturing = capture
+        sink = worker.output if capture else None
+        if sink is not None:
+            sink += before
+        # Keep draining the pipes so the child never blocks on a full one.
+        worker._drain = [  # type: ignore[attr-defined]
+            asyncio.create_task(_drain(stream, sink))
+            for stream in (proc.stdout, proc.stderr)
+            if stream is not None
+        ]
         return worker
 
     async def stop(self, timeout: float = 30) -> int:
@@ -61,15 +82,25 @@ class WorkerProcess:
                 await asyncio.wait_for(self.proc.wait(), timeout)
             except TimeoutError:
                 self.proc.kill()
-        return await self.proc.wait()
+        code = await self.proc.wait()
+        await self._drained()
+        return code
 
     async def kill(self) -> None:
         """SIGKILL: the process dies with no chance to clean up (a crash)."""
         if self.proc.returncode is None:
             self.proc.kill()
         await self.proc.wait()
+        await self._drained()
+
+    async def _drained(self, timeout: float = 5) -> None:
+        """Wait until the pipes are read to their end (``output`` is complete)."""
+        tasks = getattr(self, "_drain", [])
+        if tasks and self.capturing:
+            await asyncio.wait(tasks, timeout=timeout)
 
 
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
+async def _drain(stream: asyncio.StreamReader, sink: list[str] | None = None) -> None:
+    while line := await stream.readline():
+        if sink is not None:
+            sink.append(line.decode(errors="replace"))

@@ -31,6 +31,8 @@ async def _serve(tmp_path, *args: str) -> tuple[int, str]:
         str(free_port()),
         "--ui-port",
         str(free_port()),
+        "--http-port",
+        str(free_port()),
         "--no-demo",
         "--exit-after-demo",
         *args,

@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from client import Sandbox
 from tests.conftest import new_sandbox_id
+from tests.envelopes import untraced
 from tests.processes import ROOT, WorkerProcess
 
 FINAL = {0, 5014}  # success, or "resource lost" for a call that must not be repeated
@@ -115,7 +116,8 @@ async def test_chaos_every_request_has_one_final_answer(
                 again = await sb.execute(
                     "testkit:count", {"path": str(tmp_path / rid)}, request_id=rid
                 )
-                assert again == answers[rid]
+                # The same answer; only the trace of this asking differs.
+                assert untraced(again) == untraced(answers[rid])
         lost = sum(1 for a in answers.values() if a["code"] == 5014)
         print(
             f"chaos: {len(requests)} requests, {attempts} attempts, {kills} workers killed, "

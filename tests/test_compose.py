@@ -61,6 +61,19 @@ def test_long_running_services_have_health_checks_and_start_in_order() -> None:
     assert services["worker"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
 
 
+def test_worker_may_make_the_namespaces_bubblewrap_needs_and_nothing_more() -> None:
+    worker = _compose()["services"]["worker"]
+    assert set(worker["security_opt"]) == {
+        "seccomp=unconfined",  # unprivileged user namespaces (Docker's seccomp profile: no)
+        "apparmor=unconfined",  # mounts inside them (docker-default AppArmor: no)
+        "systempaths=unconfined",  # a fresh /proc (refused while Docker masks /proc paths)
+    }
+    for wider in ("privileged", "cap_add", "devices", "pid", "network_mode", "userns_mode"):
+        assert wider not in worker, f"the worker needs no {wider}"
+    text = (ROOT / "docker-compose.temporal.yml").read_text()
+    assert '"isolation": "none"' in text  # the documented alternative, and its price
+
+
 def test_registered_search_attributes_are_exactly_the_ones_the_code_declares() -> None:
     command = " ".join(_compose()["services"]["temporal-setup"]["command"])
     registered = dict(re.findall(r"--name (\w+) --type (\w+)", command))

@@ -18,7 +18,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
-from cli.codec_server import build_app
+from cli.codec_server import build_app, ui_origins
 from client import Sandbox
 from runtime.embedded import temporal_binary
 from runtime.encryption import ENCODING, KEY_ID, KEYS_ENV, EncryptionCodec, new_key_entry
@@ -151,7 +151,7 @@ def _payload_texts(shown: str) -> str:
 
 @pytest.fixture
 async def codec_server() -> AsyncIterator[str]:
-    app = build_app(EncryptionCodec.parse(KEY_A), origin="http://localhost:8233", token="t0k")
+    app = build_app(EncryptionCodec.parse(KEY_A), origins=ui_origins(8233), token="t0k")
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -20,9 +20,10 @@ async def test_unknown_tool(sandbox: Sandbox) -> None:
 
 
 async def test_malformed_tool_name(sandbox: Sandbox) -> None:
-    result = await sandbox.execute("run", {"command": "ls"})
+    # A name without ':' must be an action only one resource has ("run" is bash:run's).
+    result = await sandbox.execute("fly", {"command": "ls"})
     assert result["code"] == 4002
-    assert "<resource>:<action>" in result["message"]
+    assert "<resource>:<action>" in result["message"] and "bash:run" in result["message"]
 
 
 async def test_missing_parameter(sandbox: Sandbox) -> None:
@@ -85,7 +86,7 @@ async def test_execute_with_a_stale_session_id_after_reinitialize(sandbox: Sandb
 async def test_raising_tool(sandbox: Sandbox) -> None:
     created = await sandbox.create_session("testkit")
     result = await sandbox.execute("testkit:boom", {"message": "kaput"})
-    assert result["code"] == 5000
+    assert result["code"] == 5005
     assert result["data"] == {"error_type": "RuntimeError", "error": "kaput"}
     again = await sandbox.execute("testkit:pid", {})
     assert again["code"] == 0 and again["meta"]["session_id"] == created["session_id"]
@@ -128,5 +129,5 @@ async def test_exit_in_a_command_restarts_the_shell(sandbox: Sandbox, tmp_path) 
 async def test_bad_config_fails_initialize_with_a_clear_envelope(sandbox: Sandbox) -> None:
     created = await sandbox.create_session("bash", {"cwd": "/no/such/dir"})
     assert created["status"] == "error"
-    assert created["code"] == 5012
+    assert created["code"] == 4007
     assert "/no/such/dir" in created["message"]

@@ -3,6 +3,8 @@ batch of calls is one update."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
 from temporalio.api.enums.v1 import EventType
@@ -92,3 +94,20 @@ async def test_the_fallback_takes_the_pinned_queue_and_keeps_the_state(
         await replay_workflow(client, handle.id, "fallback_pinned_calls")
     finally:
         await worker.stop()
+
+
+async def test_a_call_that_may_run_long_leaves_the_session_answering(
+    client: Client, sandbox: Sandbox
+) -> None:
+    await sandbox.create_session("bash")
+    handle = client.get_workflow_handle_for(SessionWorkflow.run, f"{sandbox.sandbox_id}:bash")
+    # A timeout over 30 s: a regular activity with heartbeats, so queries are answered at once
+    # (a local activity would hold the workflow task, and a query, for up to ~8 s).
+    slow = asyncio.create_task(sandbox.execute("bash:run", {"command": "sleep 3", "timeout": 60}))
+    await asyncio.sleep(1)
+    started = time.monotonic()
+    view = await handle.query(SessionWorkflow.describe)
+    assert time.monotonic() - started < 1.5
+    assert view.call_count == 0
+    assert (await slow)["code"] == 0
+    assert "session.call_tool" in await _scheduled_activities(handle)

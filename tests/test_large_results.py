@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from temporalio.api.common.v1 import Payload
@@ -36,7 +37,8 @@ async def test_filesystem_driver_round_trip_and_dedup(tmp_path: Path) -> None:
     payload = Payload(metadata={"encoding": b"binary/plain"}, data=b"y" * 1000)
     claims = await driver.store(StorageDriverStoreContext(), [payload, payload])
     assert claims[0] == claims[1]
-    assert len(list(tmp_path.iterdir())) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["unowned"]  # stored for no workflow
+    assert len(list((tmp_path / "unowned").iterdir())) == 1
     back = await driver.retrieve(StorageDriverRetrieveContext(), claims)
     assert back == [payload, payload]
 
@@ -49,3 +51,16 @@ async def test_filesystem_driver_rejects_a_key_that_is_not_a_hash(tmp_path: Path
         await driver.retrieve(
             StorageDriverRetrieveContext(), [StorageDriverClaim(claim_data={"key": "../etc"})]
         )
+    with pytest.raises(ValueError, match="not a payload folder"):
+        claim = StorageDriverClaim(claim_data={"key": "a" * 64, "dir": "../../etc"})
+        await driver.retrieve(StorageDriverRetrieveContext(), [claim])
+
+
+async def test_filesystem_driver_reads_claims_of_the_earlier_flat_layout(tmp_path: Path) -> None:
+    payload = Payload(metadata={"encoding": b"binary/plain"}, data=b"old" * 400)
+    data = payload.SerializeToString()
+    key = hashlib.sha256(data).hexdigest()
+    (tmp_path / key).write_bytes(data)  # as the driver wrote it before payload folders
+    driver = FilesystemStorageDriver(tmp_path)
+    claim = StorageDriverClaim(claim_data={"key": key})
+    assert await driver.retrieve(StorageDriverRetrieveContext(), [claim]) == [payload]

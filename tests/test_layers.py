@@ -1,6 +1,7 @@
 """The layers hold: no module imports a package of a layer above its own.
 
-Bottom up: contract < backends < activities < workflows < runtime < client < worker < cli.
+Bottom up: contract < backends < activities < workflows < runtime < client < integrations <
+worker < cli and http_api < examples.
 Workflows import only contract, workflows, temporalio, pydantic and the standard library (the
 workflow sandbox re-imports them; activity and backend code has no place there). ``import client``
 loads no activity, backend, worker or entry-point code.
@@ -26,8 +27,11 @@ LAYERS = {
     "workflows": 3,
     "runtime": 4,
     "client": 5,
-    "worker": 6,  # the worker process: at the top, beside the entry points
-    "cli": 7,  # entry points may start a worker; nothing imports them
+    "integrations": 6,  # agent activities and tools, Nexus, MCP: built on the client
+    "worker": 7,  # the worker process: at the top, beside the entry points
+    "cli": 8,  # entry points may start a worker; nothing imports them
+    "http_api": 8,  # the HTTP API: an entry point beside cli (which starts it)
+    "examples": 9,  # runnable examples; only tests import them
 }
 WORKFLOW_ALLOWED = {"contract", "workflows", "temporalio", "pydantic"}
 
@@ -82,7 +86,8 @@ def test_importing_the_client_loads_no_worker_side_code() -> None:
         "import json, sys\n"
         "import client\n"
         "print(json.dumps(sorted(m for m in sys.modules "
-        "if m.split('.')[0] in ('activities', 'backends', 'worker', 'cli'))))\n"
+        "if m.split('.')[0] in ('activities', 'backends', 'integrations', 'worker', 'cli', "
+        "'http_api', 'fastapi', 'uvicorn'))))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60

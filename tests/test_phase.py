@@ -140,7 +140,7 @@ def test_an_owned_session_refuses_anonymous_and_other_users_but_not_an_admin() -
     for req in (ExecuteRequest(tool="bash:run"), ExecuteRequest(tool="bash:run", user_id="eve")):
         with pytest.raises(Rejected) as refused:
             check_owner(req, "alice", "wf")
-        assert refused.value.code == 4001
+        assert refused.value.code == 4012
     check_owner(ExecuteRequest(tool="bash:run", user_id="alice"), "alice", "wf")
     check_owner(ExecuteRequest(tool="bash:run", admin=True), "alice", "wf")
     check_owner(ExecuteRequest(tool="bash:run"), None, "wf")  # no owner: anyone

@@ -13,6 +13,7 @@ from client import Sandbox, SessionManager
 from runtime.connection import connect
 from tests.conftest import new_sandbox_id
 from tests.devserver import DevServer
+from tests.envelopes import untraced
 from tests.processes import WorkerProcess
 from tests.replaying import replay_workflow
 from workflows import SessionWorkflow
@@ -67,14 +68,14 @@ async def test_session_survives_a_server_restart_and_its_deadline_still_fires(
     assert closed <= datetime.now(UTC)
 
 
-@pytest.mark.timeout(480)  # a thousand serialised calls take ~90 s on a 2-core machine
-async def test_a_thousand_calls_cross_continue_as_new_without_losing_one(
+@pytest.mark.timeout(300)
+async def test_hundreds_of_calls_cross_continue_as_new_without_losing_one(
     own_server: DevServer, own_worker: WorkerProcess
 ) -> None:
     client: Client = await connect(own_server.address)
     sandbox = Sandbox(new_sandbox_id(), client=client, session_ttl=120)
     await sandbox.create_session("testkit")
-    calls = 1000
+    calls = 400  # several runs' worth: continue-as-new is suggested every ~120 events
     semaphore = asyncio.Semaphore(8)  # under the server's 10 in-flight updates per workflow
 
     async def one(i: int) -> dict:
@@ -93,7 +94,7 @@ async def test_a_thousand_calls_cross_continue_as_new_without_losing_one(
     assert len(runs) > 3, "the session must have continued as new several times"
     # A request answered before continue-as-new is still answered once after it.
     again = await sandbox.execute("testkit:pid", {}, request_id=f"long-{calls - 1}")
-    assert again == results[-1]
+    assert untraced(again) == untraced(results[-1])
     # The deadline came along: it is about one TTL after the last call.
     assert view.deadline is not None and view.ttl_seconds == 120
     await sandbox.destroy_session("testkit")

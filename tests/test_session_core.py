@@ -139,12 +139,12 @@ async def test_reinitialize_and_open_check_the_owner(client: Client, worker: Wor
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(SessionWorkflow.reinitialize, req)
         assert isinstance(refused.value.cause, ApplicationError)
-        assert refused.value.cause.type == "4001"
+        assert refused.value.cause.type == "4012"
     await handle.signal(SessionWorkflow.reinitialize_signal, ReinitializeRequest(user_id="eve"))
     await handle.signal(SessionWorkflow.destroy_signal, DestroyRequest())
     await asyncio.sleep(0.5)
     rejected = await _events(handle, "rejected")
-    assert [e.code for e in rejected] == [4001, 4001]
+    assert [e.code for e in rejected] == [4012, 4012]
     view = await handle.query(SessionWorkflow.describe)
     assert view.session_id == record.instance_id and view.status == "active"
     # The owner and an explicit administrator may.
@@ -175,7 +175,10 @@ async def test_destroy_while_draining_closes_the_session(draining_server: DevSer
         handle = sandbox.client.get_workflow_handle_for(
             SessionWorkflow.run, f"{sandbox.sandbox_id}:bash"
         )
-        slow = asyncio.create_task(sandbox.execute("bash:run", {"command": "sleep 4; echo done"}))
+        # A call that may run long is a regular activity: the session keeps answering meanwhile.
+        slow = asyncio.create_task(
+            sandbox.execute("bash:run", {"command": "sleep 4; echo done", "timeout": 60})
+        )
         # Grow the history with cheap updates until the session drains and refuses them.
         draining = False
         for i in range(60):
@@ -202,3 +205,28 @@ async def test_destroy_while_draining_closes_the_session(draining_server: DevSer
         assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in events
     finally:
         await worker.stop()
+
+
+async def test_recovery_retries_an_idempotent_call_once_not_forever(
+    client: Client, address: str
+) -> None:
+    # Three workers on a queue of their own; the tool kills whichever worker runs it.
+    queue = f"crash-{uuid.uuid4().hex[:8]}"
+    workers = [await WorkerProcess.start(address, args=["--task-queue", queue]) for _ in range(3)]
+    try:
+        sandbox = Sandbox(new_sandbox_id(), client=client, task_queue=queue)
+        await sandbox.create_session("testkit")
+        result = await asyncio.wait_for(sandbox.execute("testkit:crash", {}), 120)
+        # Lost, re-created and retried once (that killed a second worker), lost and re-created
+        # again, then answered: never a third run.
+        assert result["code"] == 5014, result
+        dead = [w for w in workers if w.proc.returncode is not None]
+        assert len(dead) == 2, [w.proc.returncode for w in workers]
+        events = (await sandbox.get_events("testkit", limit=100))["events"]
+        kinds = [e["kind"] for e in events]
+        assert kinds.count("retry") == 1 and kinds.count("resource_lost") == 2, kinds
+        await sandbox.destroy_session("testkit")
+    finally:
+        for w in workers:
+            if w.proc.returncode is None:
+                await w.stop()

@@ -1,14 +1,19 @@
-"""The synchronous flavour, and the main job's `serve` command end to end."""
+"""The synchronous flavour, the main job's `serve` command end to end, and the demo a person
+reads, with the README's commands after it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import socket
 import sys
 
-from client import SyncSandbox
+from temporalio.client import Client
+
+from client import Sandbox, SyncSandbox
 from tests.conftest import new_sandbox_id
-from tests.processes import ROOT
+from tests.processes import ROOT, WorkerProcess
 
 
 def test_sync_sandbox_runs_the_seed_flow(address: str, worker) -> None:
@@ -42,6 +47,8 @@ async def test_serve_starts_a_persistent_server_a_worker_and_runs_the_demo(tmp_p
         str(_free_port()),
         "--ui-port",
         str(_free_port()),
+        "--http-port",
+        str(http_port := _free_port()),
         "--exit-after-demo",
         cwd=str(ROOT),
         stdout=asyncio.subprocess.PIPE,
@@ -56,5 +63,63 @@ async def test_serve_starts_a_persistent_server_a_worker_and_runs_the_demo(tmp_p
     text = out.decode()
     assert proc.returncode == 0, text
     assert "demo succeeded" in text
+    assert f"HTTP API (AgentFlow protocol) on http://127.0.0.1:{http_port}" in text
+    assert "listening on 127.0.0.1 only" in text  # no keys configured
     assert "X=42" in text
+    assert "[6/6]" in text and "Left running for you" in text  # narrated, not raw JSON
+    assert '"code":' not in text
     assert (tmp_path / "temporal.db").stat().st_size > 0
+
+
+def _readme_block(marker: str) -> str:
+    """The indented commands that follow the README paragraph starting with ``marker``."""
+    readme = (ROOT / "README.md").read_text()
+    after = readme.split(marker, 1)[1]
+    lines = after.split("\n\n", 2)[1]  # the indented block after the paragraph
+    return "\n".join(line[4:] for line in lines.splitlines())
+
+
+async def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        cwd=str(ROOT),
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def test_the_demo_keeps_a_users_own_session_and_leaves_one_for_the_readme(
+    client: Client, address: str, worker: WorkerProcess
+) -> None:
+    # A session of the user's own under the name the old demo used (and destroyed).
+    own = Sandbox("demo", client=client, destroy_on_exit=False)
+    await own.create_session("bash")
+    try:
+        code, text = await _run(sys.executable, "-m", "cli", "demo", "--address", address)
+        assert code == 0, text
+        assert "demo succeeded" in text
+        left = re.search(r"Left running for you: (demo-[0-9a-f]{6}:bash)", text)
+        assert left, text
+        assert (await own.describe_session("bash") or {}).get("status") == "active"
+        view = await Sandbox(left.group(1).split(":")[0], client=client).describe_session("bash")
+        assert view is not None and view["status"] == "active" and view["user_id"] == "demo"
+
+        # The README's commands, as written, with the address of this test run's server.
+        env = {"TEMPORAL_ADDRESS": address, "COLUMNS": "200"}
+        raw = _readme_block("The same requests from the `temporal` CLI")
+        code, out = await _run("bash", "-euc", f"source .venv/bin/activate\n{raw}", env=env)
+        assert code == 0, out
+        assert '"code": 0' in out and '"queryResult"' in out, out
+        block = _readme_block("**After `./run.sh`**")
+        assert block.startswith("source .venv/bin/activate")
+        code, out = await _run("bash", "-euc", block, env=env)
+        assert code == 0, out
+        assert "/tmp/demo 42" in out  # exec: the state the demo left
+        assert '"queryResult"' in out  # temporal ... -o json
+        assert f"{left.group(1)}: closed" in out  # destroy, the block's last line
+    finally:
+        await own.destroy_session("bash")

@@ -91,21 +91,22 @@ async def test_worker_exports_sdk_and_session_metrics(client: Client, address: s
         sandbox = Sandbox(new_sandbox_id(), client=client, task_queue=queue)
         await sandbox.create_session("testkit")
         assert (await sandbox.execute("testkit:pid"))["code"] == 0
-        assert (await sandbox.execute("testkit:boom"))["code"] == 5000
+        assert (await sandbox.execute("testkit:boom"))["code"] == 5005
         text = ""
         for _ in range(40):  # metrics are exported on an interval
             text = await asyncio.to_thread(_scrape, f"http://127.0.0.1:{port}/metrics")
-            if 'code="5000"' in text and "sessions_execute_latency" in text:
+            if 'code="5005"' in text and "sessions_execute_latency" in text:
                 break
             await asyncio.sleep(0.25)
         live = _samples(text, "sessions_live_instances")
         assert any('resource_type="testkit"' in k and v == 1 for k, v in live.items()), live
         errors = _samples(text, "sessions_execute_errors")
-        assert any('code="5000"' in k and v == 1 for k, v in errors.items()), errors
+        assert any('code="5005"' in k and v == 1 for k, v in errors.items()), errors
         assert _samples(text, "sessions_execute_latency_count"), "execute latency histogram"
         assert _samples(text, "sessions_tool_duration_count"), "tool duration histogram"
-        assert _samples(text, "temporal_workflow_completed") or _samples(
-            text, "temporal_activity_execution_latency_count"
+        # Calls are local activities here; the SDK's workflow-task and local-activity metrics.
+        assert _samples(text, "temporal_workflow_task_execution_latency_count") and _samples(
+            text, "temporal_local_activity_execution_latency_count"
         ), "the SDK's own metrics come out of the same exporter"
         await sandbox.destroy_session("testkit")
     finally:

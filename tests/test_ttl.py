@@ -9,11 +9,14 @@ from temporalio.client import Client
 from client import Sandbox
 from contract import SessionSummary
 from tests.conftest import new_sandbox_id
+from tests.processes import WorkerProcess
 from tests.test_quickstart import _alive
 from workflows import SessionWorkflow
 
 
-async def test_idle_session_is_cleaned_up_at_its_deadline(client: Client, worker) -> None:
+async def test_idle_session_is_cleaned_up_at_its_deadline(
+    client: Client, worker: WorkerProcess
+) -> None:
     sandbox = Sandbox(new_sandbox_id(), client=client, session_ttl=2)
     await sandbox.create_session("bash")
     run = await sandbox.execute("bash:run", {"command": "readlink /proc/self/ns/pid"})
@@ -34,8 +37,22 @@ async def test_idle_session_is_cleaned_up_at_its_deadline(client: Client, worker
     assert deadline is not None
     assert abs((desc.close_time - deadline).total_seconds()) < 3
 
+    # Its state is gone: a call says so (4010, when and why) instead of answering from a fresh
+    # temporary shell, unless the caller asks for that.
+    after = await sandbox.execute("bash:run", {"command": "echo hi"})
+    assert after["code"] == 4010, after
+    assert "expired at" in after["message"] and "after_expiry" in after["message"]
+    lenient = Sandbox(sandbox.sandbox_id, client=client, after_expiry="temporary")
+    temp = await lenient.execute("bash:run", {"command": "echo hi"})
+    assert temp["code"] == 0 and temp["meta"]["temporary_session"] is True
+    # A destroyed session is the caller's own doing: the next call is a temporary one.
+    await sandbox.create_session("bash")
+    await sandbox.destroy_session("bash")
+    again = await sandbox.execute("bash:run", {"command": "echo hi"})
+    assert again["code"] == 0 and again["meta"]["temporary_session"] is True
 
-async def test_session_in_use_outlives_its_ttl(client: Client, worker) -> None:
+
+async def test_session_in_use_outlives_its_ttl(client: Client, worker: WorkerProcess) -> None:
     sandbox = Sandbox(new_sandbox_id(), client=client, session_ttl=2)
     created = await sandbox.create_session("bash")
     for _ in range(5):  # 5 s of use, more than twice the TTL
@@ -52,7 +69,7 @@ async def test_session_in_use_outlives_its_ttl(client: Client, worker) -> None:
     await sandbox.destroy_session("bash")
 
 
-async def test_refresh_can_set_a_shorter_ttl(client: Client, worker) -> None:
+async def test_refresh_can_set_a_shorter_ttl(client: Client, worker: WorkerProcess) -> None:
     sandbox = Sandbox(new_sandbox_id(), client=client, session_ttl=300)
     await sandbox.create_session("bash")
     await sandbox.refresh_sessions("bash", ttl=1)

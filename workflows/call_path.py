@@ -89,7 +89,7 @@ class CallPath:
         assert instance is not None
         call = self._tool_call(req, request_id, instance.session_id)
         outcome = None
-        if workflow.patched(calls.CALL_LOCALLY):
+        if calls.runs_locally(call, instance) and workflow.patched(calls.CALL_LOCALLY):
             outcome = await calls.call_here(call)
             if outcome.held_elsewhere:
                 outcome = None

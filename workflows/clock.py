@@ -61,11 +61,14 @@ class Clock:
         """A timer the sleeper set is no longer right: make it look again."""
         self._woken = True
 
-    async def sleep(self, seconds: float, stop: Callable[[], bool]) -> bool:
-        """Sleep ``seconds`` or until ``stop()`` or ``wake()``; True when the time ran out."""
+    async def sleep(self, seconds: float, stop: Callable[[], bool], summary: str) -> bool:
+        """Sleep ``seconds`` or until ``stop()`` or ``wake()``; True when the time ran out.
+        ``summary`` names the timer in the UI."""
         self._woken = False
         try:
-            await workflow.wait_condition(lambda: self._woken or stop(), timeout=seconds)
+            await workflow.wait_condition(
+                lambda: self._woken or stop(), timeout=seconds, timeout_summary=summary
+            )
         except builtins.TimeoutError:
             return True
         return False

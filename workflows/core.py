@@ -8,14 +8,17 @@ of requests. The workflow class keeps the handlers, validators and the run loop.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 from contract import (
     AppendRequest,
     CarriedState,
+    DeadlineAttr,
     Envelope,
     ErrorCode,
     InstanceInfo,
@@ -25,6 +28,7 @@ from contract import (
     ReinitializeResult,
     SessionEvent,
     SessionInput,
+    SessionNameAttr,
     SessionStateAttr,
     SessionStatus,
     SessionView,
@@ -38,6 +42,10 @@ from workflows.event_log import EventLog
 from workflows.phase import Answer, Lifecycle, Phase, Request, answer
 from workflows.redaction import redact
 from workflows.views import current_details, session_view
+
+#: Patch id: sessions since this change keep SessionDeadline and SessionName up to date.
+UI_ATTRIBUTES = "ui-attributes"
+DEADLINE_SLACK = timedelta(seconds=60)
 
 
 class SessionCore:
@@ -53,6 +61,9 @@ class SessionCore:
         self.lock = asyncio.Lock()
         self.last_envelope: Envelope | None = None
         self.temporary_session_id: str | None = None
+        # What the search attributes show now (they carry over continue-as-new).
+        self._shown_deadline: datetime | None = None
+        self._shown_name = self.state.name
 
     # --- admission -----------------------------------------------------------------------------
 
@@ -264,9 +275,31 @@ class SessionCore:
         return self.log.record(workflow.now(), kind, **fields)
 
     def show_details(self) -> None:
+        """The UI's current details, and the deadline and name in the search attributes."""
         workflow.set_current_details(
             current_details(self.input, self.state, self.life.status, self.last_envelope)
         )
+        self._show_attributes()
+
+    def _show_attributes(self) -> None:
+        if not self.input.search_attributes or self.input.temporary:
+            return
+        if not workflow.patched(UI_ATTRIBUTES):
+            return
+        updates: list[SearchAttributeUpdate[Any]] = []
+        deadline, shown = self.state.deadline, self._shown_deadline
+        # Within a minute: every call moves the deadline, and an upsert is a history event.
+        if deadline is not None and (shown is None or abs(deadline - shown) >= DEADLINE_SLACK):
+            updates.append(DeadlineAttr.value_set(deadline))
+            self._shown_deadline = deadline
+        if self.state.name != self._shown_name:
+            name = self.state.name
+            updates.append(
+                SessionNameAttr.value_set(name) if name else SessionNameAttr.value_unset()
+            )
+            self._shown_name = name
+        if updates:
+            workflow.upsert_search_attributes(updates)
 
     def view(self, *, created: bool = False) -> SessionView:
         message = self.state.error or self.life.reason

@@ -33,6 +33,7 @@ from workflows.calls import (
     describe_failure,
     worker_lost,
 )
+from workflows.views import call_summary
 
 #: Patch id: sessions started since this change initialize in a local activity.
 INITIALIZE_LOCALLY = "initialize-locally"
@@ -42,6 +43,25 @@ INITIALIZE_LOCALLY = "initialize-locally"
 CALL_LOCALLY = "call-locally"
 #: Patch id: a temporary session's one call runs as a local activity (one round trip).
 TEMPORARY_LOCALLY = "temporary-locally"
+#: A call that may run longer than this stays a regular activity (heartbeats, and the session
+#: keeps answering): a local activity holds the workflow task, so a query or another request to
+#: the same session waits for it (up to ~8 s, when the SDK heartbeats the task).
+LOCAL_CALL_MAX_SECONDS = 30.0
+
+
+def call_timeout(call: ToolCallInput, instance: InstanceInfo) -> float:
+    """How long a call may run: its ``timeout`` parameter, else its tool's declared default."""
+    if call.params.get("timeout") is not None:
+        return tool_timeout(call.params)
+    spec = next((t for t in instance.tools if t.name == call.tool), None)
+    declared = (spec.params_schema.get("properties", {}) if spec else {}).get("timeout", {})
+    return tool_timeout({"timeout": declared.get("default")})
+
+
+def runs_locally(call: ToolCallInput, instance: InstanceInfo) -> bool:
+    return call_timeout(call, instance) <= LOCAL_CALL_MAX_SECONDS
+
+
 INITIALIZE_TIMEOUT = timedelta(seconds=120)
 
 
@@ -76,6 +96,7 @@ async def start_instance(
                 init,
                 start_to_close_timeout=INITIALIZE_TIMEOUT,
                 retry_policy=LIFECYCLE_RETRY,
+                summary=f"initialize a {inp.resource_type} instance",
             )
         return await workflow.execute_activity(
             stubs.initialize,
@@ -97,6 +118,7 @@ async def release(instance: InstanceInfo, resource_type: str) -> str | None:
             schedule_to_start_timeout=SCHEDULE_TO_START,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(maximum_attempts=2),
+            summary=f"clean up {instance.session_id}",
         )
     except ActivityError as exc:
         return describe_failure(exc)
@@ -110,6 +132,7 @@ async def call_on_instance(instance: InstanceInfo, call: ToolCallInput) -> ToolO
         return await workflow.execute_activity(
             stubs.call_tool,
             call,
+            summary=call_summary(call.tool, call.params),
             task_queue=instance.task_queue,
             schedule_to_start_timeout=SCHEDULE_TO_START,
             start_to_close_timeout=timedelta(seconds=timeout),
@@ -136,6 +159,7 @@ async def call_here(call: ToolCallInput) -> ToolOutcome:
             call,
             start_to_close_timeout=timedelta(seconds=timeout),
             retry_policy=NO_RETRY,
+            summary=call_summary(call.tool, call.params),
         )
     except (ActivityError, ApplicationError) as exc:
         lost = isinstance(exc, ActivityError) and worker_lost(exc)
@@ -155,6 +179,7 @@ async def call_once(inp: SessionInput, call: ToolCallInput, config: dict[str, An
                 call,
                 start_to_close_timeout=timedelta(seconds=timeout + 60),
                 retry_policy=NO_RETRY,
+                summary=call_summary(call.tool, call.params),
             )
         except (ActivityError, ApplicationError) as exc:
             return ToolOutcome(code=ErrorCode.INTERNAL, message=describe_failure(exc))

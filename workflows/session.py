@@ -104,9 +104,11 @@ class SessionWorkflow:
                 self._core.move(Phase.IDLE)
                 self._core.show_details()
                 continue
+            idle_first = idle_in is not None and idle_in < remaining
             timed_out = await self._core.clock.sleep(
-                remaining if idle_in is None else min(remaining, idle_in),
+                min(remaining, idle_in) if idle_in is not None else remaining,
                 stop=lambda: self._core.phase is Phase.CLOSING or self._should_continue(),
+                summary="idle timer" if idle_first else "TTL deadline",
             )
             if not timed_out and self._core.phase.is_open and self._should_continue():
                 await self._drain_and_continue()
@@ -134,6 +136,7 @@ class SessionWorkflow:
             await workflow.wait_condition(
                 lambda: self._core.state.call_count > 0 or self._core.phase is Phase.CLOSING,
                 timeout=self._core.input.ttl_seconds,
+                timeout_summary="TTL deadline",
             )
         except TimeoutError:
             self._core.life.close(Phase.EXPIRED, "expired")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from contract import (
     CarriedState,
     Envelope,
@@ -47,6 +49,7 @@ def session_view(
         last_activity=state.last_activity,
         checkpoint_count=len(state.checkpoints),
         on_expire=inp.on_expire,
+        processes=list((state.snapshot or {}).get("processes") or []),
     )
 
 
@@ -79,14 +82,52 @@ def title(inp: SessionInput, name: str) -> str:
 def current_details(
     inp: SessionInput, state: CarriedState, status: SessionStatus, last: Envelope | None
 ) -> str:
-    """The UI's "current details" of the session: owner, state, instance, calls, deadline."""
+    """The UI's "current details": owner, state, instance, calls, deadline and the last call."""
     instance = state.instance
     where = "no instance"
     if instance:
         where = f"instance `{instance.session_id}` on `{instance.worker}`"
-    last_call = f" · last: `{last.meta.tool}` → {last.code}" if last else ""
-    deadline = state.deadline.isoformat() if state.deadline else "none"
-    return (
-        f"{title(inp, state.name)}, {status.value} · {where} · "
-        f"{state.call_count} calls · deadline {deadline}{last_call}"
+    calls = f"{state.call_count} call" + ("" if state.call_count == 1 else "s")
+    deadline = (
+        f"expires {state.deadline:%Y-%m-%d %H:%M:%S} UTC" if state.deadline else "no deadline"
     )
+    return (
+        f"{title(inp, state.name)} · {status.value} · {where} · {calls} · {deadline}{_last(last)}"
+    )
+
+
+def _last(last: Envelope | None) -> str:
+    if last is None:
+        return ""
+    if last.code:
+        outcome = f"{last.code} {_first_line(last.message, 80)}"
+    else:
+        outcome = _tool_outcome(last.data)
+    return f" · last: `{last.meta.tool}` → {outcome}"
+
+
+def _tool_outcome(data: Any) -> str:
+    """A successful call can still report a failure of its own: a cell that raised (code), a
+    command that exited non-zero (bash)."""
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("type"):
+            return f"raised {error['type']}"
+        exit_code = data.get("exit_code")
+        if isinstance(exit_code, int) and exit_code != 0:
+            return f"exit {exit_code}"
+    return "ok"
+
+
+def call_summary(tool: str, params: dict[str, Any]) -> str:
+    """What the UI shows for a call's activity: the tool and the start of what it runs."""
+    for key in ("command", "code", "query", "text", "keys"):
+        value = params.get(key)
+        if isinstance(value, str) and value:
+            return f"{tool}: {_first_line(value, 60)}"
+    return tool
+
+
+def _first_line(text: str, limit: int) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,12 @@ class TestkitBackend(Backend):
     ) -> dict[str, Any]:
         """A tool with a secret parameter, for the event log's redaction."""
         return {"user": user, "key_length": len(api_key)}
+
+    @tool("testkit:crash", idempotent=True)
+    async def crash(self, *, session_info: dict[str, Any]) -> dict[str, Any]:
+        """Kill the worker process that runs it (marked idempotent, so a session retries it)."""
+        os.kill(os.getpid(), signal.SIGKILL)
+        return {}
 
     @tool("testkit:pid", idempotent=True)
     async def pid(self, *, session_info: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,300 @@
+"""A session's workspace: file tools on it, and its durable snapshot.
+
+Every file operation runs inside the session's sandbox (:mod:`backends.sandbox_files`, in a
+helper forked by the sandbox's supervisor), as the sandbox's user and in its mount namespace: the
+worker never opens a session's path on the host. Paths are relative to the workspace root
+(``/workspace``) or absolute inside it; ``..`` and symlinks leading out of it answer 4000.
+
+The snapshot: after each call the supervisor fingerprints the workspace (a walk of ``lstat``
+calls: paths, sizes, mtimes, modes; no file is opened). Only when the fingerprint changed is the
+workspace packed again (tar, gzip level 1, at most ``workspace_snapshot_mb`` of file content;
+files past it are left out and listed), base64-encoded into the backend's snapshot, which the
+workflow keeps (through external storage when large) and hands to a replacement instance, which
+unpacks it. A call that changes nothing costs the walk and packs nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from backends.base import tool
+from backends.host import ToolCallError
+from backends.sandbox import ControlError, FileOpError, SandboxedProcess
+from contract import ErrorCode
+
+#: Largest content a write takes and a read answers in one call (bytes, before base64). A call's
+#: parameters are at most 1 MiB of JSON: :meth:`client.Sandbox.upload` sends 640 KiB chunks.
+MAX_WRITE_BYTES = 16 * 1024 * 1024
+MAX_READ_BYTES = 4 * 1024 * 1024
+#: How long one file operation may take inside the sandbox.
+FILE_OP_TIMEOUT = 120.0
+log = logging.getLogger(__name__)
+_KINDS = {
+    "invalid": ErrorCode.INVALID_INPUT,
+    "not_found": ErrorCode.NOT_FOUND,
+    "too_large": ErrorCode.TOO_LARGE,
+}
+
+
+class Workspace:
+    """The workspace of one session's sandbox.
+
+    ``ensure`` answers a live sandbox (the backend makes a new one when the old one died, and
+    :meth:`attach` is told). ``keep`` is the most file content a snapshot takes (0: none).
+    """
+
+    def __init__(self, keep: int, ensure: Callable[[], Awaitable[SandboxedProcess]]) -> None:
+        self.keep = keep
+        self._ensure = ensure
+        self._box: SandboxedProcess | None = None
+        #: The latest snapshot entry (with its data) and the fingerprint of what it holds.
+        self._entry: dict[str, Any] | None = None
+        self._digest: str | None = None
+        #: A chunked write is under way: the next snapshot leaves the workspace as it was.
+        self._defer = False
+        #: Measures of the latest snapshot (scan and pack), for the README's figures and logs.
+        self.last: dict[str, Any] = {}
+        #: Counts the entries made or restored: a backend's snapshot changed when this did.
+        self.version = 0
+
+    @property
+    def root(self) -> str | None:
+        return self._box.root if self._box else None
+
+    async def attach(self, box: SandboxedProcess) -> None:
+        """A new sandbox: when it replaces a lost one, it gets the last snapshot's files."""
+        first = self._box is None
+        self._box = box
+        if not first and self._entry is not None:
+            try:
+                await self._unpack(box, self._entry)
+            except Exception:  # the new sandbox still serves, with an empty workspace
+                log.exception("restoring the workspace into a new sandbox failed")
+
+    # --- files ---------------------------------------------------------------------------------
+
+    async def op(
+        self, request: dict[str, Any], data: bytes | None = None, *, limit: int = 1 << 20
+    ) -> tuple[dict[str, Any], bytes]:
+        box = await self._ensure()
+        try:
+            return await box.file_op(request, data, limit=limit, timeout=FILE_OP_TIMEOUT)
+        except FileOpError as exc:
+            raise ToolCallError(_KINDS.get(exc.kind, ErrorCode.TOOL_ERROR), exc.message) from None
+        except (ConnectionError, ControlError, TimeoutError) as exc:
+            raise ToolCallError(
+                ErrorCode.TOOL_ERROR, f"the session's sandbox did not answer: {exc}"
+            ) from None
+
+    def defer_snapshot(self) -> None:
+        self._defer = True
+
+    # --- the snapshot ----------------------------------------------------------------------------
+
+    async def snapshot(self) -> dict[str, Any] | None:
+        """The workspace entry of the backend's snapshot: packed anew only when it changed."""
+        box = self._box
+        if not self.keep or box is None or not box.alive:
+            return self._entry
+        started = time.perf_counter()
+        try:
+            scan, _ = await box.request("scan", timeout=30)
+        except (ConnectionError, ControlError, TimeoutError):
+            return self._entry
+        scan_ms = (time.perf_counter() - started) * 1000
+        self.last = {"scan_ms": round(scan_ms, 3), "packed": False}
+        if scan.get("digest") == self._digest:
+            return self._entry
+        if self._defer:  # a chunked upload: its last chunk takes the snapshot
+            self._defer = False
+            return self._entry
+        if self._entry is None and not scan.get("entries"):
+            self._digest = scan.get("digest")  # never written to: nothing to keep
+            return None
+        try:
+            header, data = await box.file_op(
+                {"op": "pack", "budget": self.keep, "level": 1},
+                limit=self.keep + self.keep // 8 + (4 << 20),
+                timeout=FILE_OP_TIMEOUT,
+            )
+        except (FileOpError, ConnectionError, ControlError, TimeoutError):
+            return self._entry  # the previous one stays: better than none
+        encoded = base64.b64encode(data).decode("ascii")
+        took = (time.perf_counter() - started) * 1000
+        self._digest = str(header["digest"])
+        self._entry = {
+            "format": "tar+gzip",
+            "data": encoded,
+            "bytes": len(data),
+            "raw_bytes": header["raw_bytes"],
+            "files": header["files"],
+            "skipped": header["skipped"],
+            "skipped_count": header["skipped_count"],
+            "skipped_bytes": header["skipped_bytes"],
+            "taken_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "took_ms": round(took, 1),
+        }
+        self.version += 1
+        self.last = {
+            "scan_ms": round(scan_ms, 3),
+            "packed": True,
+            "pack_ms": header.get("pack_ms"),
+            "took_ms": round(took, 1),
+            "bytes": len(data),
+            "encoded_bytes": len(encoded),
+        }
+        return self._entry
+
+    async def restore(self, entry: dict[str, Any] | None) -> None:
+        """Unpack a snapshot's workspace into this (fresh) sandbox; it is the baseline after."""
+        if not entry or self._box is None:
+            return
+        await self._unpack(self._box, entry)
+        self._entry = entry
+        self.version += 1
+
+    async def _unpack(self, box: SandboxedProcess, entry: dict[str, Any]) -> None:
+        try:
+            data = base64.b64decode(entry.get("data", ""), validate=True)
+        except (binascii.Error, ValueError):
+            return
+        await box.file_op({"op": "unpack"}, data, limit=1 << 20, timeout=FILE_OP_TIMEOUT)
+        scan, _ = await box.request("scan", timeout=30)
+        self._digest = scan.get("digest")
+
+
+def _decode(content: str, encoding: str) -> bytes:
+    if encoding == "base64":
+        try:
+            return base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ToolCallError(ErrorCode.INVALID_INPUT, f"content is not base64: {exc}") from None
+    return content.encode("utf-8", "surrogatepass")
+
+
+def _text(data: bytes, at_end: bool) -> tuple[str, int]:
+    """UTF-8 text of ``data`` and the bytes it covers: a character cut at the end of a chunk
+    (not of the file) is left for the next read."""
+    try:
+        return data.decode("utf-8"), len(data)
+    except UnicodeDecodeError as exc:
+        if not at_end and exc.start >= len(data) - 3 and exc.reason == "unexpected end of data":
+            return data[: exc.start].decode("utf-8"), exc.start
+        raise ToolCallError(
+            ErrorCode.INVALID_INPUT,
+            f"the file is not UTF-8 text (byte {exc.start}): read it with encoding base64",
+        ) from None
+
+
+class WorkspaceTools:
+    """File tools on a session's workspace, for any backend whose sessions have one.
+
+    Mix it into a backend whose ``session_info`` holds its :class:`Workspace` under
+    ``"workspace"``; the tools are offered under the backend's own prefix (``bash:write_file``,
+    ``code:write_file``), so they reach the session whose workspace they work on.
+    """
+
+    @tool("*:write_file", idempotent=True)
+    async def write_file(
+        self,
+        path: str,
+        content: str,
+        encoding: Literal["utf-8", "base64"] = "utf-8",
+        offset: Annotated[int, Field(ge=0)] | None = None,
+        more: bool = False,
+        executable: bool = False,
+        make_dirs: bool = True,
+        *,
+        session_info: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Write a file in the session's workspace (path relative to it, or absolute inside it).
+        content: text, or base64 with encoding "base64". Without offset the file is replaced
+        whole (atomically); with offset the content goes there and the file ends after it (so a
+        repeated chunk is harmless). more: further chunks follow (the workspace snapshot waits
+        for the last). Returns path, written, size."""
+        data = _decode(content, encoding)
+        if len(data) > MAX_WRITE_BYTES:
+            raise ToolCallError(
+                ErrorCode.TOO_LARGE,
+                f"{len(data)} bytes in one write (at most {MAX_WRITE_BYTES}); send chunks with "
+                "offset",
+            )
+        workspace: Workspace = session_info["workspace"]
+        request = {
+            "op": "write",
+            "path": path,
+            "offset": offset,
+            "executable": executable,
+            "make_dirs": make_dirs,
+        }
+        header, _ = await workspace.op(request, data)
+        if more:
+            workspace.defer_snapshot()
+        return {"path": header["path"], "written": header["written"], "size": header["size"]}
+
+    @tool("*:read_file", idempotent=True)
+    async def read_file(
+        self,
+        path: str,
+        offset: Annotated[int, Field(ge=0)] = 0,
+        length: Annotated[int, Field(ge=1, le=MAX_READ_BYTES)] = MAX_READ_BYTES,
+        encoding: Literal["utf-8", "base64"] = "utf-8",
+        *,
+        session_info: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Read a file of the session's workspace, from offset, at most length bytes (4 MiB).
+        Returns content (UTF-8 text, or base64), bytes, size (of the whole file), next_offset and
+        eof."""
+        workspace: Workspace = session_info["workspace"]
+        request = {"op": "read", "path": path, "offset": offset, "length": length}
+        header, data = await workspace.op(request, limit=length)
+        size = int(header["size"])
+        at_end = offset + len(data) >= size
+        if encoding == "base64":
+            content, covered = base64.b64encode(data).decode("ascii"), len(data)
+        else:
+            content, covered = _text(data, at_end)
+        return {
+            "path": header["path"],
+            "content": content,
+            "encoding": encoding,
+            "offset": offset,
+            "bytes": covered,
+            "size": size,
+            "next_offset": offset + covered,
+            "eof": offset + covered >= size,
+        }
+
+    @tool("*:list_files", idempotent=True)
+    async def list_files(
+        self,
+        path: str = ".",
+        recursive: bool = False,
+        limit: Annotated[int, Field(ge=1, le=10000)] = 1000,
+        *,
+        session_info: dict[str, Any],
+    ) -> dict[str, Any]:
+        """List a directory of the session's workspace (or describe one file): entries with path,
+        type (file, directory, symlink, other), size, mode, mtime, and a symlink's target."""
+        workspace: Workspace = session_info["workspace"]
+        request = {"op": "list", "path": path, "recursive": recursive, "limit": limit}
+        header, _ = await workspace.op(request, limit=16 << 20)
+        return {k: header[k] for k in ("path", "entries", "truncated")}
+
+    @tool("*:remove_file")
+    async def remove_file(
+        self, path: str, recursive: bool = False, *, session_info: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Remove a file, a symlink (not what it points to) or an empty directory of the
+        session's workspace; a directory with its content with recursive. Returns removed."""
+        workspace: Workspace = session_info["workspace"]
+        header, _ = await workspace.op({"op": "remove", "path": path, "recursive": recursive})
+        return {"path": header["path"], "removed": header["removed"]}

@@ -1,0 +1,30 @@
+"""What the examples share: how an agent worker runs workflows, and a chat-style agent turn."""
+
+from __future__ import annotations
+
+import re
+
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+#: A scripted model runs the command after ``run:`` in the user's message.
+RUN_PREFIX = re.compile(r"^\s*run:\s*(?P<command>.+)$", re.DOTALL)
+
+INSTRUCTIONS = (
+    "You operate a persistent bash shell with the bash_run tool. Run what the user asks and "
+    "report the tool's answer."
+)
+
+
+def command_in(prompt: str) -> str | None:
+    """The command a scripted model runs for this message, or None."""
+    found = RUN_PREFIX.match(prompt)
+    return found.group("command").strip() if found else None
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox still refuses non-deterministic calls but shares imported modules with the
+    worker: the agent (built at import, outside any workflow, as pydantic-ai requires) and the
+    frameworks' modules are not imported again for every run."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+    )

@@ -1,0 +1,195 @@
+"""``durable-sessions mcp``: the installed backends' tools for any MCP client (the ``mcp``
+package; stdio and streamable HTTP).
+
+- ``tools/list``: every tool the session workers offer (``Sandbox.warmup``), named
+  ``<backend>_<action>`` (``bash_run``), with the backend's description and JSON schema plus an
+  optional ``sandbox_id``.
+- ``tools/call``: runs on a durable session of the tool's backend in one sandbox: the one the
+  call names with ``sandbox_id``, else the one of the MCP client's session (the stdio connection,
+  or the streamable HTTP ``Mcp-Session-Id``), else a new one. Every result names its
+  ``sandbox_id``, so a client (or another client) can come back to the same shell.
+- resources: ``sandbox://{sandbox_id}/{resource_type}/describe`` (the session's view) and
+  ``sandbox://{sandbox_id}/{resource_type}/events`` (the newest entries of its event log).
+
+The server holds no session state of its own: sessions are Temporal workflows, so a restarted
+server (or a second one) serves the same sandboxes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
+from mcp_types import Tool as MCPTool
+
+from contract import ToolSpec
+from contract.limits import ID_PATTERN
+from integrations.calls import ToolCall, aliases, model_answer
+from integrations.gateway import SessionGateway
+
+SANDBOX_PARAM = "sandbox_id"
+_SANDBOX_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": ID_PATTERN.pattern,
+    "description": "The sandbox whose session runs the call (default: this MCP session's). "
+    "Name the sandbox_id of an earlier result to use the same shell from another connection.",
+}
+INSTRUCTIONS = (
+    "Tools run in durable sessions: a shell keeps its working directory and variables between "
+    "calls, and across restarts, for as long as the session lives. Every result names its "
+    "sandbox_id; pass it back to reach the same session from another connection."
+)
+
+
+class SessionsMCPServer(MCPServer[Any]):
+    """An MCP server whose tools run on durable sessions.
+
+    Args:
+        gateway: How the sessions are reached.
+        resource_types: Backends whose tools to offer (None: all the workers offer).
+        default_sandbox: The sandbox of calls that name none and come with no MCP session id
+            (stdio: the one client of this process); None: a new sandbox per such call.
+        configs: Session config per resource type, used when a call opens the session.
+        user_id: The owner named on every request.
+    """
+
+    def __init__(
+        self,
+        gateway: SessionGateway,
+        *,
+        resource_types: list[str] | None = None,
+        default_sandbox: str | None = None,
+        configs: Mapping[str, Mapping[str, Any]] | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        super().__init__("durable-sessions", instructions=INSTRUCTIONS)
+        self.gateway = gateway
+        self.resource_types = resource_types
+        self.default_sandbox = default_sandbox
+        self.configs = {k: dict(v) for k, v in (configs or {}).items()}
+        self.user_id = user_id
+        self._by_alias: dict[str, ToolSpec] | None = None
+        self.resource(
+            "sandbox://{sandbox_id}/{resource_type}/describe",
+            name="session",
+            description="A session's view: state, instance, deadline, calls",
+            mime_type="application/json",
+        )(self._describe)
+        self.resource(
+            "sandbox://{sandbox_id}/{resource_type}/events",
+            name="session events",
+            description="The newest entries of a session's event log",
+            mime_type="application/json",
+        )(self._events)
+
+    # --- tools -----------------------------------------------------------------------------------
+
+    async def _specs(self) -> dict[str, ToolSpec]:
+        if self._by_alias is None:
+            self._by_alias = aliases(await self.gateway.tools(self.resource_types))
+        return self._by_alias
+
+    async def list_tools(self) -> list[MCPTool]:
+        return [
+            MCPTool(
+                name=alias,
+                description=spec.description or spec.name,
+                input_schema=_with_sandbox(spec.params_schema),
+            )
+            for alias, spec in (await self._specs()).items()
+        ]
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        spec = (self._by_alias or {}).get(name)
+        return _with_sandbox(spec.params_schema) if spec is not None else None
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult:
+        spec = (await self._specs()).get(name)
+        if spec is None:
+            raise ToolError(f"unknown tool {name!r}")
+        params = dict(arguments)
+        sandbox_id = params.pop(SANDBOX_PARAM, None) or self._sandbox_of(context)
+        if not isinstance(sandbox_id, str) or not ID_PATTERN.match(sandbox_id):
+            raise ToolError(f"sandbox_id must match {ID_PATTERN.pattern}")
+        call = ToolCall(
+            sandbox_id=sandbox_id,
+            tool=spec.name,
+            params=params,
+            config=self.configs.get(spec.resource_type, {}),
+            user_id=self.user_id,
+        )
+        envelope = await self.gateway.execute(call, f"mcp-{uuid.uuid4().hex}")
+        answer = {**model_answer(envelope), SANDBOX_PARAM: sandbox_id}
+        content: list[ContentBlock] = [
+            TextContent(type="text", text=json.dumps(answer, default=str))
+        ]
+        if isinstance(envelope.data, dict) and isinstance(envelope.data.get("png_base64"), str):
+            content.append(
+                ImageContent(type="image", data=envelope.data["png_base64"], mime_type="image/png")
+            )
+        return CallToolResult(
+            content=content, structured_content=answer, is_error=envelope.code != 0
+        )
+
+    def _sandbox_of(self, context: Context[Any, Any] | None) -> str:
+        """The sandbox of the MCP client's session: its streamable HTTP session id, else this
+        server's default (stdio), else a new one."""
+        headers = context.headers if context is not None else None
+        session = (headers or {}).get("mcp-session-id")
+        if session:
+            return "mcp-" + hashlib.sha256(session.encode()).hexdigest()[:24]
+        return self.default_sandbox or f"mcp-{uuid.uuid4().hex[:16]}"
+
+    # --- resources -------------------------------------------------------------------------------
+
+    async def _describe(self, sandbox_id: str, resource_type: str) -> str:
+        sandbox = await self.gateway.sandbox(_checked(sandbox_id), self.user_id)
+        view = await sandbox.describe_session(resource_type)
+        if view is None:
+            raise ResourceNotFoundError(f"no {resource_type} session in sandbox {sandbox_id}")
+        return json.dumps(view, default=str)
+
+    async def _events(self, sandbox_id: str, resource_type: str) -> str:
+        sandbox = await self.gateway.sandbox(_checked(sandbox_id), self.user_id)
+        try:
+            page = await sandbox.get_events(resource_type, reverse=True, limit=50)
+        except Exception as exc:
+            raise ResourceNotFoundError(
+                f"no {resource_type} session in sandbox {sandbox_id}"
+            ) from exc
+        return json.dumps(page, default=str)
+
+
+def _checked(sandbox_id: str) -> str:
+    if not ID_PATTERN.match(sandbox_id):
+        raise ResourceNotFoundError(f"not a sandbox id: {sandbox_id!r}")
+    return sandbox_id
+
+
+def _with_sandbox(schema: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(schema) if schema else {"type": "object", "properties": {}}
+    out["properties"] = {**(out.get("properties") or {}), SANDBOX_PARAM: _SANDBOX_SCHEMA}
+    return out
+
+
+async def serve(
+    server: SessionsMCPServer,
+    *,
+    transport: str = "stdio",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    path: str = "/mcp",
+) -> None:
+    """Serve over stdio or streamable HTTP until stopped."""
+    if transport == "stdio":
+        await server.run_stdio_async()
+    else:
+        await server.run_streamable_http_async(host=host, port=port, streamable_http_path=path)
