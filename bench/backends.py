@@ -42,7 +42,7 @@ async def main() -> dict[str, Any]:
                         SAMPLES, lambda i: sandbox.execute("code:execute", {"code": "1+1"})
                     )
                 ),
-                "bash:run echo (same sandbox)": _stats(
+                "bash:run echo (no bash session: temporary)": _stats(
                     await _timed(
                         SAMPLES, lambda i: sandbox.execute("bash:run", {"command": "echo hi"})
                     )

@@ -20,6 +20,12 @@ Paths and their floors (ratio of p50s, target from issue 13):
   update + local activity): >= 0.8x the update + local activity floor, 0 errors.
 - 20 creations at once with a 0.5 s initialize vs one (<= 1.3x), bare Temporal beside it.
 - worker RSS with 1,000 idle sessions held (<= 400 MB).
+
+Diagnostics printed beside them, to say where the time goes: per-path medians from the
+workflows' histories (dispatch vs time on the worker), the floors on a worker that carries our
+SessionsPlugin, the fallback and temporary paths with a no-op plugin tool, the direct floor plus
+the snapshot the worker takes after each call, and CPU per call of each process (children
+included) in the throughput rounds. ``python -m bench.chart FILE`` redraws a results file.
 """
 
 from __future__ import annotations
