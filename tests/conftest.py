@@ -66,6 +66,21 @@ async def worker(address: str) -> AsyncIterator[WorkerProcess]:
     await proc.stop()
 
 
+@pytest.fixture
+def queue() -> str:
+    """A task queue of the test's own: its workers are the only ones a session there meets."""
+    return f"q-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[list[WorkerProcess]]:
+    """Workers a test starts on its queue (``start_on``); stopped, or reaped, at the end."""
+    started: list[WorkerProcess] = []
+    yield started
+    for w in started:
+        await w.stop()
+
+
 def new_sandbox_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

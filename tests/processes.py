@@ -104,3 +104,10 @@ async def _drain(stream: asyncio.StreamReader, sink: list[str] | None = None) ->
     while line := await stream.readline():
         if sink is not None:
             sink.append(line.decode(errors="replace"))
+
+
+async def start_on(address: str, queue: str, started: list[WorkerProcess]) -> WorkerProcess:
+    """A worker on ``queue``, kept in ``started`` (the ``workers`` fixture) to be stopped."""
+    w = await WorkerProcess.start(address, args=["--task-queue", queue])
+    started.append(w)
+    return w

@@ -8,47 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 from temporalio.client import Client
 
 from client import Sandbox
 from tests.conftest import new_sandbox_id
-from tests.processes import WorkerProcess
+from tests.processes import WorkerProcess, start_on
 from tests.replaying import replay_workflow
-
-
-@pytest.fixture
-def queue() -> str:
-    return f"durability-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def workers(address: str, queue: str) -> AsyncIterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for w in started:
-        await w.stop()
-
-
-async def _start(address: str, queue: str, workers: list[WorkerProcess]) -> WorkerProcess:
-    w = await WorkerProcess.start(address, args=["--task-queue", queue])
-    workers.append(w)
-    return w
 
 
 async def test_worker_crash_recovers_the_session_on_another_worker(
     client: Client, address: str, queue: str, workers: list[WorkerProcess], tmp_path
 ) -> None:
-    first = await _start(address, queue, workers)
+    first = await start_on(address, queue, workers)
     sandbox = Sandbox(new_sandbox_id(), client=client, task_queue=queue)
     created = await sandbox.create_session("bash", {"cwd": str(tmp_path)})
     assert created["worker"] == first.queue
     await sandbox.execute("bash:run", {"command": "mkdir work && cd work && export STEP=7"})
 
-    second = await _start(address, queue, workers)
+    second = await start_on(address, queue, workers)
     await first.kill()
     killed_at = time.monotonic()
 
@@ -74,12 +52,12 @@ async def test_worker_crash_recovers_the_session_on_another_worker(
 async def test_after_a_crash_a_tool_not_safe_to_repeat_is_not_run_twice(
     client: Client, address: str, queue: str, workers: list[WorkerProcess], tmp_path
 ) -> None:
-    first = await _start(address, queue, workers)
+    first = await start_on(address, queue, workers)
     sandbox = Sandbox(new_sandbox_id(), client=client, task_queue=queue)
     await sandbox.create_session("testkit")
     counter = tmp_path / "count"
     await sandbox.execute("testkit:count", {"path": str(counter)})
-    second = await _start(address, queue, workers)
+    second = await start_on(address, queue, workers)
     await first.kill()
 
     lost = await sandbox.execute("testkit:count", {"path": str(counter)})
@@ -96,10 +74,10 @@ async def test_after_a_crash_a_tool_not_safe_to_repeat_is_not_run_twice(
 async def test_idempotent_tool_is_answered_after_a_crash(
     client: Client, address: str, queue: str, workers: list[WorkerProcess]
 ) -> None:
-    first = await _start(address, queue, workers)
+    first = await start_on(address, queue, workers)
     sandbox = Sandbox(new_sandbox_id(), client=client, task_queue=queue)
     await sandbox.create_session("testkit")
-    second = await _start(address, queue, workers)
+    second = await start_on(address, queue, workers)
     await first.kill()
     result = await sandbox.execute("testkit:pid", {})
     assert result["code"] == 0, result
@@ -112,13 +90,13 @@ async def test_idempotent_tool_is_answered_after_a_crash(
 async def test_graceful_shutdown_moves_sessions_without_an_error(
     client: Client, address: str, queue: str, workers: list[WorkerProcess], tmp_path
 ) -> None:
-    first = await _start(address, queue, workers)
+    first = await start_on(address, queue, workers)
     sandbox = Sandbox(new_sandbox_id(), client=client, task_queue=queue)
     created = await sandbox.create_session("bash", {"cwd": str(tmp_path)})
     await sandbox.execute("bash:run", {"command": "export ROLLING=1; mkdir r; cd r"})
     ns = {"command": "readlink /proc/self/ns/pid"}  # the sandbox's pid namespace
     pid = (await sandbox.execute("bash:run", ns))["data"]["stdout"].strip()
-    second = await _start(address, queue, workers)
+    second = await start_on(address, queue, workers)
 
     # An in-flight call finishes while the worker drains.
     in_flight = asyncio.create_task(

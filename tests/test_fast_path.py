@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
@@ -76,24 +75,22 @@ async def test_a_batch_is_answered_in_order_and_once(client: Client, sandbox: Sa
 
 
 async def test_the_fallback_takes_the_pinned_queue_and_keeps_the_state(
-    client: Client, address: str
+    client: Client, address: str, queue: str, workers: list[WorkerProcess]
 ) -> None:
     # A worker that never answers locally: every call falls back to its pinned queue, as when
     # the workflow task runs on a worker that does not hold the instance.
-    queue = f"fallback-{uuid.uuid4().hex[:8]}"
-    worker = await WorkerProcess.start(address, args=["--task-queue", queue, "--no-local-calls"])
-    try:
-        sandbox = Sandbox(new_sandbox_id(), client=client, task_queue=queue)
-        await sandbox.create_session("bash")
-        await sandbox.execute("bash:run", {"command": "cd /tmp && export N=2"})
-        result = await sandbox.execute("bash:run", {"command": "echo $PWD $N"})
-        assert result["code"] == 0 and result["data"]["stdout"] == "/tmp 2\n"
-        handle = client.get_workflow_handle(f"{sandbox.sandbox_id}:bash")
-        assert (await _scheduled_activities(handle)).count("session.call_tool") == 2
-        await sandbox.destroy_session("bash")
-        await replay_workflow(client, handle.id, "fallback_pinned_calls")
-    finally:
-        await worker.stop()
+    workers.append(
+        await WorkerProcess.start(address, args=["--task-queue", queue, "--no-local-calls"])
+    )
+    sandbox = Sandbox(new_sandbox_id(), client=client, task_queue=queue)
+    await sandbox.create_session("bash")
+    await sandbox.execute("bash:run", {"command": "cd /tmp && export N=2"})
+    result = await sandbox.execute("bash:run", {"command": "echo $PWD $N"})
+    assert result["code"] == 0 and result["data"]["stdout"] == "/tmp 2\n"
+    handle = client.get_workflow_handle(f"{sandbox.sandbox_id}:bash")
+    assert (await _scheduled_activities(handle)).count("session.call_tool") == 2
+    await sandbox.destroy_session("bash")
+    await replay_workflow(client, handle.id, "fallback_pinned_calls")
 
 
 async def test_a_call_that_may_run_long_leaves_the_session_answering(

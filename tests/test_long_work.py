@@ -13,12 +13,10 @@ import asyncio
 import hashlib
 import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
@@ -28,7 +26,7 @@ from client import Sandbox, SessionManager
 from contract import ErrorCode
 from tests import sandboxes
 from tests.conftest import new_sandbox_id
-from tests.processes import WorkerProcess
+from tests.processes import WorkerProcess, start_on
 from tests.sandboxes import NS_COMMAND
 
 TWENTY_MB = 20 * 1024 * 1024
@@ -179,25 +177,6 @@ async def test_paths_stay_inside_the_workspace(sandbox: Sandbox) -> None:
 # --- the durable workspace ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def queue() -> str:
-    return f"workspace-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def workers(address: str, queue: str) -> AsyncIterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for w in started:
-        await w.stop()
-
-
-async def _start(address: str, queue: str, workers: list[WorkerProcess]) -> WorkerProcess:
-    w = await WorkerProcess.start(address, args=["--task-queue", queue])
-    workers.append(w)
-    return w
-
-
 #: Files of several kinds, made by the shell and by the file tools; ``_FILES_CHECK`` prints them.
 _FILES_MADE = (
     "mkdir -p proj/src && cd proj && echo 'print(1)' > src/main.py && chmod +x src/main.py && "
@@ -224,14 +203,14 @@ async def _make_files(execute: Execute) -> str:
 async def test_files_survive_a_killed_worker(
     client: Client, address: str, queue: str, workers: list[WorkerProcess]
 ) -> None:
-    first = await _start(address, queue, workers)
+    first = await start_on(address, queue, workers)
     sandbox = Sandbox(new_sandbox_id(), client=client, task_queue=queue)
     await sandbox.create_session("bash")
     await sandbox.create_session("code")
     expected = await _make_files(sandbox.execute)
     await sandbox.execute("code:execute", {"code": "open('made.txt', 'w').write('by a cell')"})
     await sandbox.execute("code:write_file", {"path": "tool.txt", "content": "by a tool"})
-    second = await _start(address, queue, workers)
+    second = await start_on(address, queue, workers)
     await first.kill()
 
     lost = await asyncio.gather(
@@ -252,7 +231,7 @@ async def test_files_survive_a_killed_worker(
 async def test_files_survive_migration_pause_and_a_checkpoint(
     client: Client, address: str, queue: str, workers: list[WorkerProcess]
 ) -> None:
-    first = await _start(address, queue, workers)
+    first = await start_on(address, queue, workers)
     manager = SessionManager(client=client, task_queue=queue, admin=True)
     sid = (await manager.create_session("u1", "agent", resource_type="bash")).session_id
 
@@ -265,7 +244,7 @@ async def test_files_survive_migration_pause_and_a_checkpoint(
     expected = await _make_files(execute)
 
     # SIGTERM: the stopping worker snapshots and releases; the next call lands elsewhere.
-    await _start(address, queue, workers)
+    await start_on(address, queue, workers)
     assert await first.stop() == 0
     moved = await bash(_FILES_CHECK)
     assert moved["code"] == 0, moved

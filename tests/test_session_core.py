@@ -32,7 +32,7 @@ from contract import (
 )
 from tests.conftest import new_sandbox_id
 from tests.devserver import DevServer
-from tests.processes import WorkerProcess
+from tests.processes import WorkerProcess, start_on
 from workflows import SessionWorkflow
 
 
@@ -208,25 +208,20 @@ async def test_destroy_while_draining_closes_the_session(draining_server: DevSer
 
 
 async def test_recovery_retries_an_idempotent_call_once_not_forever(
-    client: Client, address: str
+    client: Client, address: str, queue: str, workers: list[WorkerProcess]
 ) -> None:
     # Three workers on a queue of their own; the tool kills whichever worker runs it.
-    queue = f"crash-{uuid.uuid4().hex[:8]}"
-    workers = [await WorkerProcess.start(address, args=["--task-queue", queue]) for _ in range(3)]
-    try:
-        sandbox = Sandbox(new_sandbox_id(), client=client, task_queue=queue)
-        await sandbox.create_session("testkit")
-        result = await asyncio.wait_for(sandbox.execute("testkit:crash", {}), 120)
-        # Lost, re-created and retried once (that killed a second worker), lost and re-created
-        # again, then answered: never a third run.
-        assert result["code"] == 5014, result
-        dead = [w for w in workers if w.proc.returncode is not None]
-        assert len(dead) == 2, [w.proc.returncode for w in workers]
-        events = (await sandbox.get_events("testkit", limit=100))["events"]
-        kinds = [e["kind"] for e in events]
-        assert kinds.count("retry") == 1 and kinds.count("resource_lost") == 2, kinds
-        await sandbox.destroy_session("testkit")
-    finally:
-        for w in workers:
-            if w.proc.returncode is None:
-                await w.stop()
+    for _ in range(3):
+        await start_on(address, queue, workers)
+    sandbox = Sandbox(new_sandbox_id(), client=client, task_queue=queue)
+    await sandbox.create_session("testkit")
+    result = await asyncio.wait_for(sandbox.execute("testkit:crash", {}), 120)
+    # Lost, re-created and retried once (that killed a second worker), lost and re-created
+    # again, then answered: never a third run.
+    assert result["code"] == 5014, result
+    dead = [w for w in workers if w.proc.returncode is not None]
+    assert len(dead) == 2, [w.proc.returncode for w in workers]
+    events = (await sandbox.get_events("testkit", limit=100))["events"]
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("retry") == 1 and kinds.count("resource_lost") == 2, kinds
+    await sandbox.destroy_session("testkit")

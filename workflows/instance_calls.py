@@ -152,19 +152,9 @@ async def call_here(call: ToolCallInput) -> ToolOutcome:
     task times out (10 s); the next worker finds no instance here and falls back to the pinned
     queue, whose schedule-to-start timeout declares the instance lost. The tool is not run twice.
     """
-    timeout = tool_timeout(call.params) + TOOL_TIMEOUT_MARGIN
-    try:
-        return await workflow.execute_local_activity(
-            stubs.call_tool,
-            call,
-            start_to_close_timeout=timedelta(seconds=timeout),
-            retry_policy=NO_RETRY,
-            summary=call_summary(call.tool, call.params),
-        )
-    except (ActivityError, ApplicationError) as exc:
-        lost = isinstance(exc, ActivityError) and worker_lost(exc)
-        code = ErrorCode.RESOURCE_LOST if lost else ErrorCode.INTERNAL
-        return ToolOutcome(code=code, message=describe_failure(exc))
+    return await _call_locally(
+        call, tool_timeout(call.params) + TOOL_TIMEOUT_MARGIN, lost=ErrorCode.RESOURCE_LOST
+    )
 
 
 async def call_once(inp: SessionInput, call: ToolCallInput, config: dict[str, Any]) -> ToolOutcome:
@@ -173,16 +163,7 @@ async def call_once(inp: SessionInput, call: ToolCallInput, config: dict[str, An
     call.initialize = initialize_input(inp, call.session_id, config, None)
     timeout = tool_timeout(call.params) + TOOL_TIMEOUT_MARGIN
     if workflow.patched(TEMPORARY_LOCALLY):
-        try:
-            return await workflow.execute_local_activity(
-                stubs.call_tool,
-                call,
-                start_to_close_timeout=timedelta(seconds=timeout + 60),
-                retry_policy=NO_RETRY,
-                summary=call_summary(call.tool, call.params),
-            )
-        except (ActivityError, ApplicationError) as exc:
-            return ToolOutcome(code=ErrorCode.INTERNAL, message=describe_failure(exc))
+        return await _call_locally(call, timeout + 60, lost=ErrorCode.INTERNAL)
     try:
         return await workflow.execute_activity(
             stubs.call_tool,
@@ -192,3 +173,20 @@ async def call_once(inp: SessionInput, call: ToolCallInput, config: dict[str, An
         )
     except ActivityError as exc:
         return ToolOutcome(code=ErrorCode.INTERNAL, message=describe_failure(exc))
+
+
+async def _call_locally(call: ToolCallInput, timeout: float, *, lost: ErrorCode) -> ToolOutcome:
+    """``call_tool`` as a local activity; a failure comes back as an outcome, with ``lost`` as
+    its code when the activity timed out (the worker or the tool hung)."""
+    try:
+        return await workflow.execute_local_activity(
+            stubs.call_tool,
+            call,
+            start_to_close_timeout=timedelta(seconds=timeout),
+            retry_policy=NO_RETRY,
+            summary=call_summary(call.tool, call.params),
+        )
+    except (ActivityError, ApplicationError) as exc:
+        timed_out = isinstance(exc, ActivityError) and worker_lost(exc)
+        code = lost if timed_out else ErrorCode.INTERNAL
+        return ToolOutcome(code=code, message=describe_failure(exc))
