@@ -12,6 +12,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.instances import InstanceRegistry, LiveInstance
+from activities.live_output import LiveOutput
+from activities.warm_pool import WarmPool
 from backends import BackendHost, ToolCallError
 from contract import (
     CleanupInput,
@@ -56,13 +58,14 @@ class SessionActivities:
         self.worker_id = task_queue
         #: Off: a local call answers "held elsewhere", so every call takes the pinned queue.
         self.local_calls = local_calls
+        self.pool = WarmPool(self.worker_id)
 
     @activity.defn(name=WARMUP)
     async def warmup(self, inp: WarmupInput) -> WarmupResult:
         names = inp.resource_types if inp.resource_types is not None else list(self.host.backends)
         try:
             for name in names:
-                await self.host.ensure_warm(name)
+                self.pool.prefill(await self.host.ensure_warm(name))
         except ToolCallError as exc:
             raise exc.as_failure() from exc
         return WarmupResult(worker=self.worker_id, warmed=names, tools=self.host.specs())
@@ -93,7 +96,15 @@ class SessionActivities:
                 message=f"instance {inp.session_id} is not held by worker {self.worker_id}",
                 held_elsewhere=local,
             )
-        call = asyncio.create_task(self._invoke(inp, instance.backend.name, instance.session_info))
+        # A streaming call (never local: a local activity holds the workflow task the stream
+        # needs) publishes its output from the tool's task as it arrives.
+        live = LiveOutput.for_activity(inp.request_id) if inp.stream and not local else None
+        call = asyncio.create_task(
+            self._invoke(inp, instance.backend.name, instance.session_info),
+            context=live.context() if live is not None else None,
+        )
+        if live is not None:
+            live.follow(call)
         while True:
             done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY)
             if done:
@@ -101,6 +112,8 @@ class SessionActivities:
             if not local:  # a local activity's liveness is its workflow task's
                 activity.heartbeat()
         outcome = call.result()
+        if live is not None:
+            await live.close()  # the output reaches the session before the answer does
         outcome.snapshot = await self._snapshot(instance)
         return outcome
 
@@ -122,7 +135,8 @@ class SessionActivities:
     async def _create(self, inp: InitializeInput) -> LiveInstance:
         try:
             backend = await self.host.ensure_warm(inp.resource_type)
-            info = await backend.initialize(self.worker_id, inp.config)
+            self.pool.prefill(backend)
+            info = await self.pool.initialize(backend, inp.config)
         except ToolCallError as exc:
             raise exc.as_failure() from exc
         except Exception as exc:
@@ -204,7 +218,7 @@ class SessionActivities:
         finally:
             self.registry.pop(instance.session_id)
             self._gauge_live(instance.backend.name)
-            try:
+            try:  # before the answer: a temporary session leaves nothing behind it
                 await instance.backend.cleanup(self.worker_id, instance.session_info)
             except Exception:
                 log.exception("cleanup of temporary session %s failed", instance.session_id)
@@ -212,6 +226,7 @@ class SessionActivities:
     async def release_all(self, notify: Notify | None = None) -> int:
         """The worker is stopping: snapshot and clean up every live instance, and tell each
         session (``notify``) so its next call makes a new instance elsewhere, restored."""
+        await self.pool.close()
         live = self.registry.drain()
         for instance in live:
             snapshot = await self._snapshot(instance)

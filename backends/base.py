@@ -49,6 +49,9 @@ class Backend:
 
     name: ClassVar[str] = ""
     shared: ClassVar[bool] = False
+    #: Instances of a config kept started ahead of its next session (see
+    #: ``activities/warm_pool.py``); 0: each session's instance starts with it.
+    warm_instances: ClassVar[int] = 0
 
     async def warmup(self) -> None:
         """Load what every session of this backend shares (models, pools); once per process."""

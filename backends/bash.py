@@ -35,6 +35,7 @@ class BashBackend(WorkspaceTools, Backend):
     """
 
     name = "bash"
+    warm_instances = 2
 
     async def initialize(self, worker_id: str, config: dict[str, Any]) -> dict[str, Any]:
         settings = process_config(config, TERM="dumb")
@@ -49,6 +50,7 @@ class BashBackend(WorkspaceTools, Backend):
         info["shell"] = shell
         info["workspace"] = Workspace(settings.workspace_snapshot_bytes, shell.ensure_sandbox)
         await shell.start()
+        await info["workspace"].baseline()
         return info
 
     async def cleanup(self, worker_id: str, session_info: dict[str, Any]) -> None:

@@ -7,6 +7,9 @@ A command that outlives its call (bash's ``no_output_timeout``) keeps being read
 until it ends: each later call takes what was kept since the one before (:meth:`take`).
 Between commands the pipe is not read: a background writer blocks once the pipe is full,
 costing nothing, and what it left there is dropped when the next command begins.
+
+Live output: a call that streams sets :data:`live_sink` for its task; a capture that begins a call
+in that task hands every kept byte to the sink too, as it arrives, until the call's answer is taken.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 #: One read or splice moves at most this much.
@@ -25,6 +29,11 @@ CHUNK = 1 << 20
 DROP_RATE = 64 * 1024 * 1024
 #: What a call's final drain, or the drop of stale output, reads at most.
 DRAIN_LIMIT = 16 * 1024 * 1024
+
+#: Where a streaming call's output goes as it arrives: ``sink(stream name, bytes)``.
+OutputSink = Callable[[str, bytes], None]
+#: The sink of the call running in this task (set by the activity of a streaming call).
+live_sink: ContextVar[OutputSink | None] = ContextVar("live_sink", default=None)
 
 
 @dataclass
@@ -46,13 +55,23 @@ class Captured:
 class OutputCapture:
     """Reads one pipe (the worker's end, ``fd``) call by call; keeps at most ``limit`` bytes.
 
-    ``on_data`` is called whenever bytes arrived (kept or dropped): a sign of life.
+    ``on_data`` is called whenever bytes arrived (kept or dropped): a sign of life. ``name`` is
+    the stream's name for live output (``stdout``, ``stderr``; ``output`` when not told).
     """
 
-    def __init__(self, fd: int, limit: int, on_data: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        fd: int,
+        limit: int,
+        on_data: Callable[[], None] | None = None,
+        *,
+        name: str = "output",
+    ) -> None:
         self._fd = fd
         self._limit = limit
         self._on_data = on_data
+        self._name = name
+        self._sink: OutputSink | None = None
         os.set_blocking(fd, False)
         self._null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         self._buffer = bytearray()
@@ -69,11 +88,14 @@ class OutputCapture:
         self._buffer.clear()
         self._total = 0
         self._window = (time.monotonic(), 0)
+        self._sink = live_sink.get()  # the calling task's: this call's live output, if it streams
         self._watch(True)
 
     def take(self) -> Captured:
-        """What was kept since :meth:`begin` or the last take; reading goes on."""
+        """What was kept since :meth:`begin` or the last take; reading goes on (the call that
+        began it is answered: its live output ends here)."""
         self._consume(DRAIN_LIMIT, keep=True)
+        self._sink = None
         captured = Captured(bytes(self._buffer), self._total)
         self._buffer.clear()
         self._total = 0
@@ -83,6 +105,7 @@ class OutputCapture:
         """End a call: read what is already in the pipe, stop reading, answer what was kept."""
         self._watch(False)
         self._consume(DRAIN_LIMIT, keep=True)
+        self._sink = None
         captured = Captured(bytes(self._buffer), self._total)
         self._buffer.clear()
         self._total = 0
@@ -130,6 +153,8 @@ class OutputCapture:
                     data = os.read(self._fd, min(room, CHUNK, budget))
                     self._buffer += data
                     moved = len(data)
+                    if data and self._sink is not None:
+                        self._publish(data)
                 else:
                     moved = _drop(self._fd, self._null, min(CHUNK, budget))
                     start, dropped = self._window
@@ -145,6 +170,14 @@ class OutputCapture:
                 self._total += moved
             budget -= moved
         return asked - budget
+
+    def _publish(self, data: bytes) -> None:
+        """Hand kept bytes to the live sink; live output never breaks the call it shows."""
+        assert self._sink is not None
+        try:
+            self._sink(self._name, data)
+        except Exception:
+            self._sink = None
 
 
 def _drop(fd: int, null: int, count: int) -> int:

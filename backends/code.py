@@ -31,6 +31,7 @@ class CodeBackend(WorkspaceTools, Backend):
     """
 
     name = "code"
+    warm_instances = 1
 
     async def initialize(self, worker_id: str, config: dict[str, Any]) -> dict[str, Any]:
         language = config.get("language", "python")
@@ -53,6 +54,7 @@ class CodeBackend(WorkspaceTools, Backend):
         info["interpreter"] = interpreter
         info["workspace"] = Workspace(settings.workspace_snapshot_bytes, interpreter.ensure_sandbox)
         await interpreter.start()
+        await info["workspace"].baseline()
         return info
 
     async def cleanup(self, worker_id: str, session_info: dict[str, Any]) -> None:

@@ -382,8 +382,11 @@ class SandboxedProcess:
         return f"{INSIDE_DIR}/{host_file.name}" if self.settings.isolated else str(host_file)
 
     def end(self, fd: int) -> int:
-        """The worker's end of the program's descriptor ``fd``."""
-        return self._ends[fd]
+        """The worker's end of the program's descriptor ``fd``, now the caller's to close.
+
+        Taken out of the box's own list: closed twice, a descriptor number another sandbox
+        reused in between would be closed under it (a cleanup racing a start)."""
+        return self._ends.pop(fd)
 
     async def writer(self, fd: int) -> asyncio.StreamWriter:
         loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import signal
+import string
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,14 @@ from backends.sandbox import WRITABLE, SandboxedProcess
 _VOLATILE = frozenset({"_", "PWD", "OLDPWD", "SHLVL"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 BASH = shutil.which("bash") or "/bin/bash"
-ENV = shutil.which("env") or "/usr/bin/env"
+#: The exported variables (set ones) as name/value pairs in ``__ds_kv``, without a fork (``env
+#: -0`` costs a fork and an exec, about half of a short command): every variable name by its first
+#: character, quoted so that the user's IFS and globbing do not apply.
+_EXPORTS = (
+    "__ds_kv=(); for __ds_n in "
+    + " ".join(f'"${{!{c}@}}"' for c in string.ascii_letters + "_")
+    + '; do [[ -v $__ds_n && ${!__ds_n@a} == *x* ]] && __ds_kv+=("$__ds_n" "${!__ds_n}"); done'
+)
 #: The most a command's end-of-command report (exit code, cwd, exported variables) may hold.
 _REPORT_LIMIT = 32 * 1024 * 1024
 #: The shell's descriptors: commands in, reports out, (stderr: nowhere), command stdout, stderr.
@@ -148,8 +156,8 @@ class Shell:
         self._stdin = await box.writer(0)
         self._reports = await box.reader(1)
         self._pending = b""
-        self._out = OutputCapture(box.end(3), self._max, self._saw_output)
-        self._err = OutputCapture(box.end(4), self._max, self._saw_output)
+        self._out = OutputCapture(box.end(3), self._max, self._saw_output, name="stdout")
+        self._err = OutputCapture(box.end(4), self._max, self._saw_output, name="stderr")
         await self._internal(_TRAP)  # a shell that cannot run says so now
         if self._on_sandbox is not None:
             await self._on_sandbox(box)
@@ -405,7 +413,7 @@ class Shell:
         """Read the shell's stdout up to this command's report; anything else is dropped."""
         assert self._reports is not None
         start = f"__SESSION_DONE_{token} ".encode()
-        end = f"\0__SESSION_END_{token}\n".encode()
+        end = f"\0__SESSION_END_{token}=\0".encode()
         buffer = self._pending
         while True:
             found = buffer.find(start)
@@ -536,8 +544,11 @@ def _script(command: str, token: str, stdin: str | None) -> str:
         f"{{ . /dev/fd/5; }} 5<<'__SESSION_CMD_{token}' >&3 2>&4 <{source} 3>&- 4>&-\n"
         f"{command}\n"
         f"__SESSION_CMD_{token}\n"
-        f'__rc=$?; builtin printf \'\\n__SESSION_DONE_{token} %d\\0%s\\0\' "$__rc" "$PWD"; '
-        f"command {ENV} -0; builtin printf '__SESSION_END_{token}\\n'\n"
+        f"__rc=$?; {_EXPORTS}; "
+        # Two writes, not one per variable: the worker wakes once or twice per report.
+        f'builtin printf \'\\n__SESSION_DONE_{token} %d\\0%s\\0\' "$__rc" "$PWD"; '
+        f"builtin printf '%s=%s\\0' \"${{__ds_kv[@]}}\" __SESSION_END_{token} ''; "
+        "builtin unset __ds_n __ds_kv\n"
     )
 
 

@@ -99,6 +99,11 @@ class Workspace:
 
     # --- the snapshot ----------------------------------------------------------------------------
 
+    async def baseline(self) -> None:
+        """Fingerprint the fresh workspace at start: the sandbox loads its file helper now (~10
+        ms), not during the session's first call (an instance may start ahead of its session)."""
+        await self.snapshot()
+
     async def snapshot(self) -> dict[str, Any] | None:
         """The workspace entry of the backend's snapshot: packed anew only when it changed."""
         box = self._box

@@ -176,8 +176,10 @@ def _compare(
 # --- the run -----------------------------------------------------------------------------------
 
 
-async def main(quick: bool) -> dict[str, Any]:
-    n = 20 if quick else 200
+async def main(
+    quick: bool, samples: int | None = None, latency_only: bool = False
+) -> dict[str, Any]:
+    n = samples or (20 if quick else 200)
     results: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
@@ -201,6 +203,8 @@ async def main(quick: bool) -> dict[str, Any]:
         try:
             results["latency"] = await _latency(client, pinned, fallback_queue, n)
             loads["latency"] = os.getloadavg()
+            if latency_only:
+                return results
             await fallback.stop()
             plugin_floor.terminate()
             await plugin_floor.wait()
@@ -856,6 +860,8 @@ def report(results: dict[str, Any]) -> str:
             )
         for who, spans in row.get("history", {}).items():
             lines.append(f"  history ({who}): " + ", ".join(f"{k}={v}" for k, v in spans.items()))
+    if "throughput" not in results:  # --latency-only
+        return "\n".join(lines)
     t = results["throughput"]
     lines.append("")
     lines.append(
@@ -906,8 +912,12 @@ def cli() -> None:
         type=Path,
         help="where to draw the chart (default docs/bench.png on a full run, none on --quick)",
     )
+    parser.add_argument("--samples", type=int, help="samples per latency path (default 200)")
+    parser.add_argument(
+        "--latency-only", action="store_true", help="the latency paths alone (no chart)"
+    )
     args = parser.parse_args()
-    results = asyncio.run(main(args.quick))
+    results = asyncio.run(main(args.quick, args.samples, args.latency_only))
     print(report(results))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
@@ -915,7 +925,7 @@ def cli() -> None:
     path = out / f"bench-{stamp}.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"wrote {path.relative_to(ROOT)}")
-    chart = args.chart or (None if args.quick else ROOT / "docs" / "bench.png")
+    chart = args.chart or (None if args.quick or args.latency_only else ROOT / "docs" / "bench.png")
     if chart is not None:
         from bench.chart import draw
 

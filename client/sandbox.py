@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -52,6 +52,7 @@ from client.agentflow import (
 from client.catalog import ToolCatalog, timeout_param
 from client.errors import PermissionDenied, SessionError, code_of, error_envelope
 from client.http_engine import HttpEngine
+from client.streams import follow_call, watch_output
 from client.transport import (
     CALL_SLACK,
     QUERY_TIMEOUT,
@@ -72,6 +73,7 @@ from contract import (
     EventsQuery,
     ExecuteRequest,
     OpenRequest,
+    OutputChunk,
     RefreshRequest,
     ReinitializeRequest,
     RenameRequest,
@@ -417,11 +419,77 @@ class Sandbox:
         Other keyword arguments are added to ``params`` (AgentFlow's rule); ``trace_id`` is
         answered in ``meta`` (default: the call's OpenTelemetry trace, or a new id).
         """
-        merged = dict(params or {})
-        for key, value in kwargs.items():
-            if key not in merged and value is not None:
-                merged[key] = value
+        merged = _merged_params(params, kwargs)
         request_id = request_id or uuid.uuid4().hex
+        return await self._call(action, merged, timeout, request_id, session_id, trace_id)
+
+    async def execute_stream(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        *,
+        request_id: str | None = None,
+        session_id: str | None = None,
+        trace_id: str | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[OutputChunk | dict[str, Any]]:
+        """Run a tool as :meth:`execute` does and see its output while it runs: ``OutputChunk``s
+        (``text`` printed on ``stream``, ``stdout`` or ``stderr``; a ``note`` when the live output
+        stops early), then the envelope dict :meth:`execute` answers (with all the output).
+
+        The output comes through the sandbox's session of the tool's resource type (create it
+        first). A call answered elsewhere (a temporary session, a shared tool, over HTTP) yields
+        its envelope only. Each chunk's ``offset`` is its place in the session's stream, where
+        another reader can :meth:`watch` from.
+        """
+        merged = _merged_params(params, kwargs)
+        request_id = request_id or uuid.uuid4().hex
+        answer = asyncio.ensure_future(
+            self._call(action, merged, timeout, request_id, session_id, trace_id, stream=True)
+        )
+        target = None if self._http is not None else await self._stream_target(action)
+        if target is None:
+            yield await answer
+            return
+        async for item in follow_call(self.client, target, request_id, answer):
+            yield item
+
+    def watch(
+        self, resource_type: str, from_offset: int = 0, *, request_id: str | None = None
+    ) -> AsyncIterator[OutputChunk]:
+        """The live output of this sandbox's session of ``resource_type`` (every streaming call's,
+        or one's: ``request_id``) from ``from_offset`` on, as it arrives; resume from the last
+        chunk's ``offset`` + 1. Ends when the session has closed (see
+        :func:`client.streams.watch_output`, which takes any session's workflow id)."""
+        return watch_output(
+            self.client, self._workflow_id(resource_type), from_offset, request_id=request_id
+        )
+
+    async def _stream_target(self, action: str) -> str | None:
+        """The workflow whose stream carries a call's live output: the sandbox's session of the
+        tool's resource type (None for a shared tool, or a name that does not resolve)."""
+        if ":" not in action:
+            try:
+                action = (await self._tools.resolve(action)).tool or ""
+            except Exception:
+                return None
+        resource_type = action.partition(":")[0]
+        if not resource_type or resource_type in self._shared:
+            return None
+        return self._workflow_id(resource_type)
+
+    async def _call(
+        self,
+        action: str,
+        merged: dict[str, Any],
+        timeout: float | None,
+        request_id: str,
+        session_id: str | None,
+        trace_id: str | None,
+        *,
+        stream: bool = False,
+    ) -> dict[str, Any]:
         if self._http is not None:
             return await self._execute_http(
                 action, merged, timeout, request_id, session_id, trace_id
@@ -433,7 +501,9 @@ class Sandbox:
             "session.trace_id": trace_id,
         }
         with span(f"execute {action}", attributes) as current:
-            result = await self._execute_resolved(action, merged, timeout, request_id, session_id)
+            result = await self._execute_resolved(
+                action, merged, timeout, request_id, session_id, stream=stream
+            )
             current.set_attribute("session.result_code", result["code"])
             if result["meta"].get("session_id"):
                 current.set_attribute("session.id", result["meta"]["session_id"])
@@ -475,6 +545,8 @@ class Sandbox:
         timeout: float | None,
         request_id: str,
         session_id: str | None,
+        *,
+        stream: bool = False,
     ) -> dict[str, Any]:
         meta = EnvelopeMeta(tool=action, request_id=request_id, session_id=session_id)
         if ":" not in action:
@@ -500,8 +572,10 @@ class Sandbox:
             elif "timeout" not in params:
                 wait = float(timeout)
         if wait is None:
-            return await self._execute_any(action, params, request_id, session_id)
-        call = asyncio.create_task(self._execute_any(action, params, request_id, session_id))
+            return await self._execute_any(action, params, request_id, session_id, stream)
+        call = asyncio.create_task(
+            self._execute_any(action, params, request_id, session_id, stream)
+        )
         done, _ = await asyncio.wait({call}, timeout=wait)
         if done:
             return call.result()
@@ -528,6 +602,7 @@ class Sandbox:
         params: Mapping[str, Any] | None,
         request_id: str,
         session_id: str | None,
+        stream: bool = False,
     ) -> dict[str, Any]:
         meta = EnvelopeMeta(tool=action, request_id=request_id, session_id=session_id)
         try:
@@ -539,6 +614,7 @@ class Sandbox:
                 session_id=session_id,
                 user_id=self.user_id,
                 admin=self.admin,
+                stream=stream,
             )
             timeout = timeout_problem(req.params)
             if timeout is not None:
@@ -1335,6 +1411,15 @@ class Sandbox:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
         return {"path": path, "size": offset}
+
+
+def _merged_params(params: Mapping[str, Any] | None, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with the other keyword arguments of a call added (AgentFlow's rule)."""
+    merged = dict(params or {})
+    for key, value in extra.items():
+        if key not in merged and value is not None:
+            merged[key] = value
+    return merged
 
 
 def _unanswered(exc: SessionError) -> bool:

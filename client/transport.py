@@ -278,7 +278,11 @@ def session_start_operation(
     """
     attrs = [
         SearchAttributePair(SandboxIdAttr, inp.sandbox_id),
-        SearchAttributePair(SessionStateAttr, SessionStatus.STARTING.value),
+        # A temporary session is active from its first workflow task: one upsert fewer there.
+        SearchAttributePair(
+            SessionStateAttr,
+            (SessionStatus.ACTIVE if inp.temporary else SessionStatus.STARTING).value,
+        ),
     ]
     if inp.resource_type:
         attrs.append(SearchAttributePair(ResourceTypeAttr, inp.resource_type))

@@ -63,6 +63,7 @@ from contract.naming import (
     split_tool_name,
     temporary_workflow_id,
 )
+from contract.output import OutputChunk, output_topic
 
 __all__ = [
     "AppendRequest",
@@ -97,6 +98,7 @@ __all__ = [
     "InstanceInfo",
     "InstanceReleased",
     "OpenRequest",
+    "OutputChunk",
     "RefreshRequest",
     "ReinitializeRequest",
     "ReinitializeResult",
@@ -118,6 +120,7 @@ __all__ = [
     "WarmupResult",
     "session_workflow_id",
     "shared_tools_workflow_id",
+    "output_topic",
     "split_tool_name",
     "temporary_workflow_id",
 ]

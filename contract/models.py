@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from contract.codes import ErrorCode
 from contract.limits import (
@@ -196,6 +197,9 @@ class CarriedState(_Model):
     recent_results: dict[str, Envelope] = Field(default_factory=dict)
     #: "<request>:<request_id>" of the signalled requests already answered to their reply_to.
     replied: list[str] = Field(default_factory=list)
+    #: The live output stream's newest items and offsets (``contract.output``), set only when
+    #: the session continues as new.
+    output_stream: WorkflowStreamState | None = None
 
 
 class SessionInput(_Model):
@@ -299,6 +303,9 @@ class ExecuteRequest(Replyable):
     params: dict[str, Any] = Field(default_factory=dict)
     #: When set, the call must reach exactly this instance (4007 otherwise).
     session_id: str | None = Field(default=None, max_length=200)
+    #: Live output: publish what the call prints to the session's stream while it runs
+    #: (``contract.output``); the call then runs as a regular activity on the instance's queue.
+    stream: bool = False
 
     @field_validator("params")
     @classmethod
@@ -471,6 +478,8 @@ class ToolCallInput(_Model):
     request_id: str = ""
     #: For a temporary session run in one activity: the instance to create, use and clean up.
     initialize: InitializeInput | None = None
+    #: Publish the output to the calling workflow's stream as it arrives (live output).
+    stream: bool = False
 
 
 class CleanupInput(_Model):

@@ -31,6 +31,15 @@ async def _markers(handle: WorkflowHandle) -> int:
     return sum(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in history.events)
 
 
+async def _local_activities(handle: WorkflowHandle) -> int:
+    history = await handle.fetch_history()
+    return sum(
+        e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        for e in history.events
+    )
+
+
 async def test_calls_on_a_held_instance_run_as_local_activities(
     client: Client, sandbox: Sandbox
 ) -> None:
@@ -87,10 +96,15 @@ async def test_the_fallback_takes_the_pinned_queue_and_keeps_the_state(
     await sandbox.execute("bash:run", {"command": "cd /tmp && export N=2"})
     result = await sandbox.execute("bash:run", {"command": "echo $PWD $N"})
     assert result["code"] == 0 and result["data"]["stdout"] == "/tmp 2\n"
+    for _ in range(16):
+        assert (await sandbox.execute("bash:run", {"command": "true"}))["code"] == 0
     handle = client.get_workflow_handle(f"{sandbox.sandbox_id}:bash")
-    assert (await _scheduled_activities(handle)).count("session.call_tool") == 2
+    assert (await _scheduled_activities(handle)).count("session.call_tool") == 18
+    # Once a local try found the instance elsewhere, the calls go straight to the pinned queue,
+    # trying here again every 16th call: 2 tries, not 18 (and initialize's local activity).
+    assert await _local_activities(handle) == 1 + 2
     await sandbox.destroy_session("bash")
-    await replay_workflow(client, handle.id, "fallback_pinned_calls")
+    await replay_workflow(client, handle.id, "fallback_remember_elsewhere")
 
 
 async def test_a_call_that_may_run_long_leaves_the_session_answering(

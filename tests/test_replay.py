@@ -98,4 +98,6 @@ def test_committed_histories_exist() -> None:
         "temporary_local_calls",
         "recovery_after_crash_local_calls",
         "fallback_pinned_calls",
+        # A miss remembered: later calls straight to the pinned queue (remember-elsewhere).
+        "fallback_remember_elsewhere",
     }

@@ -2,7 +2,8 @@
 
 Answers a repeated request id once, runs the call on the instance (or once, for a temporary
 session), recovers a lost instance (retrying an idempotent tool at most once), and records the
-call in the session's log and metrics.
+call in the session's log and metrics. A streaming call runs as a regular activity and its end is
+marked on the session's live output stream (``workflows.output_stream``).
 """
 
 from __future__ import annotations
@@ -24,18 +25,33 @@ from workflows import instance_calls as calls
 from workflows.calls import Rejected, remember
 from workflows.checks import check_call
 from workflows.core import SessionCore
+from workflows.output_stream import LIVE_OUTPUT, SessionOutput
 from workflows.phase import Request
 from workflows.redaction import redact
 
 
 class CallPath:
-    def __init__(self, core: SessionCore) -> None:
+    def __init__(self, core: SessionCore, output: SessionOutput) -> None:
         self.core = core
+        self.output = output
         self._inflight: set[str] = set()
+        #: Instances a local try found held elsewhere: calls made since (see _may_be_here).
+        self._elsewhere: dict[str, int] = {}
+
+    @property
+    def idle(self) -> bool:
+        """No execute is running or waiting for the session."""
+        return not self._inflight
 
     # --- request handling ----------------------------------------------------------------------
 
     async def execute(self, req: ExecuteRequest, *, signal: bool = False) -> Envelope:
+        envelope = await self._execute(req, signal)
+        if req.stream:  # after all it published: a reader that sees the end has seen it all
+            self.output.ended(envelope.meta.request_id or req.request_id, envelope)
+        return envelope
+
+    async def _execute(self, req: ExecuteRequest, signal: bool) -> Envelope:
         request_id = req.request_id or str(workflow.uuid4())
         remembered = self.core.state.recent_results.get(request_id)
         if remembered is not None:
@@ -88,11 +104,21 @@ class CallPath:
         instance = self.core.state.instance
         assert instance is not None
         call = self._tool_call(req, request_id, instance.session_id)
+        # Live output needs the workflow task free while the call runs: not a local activity.
+        call.stream = req.stream and workflow.patched(LIVE_OUTPUT)
         outcome = None
-        if calls.runs_locally(call, instance) and workflow.patched(calls.CALL_LOCALLY):
+        if (
+            not call.stream
+            and calls.runs_locally(call, instance)
+            and self._may_be_here(instance)
+            and workflow.patched(calls.CALL_LOCALLY)
+        ):
             outcome = await calls.call_here(call)
             if outcome.held_elsewhere:
+                self._elsewhere[instance.session_id] = 0
                 outcome = None
+            else:
+                self._elsewhere.pop(instance.session_id, None)
         if outcome is None:
             outcome = await calls.call_on_instance(instance, call)
         if outcome.snapshot is not None:
@@ -107,6 +133,16 @@ class CallPath:
             )
             return await self._call_on_instance(req, request_id, retried=True)
         return recovered
+
+    def _may_be_here(self, instance: InstanceInfo) -> bool:
+        """Try the call here unless a recent try found the instance on another worker: then go
+        straight to its pinned queue, trying here again every ``PROBE_HERE_EVERY`` calls (the
+        session's workflow tasks may move back to that worker)."""
+        since = self._elsewhere.get(instance.session_id)
+        if since is None or not workflow.patched(calls.REMEMBER_ELSEWHERE):
+            return True
+        self._elsewhere[instance.session_id] = since + 1
+        return (since + 1) % calls.PROBE_HERE_EVERY == 0
 
     def _idempotent(self, req: ExecuteRequest) -> bool:
         instance = self.core.state.instance

@@ -258,7 +258,8 @@ class SessionCore:
         previous, self.state.status = self.state.status, status
         if status is SessionStatus.ACTIVE and self.input.idle_seconds is not None:
             self.clock.wake()  # the run loop arms the idle timer again
-        if self.input.search_attributes:
+        shown = workflow.info().typed_search_attributes.get(SessionStateAttr)
+        if self.input.search_attributes and shown != status.value:  # a start may set it already
             workflow.upsert_search_attributes([SessionStateAttr.value_set(status.value)])
         self.record("state", message=f"{previous.value} -> {status.value}")
 

@@ -41,6 +41,11 @@ INITIALIZE_LOCALLY = "initialize-locally"
 #: the instance (it usually does: sticky execution, and initialize ran there), else on the pinned
 #: queue as before.
 CALL_LOCALLY = "call-locally"
+#: Patch id: after a local try found the instance on another worker, later calls go straight to
+#: its pinned queue (a local try that misses costs a round of its own), trying here again every
+#: ``PROBE_HERE_EVERY`` calls.
+REMEMBER_ELSEWHERE = "remember-elsewhere"
+PROBE_HERE_EVERY = 16
 #: Patch id: a temporary session's one call runs as a local activity (one round trip).
 TEMPORARY_LOCALLY = "temporary-locally"
 #: A call that may run longer than this stays a regular activity (heartbeats, and the session

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 from temporalio import workflow
+from temporalio.contrib.workflow_streams import WorkflowStream
 
 # Passed through: the sandbox shares these modules across runs instead of re-importing them.
 with workflow.unsafe.imports_passed_through():
@@ -52,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         merged_metadata,
     )
     from workflows.core import SessionCore
+    from workflows.output_stream import SessionOutput
     from workflows.phase import Answer, Phase, Request
     from workflows.replies import Replies
     from workflows.views import session_summary
@@ -64,7 +66,11 @@ class SessionWorkflow:
     @workflow.init
     def __init__(self, inp: SessionInput) -> None:
         self._core = SessionCore(inp)
-        self._calls = CallPath(self._core)
+        # Live output: the stream registers its handlers here (it must be made in init), from
+        # where the previous run left it; the carried copy is not kept twice.
+        carried, self._core.state.output_stream = self._core.state.output_stream, None
+        self._output = SessionOutput(WorkflowStream(prior_state=carried))
+        self._calls = CallPath(self._core, self._output)
         self._replies = Replies(self._core)
 
     # --- run loop ----------------------------------------------------------------------------
@@ -117,6 +123,15 @@ class SessionWorkflow:
         """Refuse new updates (clients resend them to the next run), let in-flight work finish,
         then continue as new; a destroy meanwhile completes the close instead."""
         self._core.move(Phase.DRAINING)
+        # Watchers keep their live output until the accepted calls are answered; then their
+        # polls (which never finish by themselves) are let go: they follow to the next run.
+        await workflow.wait_condition(
+            lambda: (
+                (not self._core.lock.locked() and self._calls.idle)
+                or self._core.phase is Phase.CLOSING
+            )
+        )
+        self._output.detach()
         await workflow.wait_condition(
             lambda: (
                 (not self._core.lock.locked() and workflow.all_handlers_finished())
@@ -125,6 +140,7 @@ class SessionWorkflow:
         )
         if self._core.phase is Phase.DRAINING:
             self._core.state.status = self._core.life.status
+            self._core.state.output_stream = self._output.carried()
             workflow.continue_as_new(
                 self._core.input.model_copy(update={"carried": self._core.state})
             )
@@ -140,6 +156,7 @@ class SessionWorkflow:
             )
         except TimeoutError:
             self._core.life.close(Phase.EXPIRED, "expired")
+        self._output.detach()
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._core.life.close(Phase.CLOSED, "temporary call done")
         return await self._close()
@@ -151,6 +168,7 @@ class SessionWorkflow:
             self._core.life.finish()
             self._core.sync_status()
             self._core.record("closed", message=self._core.life.reason)
+        self._output.detach()  # watchers read what is left from the closed run
         await workflow.wait_condition(workflow.all_handlers_finished)
         return session_summary(
             self._core.input,

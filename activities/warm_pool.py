@@ -1,0 +1,132 @@
+"""Instances started ahead of time: a new session of a known config starts on one already running.
+
+Starting a sandboxed shell or interpreter costs tens of milliseconds, most of a temporary call and
+of a session's first call. A backend that sets ``warm_instances`` gets that many instances of the
+default config started when it warms, and of any other config once it was asked for twice; each
+one taken is replaced in the background. An instance is handed to one session only and never
+reused, so a pooled session is as isolated as a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from backends import Backend
+
+log = logging.getLogger(__name__)
+
+#: Distinct configs kept ready at once; the least recently asked one gives its instances up.
+MAX_CONFIGS = 4
+#: A config other than the default one is kept ready from its second request on.
+ASKED_BEFORE_POOLED = 2
+#: Seconds a refill waits: starting a sandbox blocks the event loop for a few milliseconds,
+#: better spent after the call that took an instance was answered.
+AFTER_THE_ANSWER = 0.05
+
+Key = tuple[str, str]
+
+
+class WarmPool:
+    """Ready instances per (resource type, config) of one worker. One event loop owns it."""
+
+    def __init__(self, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self._ready: dict[Key, list[dict[str, Any]]] = {}
+        self._asked: OrderedDict[Key, int] = OrderedDict()
+        self._filling: dict[Key, asyncio.Task[None]] = {}
+        self._ending: set[asyncio.Task[None]] = set()
+        self._backend_of: dict[Key, Backend] = {}  # which backend made a key's instances
+        self._prefilled: set[str] = set()
+        self._closed = False
+
+    def ready(self, resource_type: str) -> int:
+        """Instances of this resource type waiting for a session."""
+        return sum(len(v) for (name, _), v in self._ready.items() if name == resource_type)
+
+    def prefill(self, backend: Backend) -> None:
+        """Start the default config's instances, once per backend (it just warmed)."""
+        if backend.warm_instances > 0 and backend.name not in self._prefilled:
+            self._prefilled.add(backend.name)
+            self._note((backend.name, _config_key({})), ASKED_BEFORE_POOLED)
+            self._fill(backend, {})
+
+    async def initialize(self, backend: Backend, config: dict[str, Any]) -> dict[str, Any]:
+        """An instance for a new session: a ready one of this config, or one started now."""
+        key = (backend.name, _config_key(config))
+        ready = self._ready.get(key)
+        info = ready.pop(0) if ready else None
+        if backend.warm_instances > 0 and self._note(key, 1) >= ASKED_BEFORE_POOLED:
+            self._fill(backend, config)
+        if info is None:
+            info = await backend.initialize(self.worker_id, config)
+        return info
+
+    async def close(self) -> None:
+        """Stop refilling, end every ready instance, and wait for the cleanups under way."""
+        self._closed = True
+        for task in self._filling.values():
+            task.cancel()
+        await asyncio.gather(*self._filling.values(), return_exceptions=True)
+        for key in list(self._ready):
+            self._drop(key)
+        await asyncio.gather(*self._ending, return_exceptions=True)
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+
+    def _note(self, key: Key, times: int) -> int:
+        """Count a request of this config; forget (and end) the least recent beyond the cap."""
+        self._asked[key] = self._asked.get(key, 0) + times
+        self._asked.move_to_end(key)
+        while len(self._asked) > MAX_CONFIGS:
+            old, _ = self._asked.popitem(last=False)
+            self._drop(old)
+        return self._asked[key]
+
+    def _drop(self, key: Key) -> None:
+        task = self._filling.pop(key, None)
+        if task is not None:
+            task.cancel()
+        for info in self._ready.pop(key, []):
+            self._end(self._backend_of[key], info)
+
+    def _fill(self, backend: Backend, config: dict[str, Any]) -> None:
+        key = (backend.name, _config_key(config))
+        if self._closed or key in self._filling:
+            return
+        self._backend_of[key] = backend
+        task = asyncio.create_task(self._refill(backend, key, config))
+        self._filling[key] = task
+        task.add_done_callback(lambda _: self._filling.pop(key, None))
+
+    async def _refill(self, backend: Backend, key: Key, config: dict[str, Any]) -> None:
+        ready = self._ready.setdefault(key, [])
+        await asyncio.sleep(AFTER_THE_ANSWER)
+        while not self._closed and len(ready) < backend.warm_instances:
+            try:
+                info = await backend.initialize(self.worker_id, config)
+            except Exception:  # the session's own initialize reports the same failure
+                log.warning("starting a ready %s instance failed", backend.name, exc_info=True)
+                return
+            if self._closed or self._ready.get(key) is not ready:
+                self._end(backend, info)
+                return
+            ready.append(info)
+
+    def _end(self, backend: Backend, info: dict[str, Any]) -> None:
+        async def cleanup() -> None:
+            try:
+                await backend.cleanup(self.worker_id, info)
+            except Exception:
+                log.exception("cleanup of a %s instance failed", backend.name)
+
+        task = asyncio.create_task(cleanup())
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+
+
+def _config_key(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
