@@ -4,35 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import re
 import shlex
 import shutil
 import signal
-import string
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from backends.bash_exports import EXPORTS_COMMAND, parse_exports
 from backends.capture import OutputCapture
 from backends.input_pipe import InputClosed, InputPipe
 from backends.process_config import ProcessConfig
 from backends.sandbox import WRITABLE, SandboxedProcess
 
+log = logging.getLogger(__name__)
+
 #: Variables the shell itself changes; never part of a snapshot.
 _VOLATILE = frozenset({"_", "PWD", "OLDPWD", "SHLVL"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 BASH = shutil.which("bash") or "/bin/bash"
-#: The exported variables (set ones) as name/value pairs in ``__ds_kv``, without a fork (``env
-#: -0`` costs a fork and an exec, about half of a short command): every variable name by its first
-#: character, quoted so that the user's IFS and globbing do not apply.
-_EXPORTS = (
-    "__ds_kv=(); for __ds_n in "
-    + " ".join(f'"${{!{c}@}}"' for c in string.ascii_letters + "_")
-    + '; do [[ -v $__ds_n && ${!__ds_n@a} == *x* ]] && __ds_kv+=("$__ds_n" "${!__ds_n}"); done'
-)
 #: The most a command's end-of-command report (exit code, cwd, exported variables) may hold.
 _REPORT_LIMIT = 32 * 1024 * 1024
 #: The shell's descriptors: commands in, reports out, (stderr: nowhere), command stdout, stderr.
@@ -294,7 +289,8 @@ class Shell:
         try:
             reported = report.result() if report in done and report.exception() is None else None
             if reported is not None:
-                code, self.cwd, self._exported = reported
+                code, self.cwd, exported = reported
+                self._exported = exported if exported is not None else self._exported
                 result = self._collect(code, restarted=False)
             elif exited in done:  # the command ended the shell itself (exit, exec, kill)
                 status = exited.result()
@@ -388,7 +384,8 @@ class Shell:
                 task.cancel()
         reported = report.result() if report in done and report.exception() is None else None
         if reported is not None:
-            _, self.cwd, self._exported = reported
+            _, self.cwd, exported = reported
+            self._exported = exported if exported is not None else self._exported
             self._out.end()
             self._err.end()
             return
@@ -409,11 +406,11 @@ class Shell:
             restarted=restarted,
         )
 
-    async def _await_report(self, token: str) -> tuple[int, str, dict[str, str]] | None:
+    async def _await_report(self, token: str) -> tuple[int, str, dict[str, str] | None] | None:
         """Read the shell's stdout up to this command's report; anything else is dropped."""
         assert self._reports is not None
         start = f"__SESSION_DONE_{token} ".encode()
-        end = f"\0__SESSION_END_{token}=\0".encode()
+        end = f"\0__SESSION_END_{token}\n".encode()
         buffer = self._pending
         while True:
             found = buffer.find(start)
@@ -544,20 +541,19 @@ def _script(command: str, token: str, stdin: str | None) -> str:
         f"{{ . /dev/fd/5; }} 5<<'__SESSION_CMD_{token}' >&3 2>&4 <{source} 3>&- 4>&-\n"
         f"{command}\n"
         f"__SESSION_CMD_{token}\n"
-        f"__rc=$?; {_EXPORTS}; "
-        # Two writes, not one per variable: the worker wakes once or twice per report.
-        f'builtin printf \'\\n__SESSION_DONE_{token} %d\\0%s\\0\' "$__rc" "$PWD"; '
-        f"builtin printf '%s=%s\\0' \"${{__ds_kv[@]}}\" __SESSION_END_{token} ''; "
-        "builtin unset __ds_n __ds_kv\n"
+        # The exported variables by a builtin: env -0 would cost a fork and an exec.
+        f'__rc=$?; builtin printf \'\\n__SESSION_DONE_{token} %d\\0%s\\0\' "$__rc" "$PWD"; '
+        f"{EXPORTS_COMMAND}; builtin printf '\\0__SESSION_END_{token}\\n'\n"
     )
 
 
-def _parse_report(payload: bytes) -> tuple[int, str, dict[str, str]]:
+def _parse_report(payload: bytes) -> tuple[int, str, dict[str, str] | None]:
+    """The exit code, the cwd and the exported variables (None: unreadable, keep the last)."""
     code, _, rest = payload.partition(b"\0")
-    cwd, _, env_part = rest.partition(b"\0")
-    env: dict[str, str] = {}
-    for item in env_part.split(b"\0") if env_part else []:
-        key, sep, value = item.decode(errors="replace").partition("=")
-        if sep:
-            env[key] = value
+    cwd, _, exports = rest.partition(b"\0")
+    try:
+        env: dict[str, str] | None = parse_exports(exports)
+    except (ValueError, IndexError):
+        log.warning("the shell's exported variables could not be read; the last ones are kept")
+        env = None
     return int(code or b"-1"), cwd.decode(errors="replace"), env
