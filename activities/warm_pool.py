@@ -68,8 +68,8 @@ class WarmPool:
     async def close(self) -> None:
         """Stop refilling, end every ready instance, and wait for the cleanups under way."""
         self._closed = True
-        for task in self._filling.values():
-            task.cancel()
+        # Not cancelled: a start cut short could leave its sandbox behind. A refill sees the
+        # pool closed once its start ends, and ends what it started.
         await asyncio.gather(*self._filling.values(), return_exceptions=True)
         for key in list(self._ready):
             self._drop(key)
@@ -87,11 +87,11 @@ class WarmPool:
         return self._asked[key]
 
     def _drop(self, key: Key) -> None:
-        task = self._filling.pop(key, None)
-        if task is not None:
-            task.cancel()
+        """End a config's ready instances; a refill under way ends its own (it was dropped)."""
+        backend = self._backend_of.pop(key, None)
         for info in self._ready.pop(key, []):
-            self._end(self._backend_of[key], info)
+            assert backend is not None
+            self._end(backend, info)
 
     def _fill(self, backend: Backend, config: dict[str, Any]) -> None:
         key = (backend.name, _config_key(config))
@@ -100,7 +100,7 @@ class WarmPool:
         self._backend_of[key] = backend
         task = asyncio.create_task(self._refill(backend, key, config))
         self._filling[key] = task
-        task.add_done_callback(lambda _: self._filling.pop(key, None))
+        task.add_done_callback(lambda _: self._filling.pop(key, None))  # one per key at a time
 
     async def _refill(self, backend: Backend, key: Key, config: dict[str, Any]) -> None:
         ready = self._ready.setdefault(key, [])

@@ -82,7 +82,7 @@ class Shell:
     Each command is sourced from a here-document (so a syntax error stays inside it) with its
     stdout and stderr on pipes the worker reads (bounded, see :mod:`backends.capture`), then the
     shell reports on its own stdout, framed by a per-command random token: the exit code, the
-    working directory and ``env -0`` (the exported variables). A shell killed on timeout or that
+    working directory and ``export -p`` (the exported variables). A shell killed on timeout or that
     exited is started afresh in the same sandbox (its files stay) and brought back to where it was;
     a shell re-created on another worker comes back from the same snapshot.
 

@@ -11,7 +11,9 @@ Paths and their floors (ratio of p50s, target from issue 13):
   called in-process on ``BashBackend``, no Temporal.
 - the fallback path (a worker run with ``--no-local-calls`` on a queue of its own: every call goes
   through its pinned queue) vs update + activity on a worker queue (<= 1.25x).
-- temporary execute vs update-with-start + one local activity (<= 1.5x).
+- temporary execute vs update-with-start + one local activity (<= 1.5x). The worker keeps bash
+  sandboxes started ahead (``activities/warm_pool.py``), which this path and the next take; their
+  direct floors start a fresh one.
 - ``create_session`` -> first result vs (update-with-start + local activity) + (update + local
   activity) (<= 1.3x).
 - a shared tool (``tally:ping``, no-op) vs update + local activity (<= 1.25x).
@@ -412,7 +414,7 @@ async def _latency(client: Any, pinned: str, fallback_queue: str, n: int) -> lis
             1.5,
             errors.counts.get("temporary", 0),
             direct=_stats(direct),
-            direct_name="BashBackend init + run + cleanup",
+            direct_name="BashBackend init + run + cleanup (a fresh sandbox)",
             temporal_overhead_ms=overhead(ours, direct),
             history={
                 "ours": await _history(*(client.get_workflow_handle(w) for w in temp_ids[-20:]))
@@ -468,7 +470,7 @@ async def _latency(client: Any, pinned: str, fallback_queue: str, n: int) -> lis
             1.3,
             errors.counts.get("create", 0),
             direct=_stats(direct),
-            direct_name="BashBackend init + run",
+            direct_name="BashBackend init + run (a fresh sandbox)",
             temporal_overhead_ms=overhead(ours, direct),
         )
     )
