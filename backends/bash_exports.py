@@ -104,18 +104,13 @@ def _ansi_c(text: bytes, at: int) -> tuple[bytes, int]:
         at += 1
         if kind in _SIMPLE:
             out.append(_SIMPLE[kind])
-        elif kind in _OCTAL:
-            end = at - 1
-            while end < at + 2 and text[end] in _OCTAL:
-                end += 1
+        elif kind in _OCTAL:  # up to three octal digits, the first one read already
+            end = _digits(text, at, _OCTAL, 2)
             out.append(int(text[at - 1 : end], 8) & 0xFF)
             at = end
-        elif kind in b"xuU":
-            width = {ord("x"): 2, ord("u"): 4, ord("U"): 8}[kind]
-            end = at
-            while end < at + width and text[end] in _HEX:
-                end += 1
-            number = int(text[at:end], 16)
+        elif kind in b"xuU":  # hex digits: a byte, or a code point
+            end = _digits(text, at, _HEX, {ord("x"): 2, ord("u"): 4, ord("U"): 8}[kind])
+            number = int(text[at:end] or b"0", 16)
             out += bytes([number]) if kind == ord("x") else chr(number).encode()
             at = end
         elif kind == ord("c"):
@@ -123,3 +118,11 @@ def _ansi_c(text: bytes, at: int) -> tuple[bytes, int]:
             at += 1
         else:  # not an escape bash writes: keep it as it is
             out += bytes([0x5C, kind])
+
+
+def _digits(text: bytes, at: int, allowed: frozenset[int], most: int) -> int:
+    """Where a run of at most ``most`` ``allowed`` bytes from ``at`` ends."""
+    end = at
+    while end < min(at + most, len(text)) and text[end] in allowed:
+        end += 1
+    return end
