@@ -109,20 +109,14 @@ class BashBackend(WorkspaceTools, Backend):
         on, reading its stdin from bash:stdin. An empty command collects more of a running one
         (timeout then bounds this call's wait)."""
         shell: Shell = session_info["shell"]
-        try:
-            if command == "" and shell.running:
-                result = await shell.resume(timeout, no_output_timeout)
-                return _answer(result, None)
-            elif command == "":
-                raise ShellStateError(
-                    "no command is running: an empty command collects the output of one "
-                    "started with no_output_timeout"
-                )
-            else:
-                result = await shell.run(command, timeout, no_output_timeout)
-        except ShellStateError as exc:
-            raise ToolCallError(ErrorCode.INVALID_INPUT, str(exc)) from None
-        return _answer(result, timeout)
+        if command == "" and shell.running:
+            return _answer(await shell.resume(timeout, no_output_timeout), None)
+        if command == "":
+            raise ShellStateError(
+                "no command is running: an empty command collects the output of one "
+                "started with no_output_timeout"
+            )
+        return _answer(await shell.run(command, timeout, no_output_timeout), timeout)
 
     @tool("bash:stdin")
     async def stdin(
@@ -153,11 +147,7 @@ class BashBackend(WorkspaceTools, Backend):
                 process.stdin.close()
             return {"handle": handle, "written": len(data), **process.status_view()}
         shell: Shell = session_info["shell"]
-        try:
-            result = await shell.send_input(data, eof, timeout, no_output_timeout)
-        except ShellStateError as exc:
-            raise ToolCallError(ErrorCode.INVALID_INPUT, str(exc)) from None
-        return _answer(result, timeout)
+        return _answer(await shell.send_input(data, eof, timeout, no_output_timeout), timeout)
 
     @tool("bash:interrupt")
     async def interrupt(
@@ -171,11 +161,7 @@ class BashBackend(WorkspaceTools, Backend):
         seconds: it is ended like a timed-out command (background processes are kept). Returns
         the rest of its output, as bash:run's."""
         shell: Shell = session_info["shell"]
-        try:
-            result = await shell.interrupt(grace)
-        except ShellStateError as exc:
-            raise ToolCallError(ErrorCode.INVALID_INPUT, str(exc)) from None
-        return _answer(result, None)
+        return _answer(await shell.interrupt(grace), None)
 
     # --- background processes ------------------------------------------------------------------
 

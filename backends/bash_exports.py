@@ -38,8 +38,15 @@ def parse_exports(text: bytes) -> dict[str, str]:
     """The variables ``export -p`` printed, as ``env`` would show them (UTF-8, errors replaced).
 
     Raises:
-        ValueError: the text is not ``export -p``'s output.
+        ValueError: the text is not ``export -p``'s output (or is cut short).
     """
+    try:
+        return _parse(text)
+    except IndexError:  # a quote or an array that never closes
+        raise ValueError("export -p output ends inside a value") from None
+
+
+def _parse(text: bytes) -> dict[str, str]:
     env: dict[str, str] = {}
     at = 0
     while at < len(text):

@@ -104,12 +104,7 @@ class OutputCapture:
     def end(self) -> Captured:
         """End a call: read what is already in the pipe, stop reading, answer what was kept."""
         self._watch(False)
-        self._consume(DRAIN_LIMIT, keep=True)
-        self._sink = None
-        captured = Captured(bytes(self._buffer), self._total)
-        self._buffer.clear()
-        self._total = 0
-        return captured
+        return self.take()
 
     def close(self) -> None:
         self._watch(False)

@@ -18,9 +18,11 @@ from typing import Any
 
 from backends.bash_exports import EXPORTS_COMMAND, parse_exports
 from backends.capture import OutputCapture
+from backends.host import ToolCallError
 from backends.input_pipe import InputClosed, InputPipe
 from backends.process_config import ProcessConfig
 from backends.sandbox import WRITABLE, SandboxedProcess
+from contract import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,12 @@ _FDS = ("in", "out", "null", "out", "out")
 _TRAP = "trap 'return 130' INT"
 
 
-class ShellStateError(Exception):
-    """The request does not fit what the shell is doing (a command runs, or none does)."""
+class ShellStateError(ToolCallError):
+    """The request does not fit what the shell is doing (a command runs, or none does): the
+    call answers 4000 with the message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.INVALID_INPUT, message)
 
 
 @dataclass
@@ -289,9 +295,7 @@ class Shell:
         try:
             reported = report.result() if report in done and report.exception() is None else None
             if reported is not None:
-                code, self.cwd, exported = reported
-                self._exported = exported if exported is not None else self._exported
-                result = self._collect(code, restarted=False)
+                result = self._collect(self._apply(reported), restarted=False)
             elif exited in done:  # the command ended the shell itself (exit, exec, kill)
                 status = exited.result()
                 result = self._collect(status if status is not None else -9)
@@ -384,8 +388,7 @@ class Shell:
                 task.cancel()
         reported = report.result() if report in done and report.exception() is None else None
         if reported is not None:
-            _, self.cwd, exported = reported
-            self._exported = exported if exported is not None else self._exported
+            self._apply(reported)
             self._out.end()
             self._err.end()
             return
@@ -405,6 +408,14 @@ class Shell:
             timed_out=timed_out,
             restarted=restarted,
         )
+
+    def _apply(self, reported: tuple[int, str, dict[str, str] | None]) -> int:
+        """Take a report's cwd and exported variables (unreadable ones: the last stay); answer
+        its exit code."""
+        code, self.cwd, exported = reported
+        if exported is not None:
+            self._exported = exported
+        return code
 
     async def _await_report(self, token: str) -> tuple[int, str, dict[str, str] | None] | None:
         """Read the shell's stdout up to this command's report; anything else is dropped."""
@@ -553,7 +564,7 @@ def _parse_report(payload: bytes) -> tuple[int, str, dict[str, str] | None]:
     cwd, _, exports = rest.partition(b"\0")
     try:
         env: dict[str, str] | None = parse_exports(exports)
-    except (ValueError, IndexError):
+    except ValueError:
         log.warning("the shell's exported variables could not be read; the last ones are kept")
         env = None
     return int(code or b"-1"), cwd.decode(errors="replace"), env

@@ -235,14 +235,16 @@ async def main(
     return results
 
 
-async def _start_floor(client: Any, pinned: str, update: Any, arg: Any) -> Any:
-    """A new floor workflow started together with its first update (update-with-start)."""
+async def _start_floor(client: Any, pinned: str, update: Any, arg: Any, **start: Any) -> Any:
+    """A new floor workflow started together with its first update (update-with-start);
+    ``start``: more options of the start (search attributes, a summary)."""
     op = WithStartWorkflowOperation(
         FloorWorkflow.run,
         pinned,
         id=f"floor-{uuid.uuid4().hex}",
         task_queue=FLOOR_QUEUE,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        **start,
     )
     await client.execute_update_with_start_workflow(update, arg, start_workflow_operation=op)
     return await op.workflow_handle()

@@ -16,10 +16,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WithStartWorkflowOperation
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from bench.floor import FLOOR_QUEUE, FloorWorkflow, start_floor_worker
+from bench.run import _start_floor
 from bench.server import start_embedded
 from contract.naming import ResourceTypeAttr, SandboxIdAttr, SessionKindAttr, SessionStateAttr
 
@@ -38,20 +39,10 @@ SESSION_START: dict[str, Any] = {
 
 
 async def _one(client: Client, pinned: str, extra: dict[str, Any]) -> float:
-    op = WithStartWorkflowOperation(
-        FloorWorkflow.run,
-        pinned,
-        id=f"floor-{uuid.uuid4().hex}",
-        task_queue=FLOOR_QUEUE,
-        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        **extra,
-    )
     started = time.perf_counter()
-    await client.execute_update_with_start_workflow(
-        FloorWorkflow.with_local_activity, "x", start_workflow_operation=op
-    )
+    handle = await _start_floor(client, pinned, FloorWorkflow.with_local_activity, "x", **extra)
     took = (time.perf_counter() - started) * 1000
-    await (await op.workflow_handle()).execute_update(FloorWorkflow.finish)  # untimed
+    await handle.execute_update(FloorWorkflow.finish)  # untimed
     return took
 
 
