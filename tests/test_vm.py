@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ async def test_bad_desktop_requests_are_refused_clearly(sandbox: Sandbox) -> Non
 async def test_destroy_ends_the_display_and_its_programs(sandbox: Sandbox) -> None:
     before = set(_pids("Xvfb")) | set(_pids("xterm"))
     await sandbox.create_session("vm", {"apps": [["xterm"]]})
-    ours = (set(_pids("Xvfb")) | set(_pids("xterm"))) - before
+    ours = await _settled(lambda: (set(_pids("Xvfb")) | set(_pids("xterm"))) - before)
     assert len(ours) == 2, "one Xvfb and one xterm for this session"
     await sandbox.destroy_session("vm")
     for _ in range(50):
@@ -101,6 +102,19 @@ async def test_destroy_ends_the_display_and_its_programs(sandbox: Sandbox) -> No
             break
         await asyncio.sleep(0.1)
     assert not ours & set(_pids("Xvfb") + _pids("xterm")), "cleanup must end them all"
+
+
+async def _settled(read: Callable[[], set[int]]) -> set[int]:
+    """The pids once two readings 0.2 s apart agree: xterm forks the child that becomes its
+    shell, and until that child execs it is named xterm too."""
+    last = read()
+    for _ in range(25):
+        await asyncio.sleep(0.2)
+        now = read()
+        if now == last:
+            return now
+        last = now
+    return last
 
 
 def _pids(name: str) -> list[int]:
