@@ -95,18 +95,25 @@ async def test_a_background_server_is_reachable_and_ends_with_destroy(sandbox: S
         'python3 -c "import urllib.request as u; '
         "print(u.urlopen('http://127.0.0.1:8765/', timeout=2).status)\""
     )
-    for _ in range(50):
-        reached = await _bash(sandbox, fetch)
-        if reached["data"]["stdout"].strip() == "200":
-            break
-        await asyncio.sleep(0.1)
+
+    async def reach() -> dict[str, Any]:
+        """Fetch the page, again for up to ~5 s while it does not answer (a loaded machine)."""
+        for _ in range(50):
+            reached = await _bash(sandbox, fetch)
+            if reached["data"]["stdout"].strip() == "200":
+                break
+            await asyncio.sleep(0.1)
+        return reached
+
+    reached = await reach()
     assert reached["data"]["stdout"].strip() == "200", reached
     curl = await _bash(sandbox, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8765/")
     assert curl["data"]["stdout"] == "200"
 
     # A foreground timeout ends the command's processes, not the background ones.
     assert (await _bash(sandbox, "sleep 10", timeout=0.5))["code"] == ErrorCode.TIMEOUT
-    assert (await _bash(sandbox, fetch))["data"]["stdout"].strip() == "200"
+    reached = await reach()
+    assert reached["data"]["stdout"].strip() == "200", reached
 
     status = await sandbox.execute("bash:status", {"handle": handle})
     assert status["data"]["status"] == "running" and status["data"]["output_bytes"] > 0
