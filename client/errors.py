@@ -39,6 +39,17 @@ def is_gone(exc: BaseException) -> bool:
     )
 
 
+def never_ran(exc: BaseException) -> bool:
+    """True when the server says no run of the workflow exists (never started, or deleted after
+    retention), as opposed to one that has completed. Only the server's own words tell them
+    apart (both are NOT_FOUND); anything else answers False, the cautious side."""
+    return (
+        isinstance(exc, RPCError)
+        and exc.status == RPCStatusCode.NOT_FOUND
+        and exc.message.startswith("workflow not found")
+    )
+
+
 class SessionError(Exception):
     """A SessionManager call refused with an envelope code (permission, quota, not found...)."""
 

@@ -682,7 +682,7 @@ class Sandbox:
                 client=self.client,
                 task_queue=self.task_queue,
             )
-        except SessionGone:
+        except SessionGone as exc:
             if req.session_id is not None:
                 return error_envelope(
                     ErrorCode.NO_SESSION,
@@ -690,10 +690,14 @@ class Sandbox:
                     f"in sandbox {self.sandbox_id}",
                     meta,
                 )
+            # No session ever ran here: nothing ended to explain (one round trip less).
+            ended_run = not exc.never_ran
         except SessionError as exc:
             if exc.code != ErrorCode.SESSION_CLOSED or req.session_id is not None:
                 return error_envelope(exc.code, exc.message, meta)
-        ended = await self._ended_by_itself(handle) if self.after_expiry == "error" else None
+            ended_run = True
+        ask = ended_run and self.after_expiry == "error"
+        ended = await self._ended_by_itself(handle) if ask else None
         if ended is not None:
             return error_envelope(ErrorCode.SESSION_CLOSED, ended, meta)
         # No live session and none pinned: the call runs in a temporary one.

@@ -37,7 +37,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from client.errors import SessionError, SessionNotFound, is_gone
+from client.errors import SessionError, SessionNotFound, is_gone, never_ran
 from contract import (
     CONTINUING_AS_NEW,
     AgentIdAttr,
@@ -78,7 +78,12 @@ _OPERATIONS: ContextVar[list[WithStartWorkflowOperation[Any, Any]] | None] = Con
 
 class SessionGone(SessionNotFound):
     """The session workflow does not exist or has already completed (the server's answer, not
-    the workflow's): no update reached a session."""
+    the workflow's): no update reached a session. ``never_ran``: the server said no run of it
+    exists, so there is no ended session to ask why it ended."""
+
+    def __init__(self, code: int, message: str, *, never_ran: bool = False) -> None:
+        super().__init__(code, message)
+        self.never_ran = never_ran
 
 
 def checked_id(value: Any, what: str) -> str:
@@ -133,7 +138,9 @@ async def send(
     except RPCError as exc:
         if is_gone(exc):
             raise SessionGone(
-                ErrorCode.NO_SESSION, "no live session (never created, or already closed)"
+                ErrorCode.NO_SESSION,
+                "no live session (never created, or already closed)",
+                never_ran=never_ran(exc),
             ) from None
         if client is not None and exc.status == RPCStatusCode.UNAVAILABLE:
             where = client.service_client.config.target_host

@@ -19,7 +19,7 @@ from temporalio.converter import PayloadCodec
 from temporalio.plugin import SimplePlugin
 
 from runtime.payload_store import data_converter, filesystem_drivers
-from runtime.telemetry import tracing_interceptor
+from runtime.telemetry import recording, tracing_interceptor
 
 PLUGIN_NAME = "durable_sessions.SessionsPlugin"
 
@@ -38,7 +38,7 @@ class SessionsPlugin(SimplePlugin):
         codec: PayloadCodec | None | Literal["env"] = "env",
         payload_store: str | None = None,
         payload_threshold: int | None = None,
-        tracing: bool = True,
+        tracing: bool | None = None,
     ) -> None:
         """Build the plugin.
 
@@ -50,7 +50,12 @@ class SessionsPlugin(SimplePlugin):
             payload_threshold: Size in bytes from which a payload leaves history; default
                 ``$SESSIONS_PAYLOAD_THRESHOLD`` or 256 KiB.
             tracing: Propagate the caller's trace through updates, handlers and activities.
+                Default: when a tracer provider is installed (``configure_tracing``, or the
+                application's own) before the plugin is made. Without one no span is recorded,
+                and the interceptor would still cost a worker ~1 ms of CPU per call.
         """
+        if tracing is None:
+            tracing = recording()
         super().__init__(
             PLUGIN_NAME,
             data_converter=data_converter(payload_store, threshold=payload_threshold, codec=codec),

@@ -56,6 +56,13 @@ class _RequestScopedWorkflowInbound(TracingWorkflowInboundInterceptor):
             return await self.next.handle_update_handler(input)
 
 
+def recording(provider: trace.TracerProvider | None = None) -> bool:
+    """True when spans made now would be recorded: a tracer provider other than the API's
+    default (a proxy until one is set, or a no-op one) is installed."""
+    provider = provider if provider is not None else trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
 def tracing_interceptor() -> TracingInterceptor:
     """Propagates the caller's trace through updates, workflow handlers and activities."""
     return SessionTracingInterceptor()

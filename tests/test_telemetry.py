@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from client import Sandbox
 from runtime.connection import connect
+from runtime.telemetry import recording
 from tests.conftest import new_sandbox_id
 from tests.devserver import free_port
 from tests.processes import WorkerProcess
@@ -77,6 +78,13 @@ def _one(spans: tuple[ReadableSpan, ...] | list[ReadableSpan], name: str) -> Rea
     found = [s for s in spans if s.name == name]
     assert len(found) == 1, f"expected one span {name!r}, got {[s.name for s in spans]}"
     return found[0]
+
+
+def test_tracing_is_on_only_where_a_provider_records_spans() -> None:
+    # SessionsPlugin adds its tracing interceptor by this: without a provider nothing is recorded.
+    assert recording(TracerProvider())
+    assert not recording(trace.NoOpTracerProvider())
+    assert not recording(trace.ProxyTracerProvider())
 
 
 async def test_worker_exports_sdk_and_session_metrics(client: Client, address: str) -> None:

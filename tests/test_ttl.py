@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from temporalio.client import Client
 
 from client import Sandbox
-from contract import SessionSummary
+from client.transport import SessionGone, send
+from contract import ExecuteRequest, SessionSummary
 from tests.conftest import new_sandbox_id
 from tests.processes import WorkerProcess
 from tests.test_quickstart import _alive
@@ -50,6 +53,29 @@ async def test_idle_session_is_cleaned_up_at_its_deadline(
     await sandbox.destroy_session("bash")
     again = await sandbox.execute("bash:run", {"command": "echo hi"})
     assert again["code"] == 0 and again["meta"]["temporary_session"] is True
+
+
+async def test_the_server_tells_a_session_that_never_ran_from_one_that_ended(
+    client: Client, worker: WorkerProcess
+) -> None:
+    """A call with no session looks for an ended one (to say why it ended) only when a run
+    exists: the server's NOT_FOUND answers for the two cases are told apart."""
+    sandbox = Sandbox(new_sandbox_id(), client=client)
+    request = ExecuteRequest(tool="bash:run", params={"command": "true"}, request_id="r-1")
+
+    def update(workflow_id: str) -> Any:
+        handle = client.get_workflow_handle_for(SessionWorkflow.run, workflow_id)
+        return lambda: handle.execute_update(SessionWorkflow.execute, request)
+
+    with pytest.raises(SessionGone) as never:
+        await send(update(f"{sandbox.sandbox_id}:bash"))
+    assert never.value.never_ran is True
+
+    await sandbox.create_session("bash")
+    await sandbox.destroy_session("bash")
+    with pytest.raises(SessionGone) as ended:
+        await send(update(f"{sandbox.sandbox_id}:bash"))
+    assert ended.value.never_ran is False
 
 
 async def test_session_in_use_outlives_its_ttl(client: Client, worker: WorkerProcess) -> None:
