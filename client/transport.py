@@ -41,6 +41,7 @@ from client.errors import SessionError, SessionNotFound, is_gone, never_ran
 from contract import (
     CONTINUING_AS_NEW,
     AgentIdAttr,
+    DeadlineAttr,
     ErrorCode,
     ResourceTypeAttr,
     SandboxIdAttr,
@@ -283,7 +284,7 @@ def session_start_operation(
 
     An operation serves one call only: build a fresh one for every attempt.
     """
-    attrs = [
+    attrs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(SandboxIdAttr, inp.sandbox_id),
         # A temporary session is active from its first workflow task: one upsert fewer there.
         SearchAttributePair(
@@ -299,6 +300,11 @@ def session_start_operation(
         attrs.append(SearchAttributePair(AgentIdAttr, inp.agent_id))
     if inp.name:
         attrs.append(SearchAttributePair(SessionNameAttr, inp.name))
+    if not inp.temporary:
+        # The deadline as this clock sees it: the session corrects it (it upserts when the two
+        # differ by its slack, a minute), and needs no upsert of its own at start.
+        deadline = datetime.now(UTC) + timedelta(seconds=inp.ttl_seconds)
+        attrs.append(SearchAttributePair(DeadlineAttr, deadline))
     kind = "temporary" if inp.temporary else "session" if inp.resource_type else "record"
     attrs.append(SearchAttributePair(SessionKindAttr, kind))
     operation = WithStartWorkflowOperation(

@@ -9,6 +9,7 @@ production would break too. Record them anew (only for an intended, versioned ch
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from contract import DestroyRequest
 from tests.conftest import new_sandbox_id
 from tests.replaying import HISTORIES, replay, replayer
 from workflows import SessionWorkflow
+from workflows.patches import SESSIONS_V2
 
 
 async def _main_flows(client: Client) -> dict[str, str]:
@@ -76,7 +78,19 @@ async def test_fresh_histories_replay(client: Client, worker) -> None:
     for name, workflow_id in flows.items():
         history = await client.get_workflow_handle(workflow_id).fetch_history()
         assert len(history.events) > 5
+        if name != "warmup":  # a session takes every change by one patch marker (patches.py)
+            assert _patch_markers(history) == [SESSIONS_V2], name
         await replay(history, name)
+
+
+def _patch_markers(history: WorkflowHistory) -> list[str]:
+    markers = [
+        e.marker_recorded_event_attributes
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    return [json.loads(m.details["patch-data"].payloads[0].data)["id"] for m in markers]
 
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
@@ -100,4 +114,9 @@ def test_committed_histories_exist() -> None:
         "fallback_pinned_calls",
         # A miss remembered: later calls straight to the pinned queue (remember-elsewhere).
         "fallback_remember_elsewhere",
+        # Every change by one patch marker (workflows/patches.py).
+        "explicit_reinitialize_destroy_sessions_v2",
+        "managed_pause_resume_sessions_v2",
+        "temporary_sessions_v2",
+        "ttl_expiry_sessions_v2",
     }

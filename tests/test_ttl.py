@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from temporalio.client import Client
 
 from client import Sandbox
 from client.transport import SessionGone, send
-from contract import ExecuteRequest, SessionSummary
+from contract import DeadlineAttr, ExecuteRequest, SessionSummary
 from tests.conftest import new_sandbox_id
 from tests.processes import WorkerProcess
 from tests.test_quickstart import _alive
@@ -76,6 +77,30 @@ async def test_the_server_tells_a_session_that_never_ran_from_one_that_ended(
     with pytest.raises(SessionGone) as ended:
         await send(update(f"{sandbox.sandbox_id}:bash"))
     assert ended.value.never_ran is False
+
+
+async def test_the_deadline_attribute_follows_the_session(
+    client: Client, worker: WorkerProcess
+) -> None:
+    """SessionDeadline (what the UI and listings filter on) is within the session's one-minute
+    slack of its deadline from the start (the client sets it), and moves with a refresh."""
+    sandbox = Sandbox(new_sandbox_id(), client=client, session_ttl=600)
+    await sandbox.create_session("bash")
+    handle = client.get_workflow_handle_for(SessionWorkflow.run, f"{sandbox.sandbox_id}:bash")
+
+    async def shown_and_true() -> tuple[datetime, datetime]:
+        deadline = (await handle.query(SessionWorkflow.describe)).deadline
+        shown = (await handle.describe()).typed_search_attributes.get(DeadlineAttr)
+        assert deadline is not None and shown is not None
+        return shown, deadline
+
+    shown, deadline = await shown_and_true()
+    assert abs(shown - deadline) < timedelta(seconds=60)
+    await sandbox.refresh_sessions("bash", ttl=7200)
+    shown, deadline = await shown_and_true()
+    assert abs(shown - deadline) < timedelta(seconds=60)
+    assert shown - datetime.now(UTC) > timedelta(seconds=7000)
+    await sandbox.destroy_session("bash")
 
 
 async def test_session_in_use_outlives_its_ttl(client: Client, worker: WorkerProcess) -> None:

@@ -25,7 +25,8 @@ from workflows import instance_calls as calls
 from workflows.calls import Rejected, remember
 from workflows.checks import check_call
 from workflows.core import SessionCore
-from workflows.output_stream import LIVE_OUTPUT, SessionOutput
+from workflows.output_stream import SessionOutput
+from workflows.patches import CALL_LOCALLY, LIVE_OUTPUT, REMEMBER_ELSEWHERE, patched
 from workflows.phase import Request
 from workflows.redaction import redact
 
@@ -105,13 +106,13 @@ class CallPath:
         assert instance is not None
         call = self._tool_call(req, request_id, instance.session_id)
         # Live output needs the workflow task free while the call runs: not a local activity.
-        call.stream = req.stream and workflow.patched(LIVE_OUTPUT)
+        call.stream = req.stream and patched(LIVE_OUTPUT)
         outcome = None
         if (
             not call.stream
             and calls.runs_locally(call, instance)
             and self._may_be_here(instance)
-            and workflow.patched(calls.CALL_LOCALLY)
+            and patched(CALL_LOCALLY)
         ):
             outcome = await calls.call_here(call)
             if outcome.held_elsewhere:
@@ -139,7 +140,7 @@ class CallPath:
         straight to its pinned queue, trying here again every ``PROBE_HERE_EVERY`` calls (the
         session's workflow tasks may move back to that worker)."""
         since = self._elsewhere.get(instance.session_id)
-        if since is None or not workflow.patched(calls.REMEMBER_ELSEWHERE):
+        if since is None or not patched(REMEMBER_ELSEWHERE):
             return True
         self._elsewhere[instance.session_id] = since + 1
         return (since + 1) % calls.PROBE_HERE_EVERY == 0

@@ -39,12 +39,11 @@ from workflows.calls import Rejected
 from workflows.checks import check_entry, check_owner, find_checkpoint
 from workflows.clock import Clock
 from workflows.event_log import EventLog
+from workflows.patches import SESSIONS_V2, UI_ATTRIBUTES, patched
 from workflows.phase import Answer, Lifecycle, Phase, Request, answer
 from workflows.redaction import redact
 from workflows.views import current_details, session_view
 
-#: Patch id: sessions since this change keep SessionDeadline and SessionName up to date.
-UI_ATTRIBUTES = "ui-attributes"
 DEADLINE_SLACK = timedelta(seconds=60)
 
 
@@ -63,6 +62,11 @@ class SessionCore:
         self.temporary_session_id: str | None = None
         # What the search attributes show now (they carry over continue-as-new).
         self._shown_deadline: datetime | None = None
+        # What a new run's start shows (clients set it since sessions-v2); a continued run
+        # upserts its deadline once, as before.
+        self._start_deadline = (
+            None if inp.carried else workflow.info().typed_search_attributes.get(DeadlineAttr)
+        )
         self._shown_name = self.state.name
 
     # --- admission -----------------------------------------------------------------------------
@@ -285,8 +289,12 @@ class SessionCore:
     def _show_attributes(self) -> None:
         if not self.input.search_attributes or self.input.temporary:
             return
-        if not workflow.patched(UI_ATTRIBUTES):
+        if not patched(UI_ATTRIBUTES):
             return
+        if self._start_deadline is not None and workflow.patched(SESSIONS_V2):
+            # A run without the marker (an older worker's) upserted here: it still does.
+            self._shown_deadline = self._start_deadline
+        self._start_deadline = None
         updates: list[SearchAttributeUpdate[Any]] = []
         deadline, shown = self.state.deadline, self._shown_deadline
         # Within a minute: every call moves the deadline, and an upsert is a history event.

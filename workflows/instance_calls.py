@@ -33,21 +33,11 @@ from workflows.calls import (
     describe_failure,
     worker_lost,
 )
+from workflows.patches import INITIALIZE_LOCALLY, TEMPORARY_LOCALLY, patched
 from workflows.views import call_summary
 
-#: Patch id: sessions started since this change initialize in a local activity.
-INITIALIZE_LOCALLY = "initialize-locally"
-#: Patch id: a call runs as a local activity when the worker running the workflow task holds
-#: the instance (it usually does: sticky execution, and initialize ran there), else on the pinned
-#: queue as before.
-CALL_LOCALLY = "call-locally"
-#: Patch id: after a local try found the instance on another worker, later calls go straight to
-#: its pinned queue (a local try that misses costs a round of its own), trying here again every
-#: ``PROBE_HERE_EVERY`` calls.
-REMEMBER_ELSEWHERE = "remember-elsewhere"
+#: After a local try missed (patch ``remember-elsewhere``), every this many calls try here again.
 PROBE_HERE_EVERY = 16
-#: Patch id: a temporary session's one call runs as a local activity (one round trip).
-TEMPORARY_LOCALLY = "temporary-locally"
 #: A call that may run longer than this stays a regular activity (heartbeats, and the session
 #: keeps answering): a local activity holds the workflow task, so a query or another request to
 #: the same session waits for it (up to ~8 s, when the SDK heartbeats the task).
@@ -93,7 +83,7 @@ async def start_instance(
     """A new instance on some worker; raises ``Rejected(INITIALIZE_FAILED)`` when it fails."""
     init = initialize_input(inp, new_session_id(inp.resource_type), config, restore)
     try:
-        if workflow.patched(INITIALIZE_LOCALLY):
+        if patched(INITIALIZE_LOCALLY):
             # On the worker running this workflow task: no task queue round trip, and that
             # worker keeps the instance (its pinned queue is in the answer).
             return await workflow.execute_local_activity(
@@ -167,7 +157,7 @@ async def call_once(inp: SessionInput, call: ToolCallInput, config: dict[str, An
     assert call.session_id is not None
     call.initialize = initialize_input(inp, call.session_id, config, None)
     timeout = tool_timeout(call.params) + TOOL_TIMEOUT_MARGIN
-    if workflow.patched(TEMPORARY_LOCALLY):
+    if patched(TEMPORARY_LOCALLY):
         return await _call_locally(call, timeout + 60, lost=ErrorCode.INTERNAL)
     try:
         return await workflow.execute_activity(

@@ -18,10 +18,6 @@ from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowStreamSt
 from contract import Envelope, OutputChunk, output_topic
 from contract.output import RETAINED_BYTES, RETAINED_ITEMS
 
-#: Patch id: a call with ``stream`` runs as a regular activity and publishes its output (a
-#: history recorded before it ran such a call locally).
-LIVE_OUTPUT = "live-output"
-
 
 class SessionOutput:
     """The workflow's stream (made in ``@workflow.init``), its end marks and its bounds."""
