@@ -26,7 +26,8 @@ Paths and their floors (ratio of p50s, target from issue 13):
 Diagnostics printed beside them, to say where the time goes: per-path medians from the
 workflows' histories (dispatch vs time on the worker), the floors on a worker that carries our
 SessionsPlugin, the fallback and temporary paths with a no-op plugin tool, the direct floor plus
-the snapshot the worker takes after each call, and CPU per call of each process (children
+the snapshot the worker takes after each call, two parts of the temporary path (the look for a
+session a call with none sends first, and the sandbox's end), and CPU per call of each process (children
 included) in the throughput rounds. ``python -m bench.chart FILE`` redraws a results file.
 """
 
@@ -48,6 +49,7 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WithStartWorkflowOperation, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
 
 from backends.bash import BashBackend
 from bench.floor import FLOOR_QUEUE, PLUGIN_FLOOR_QUEUE, FloorWorkflow, start_floor_worker
@@ -393,18 +395,36 @@ async def _latency(client: Any, pinned: str, fallback_queue: str, n: int) -> lis
         handle = await _start_floor(client, pinned, FloorWorkflow.with_local_activity, "x")
         return After(lambda: handle.execute_update(FloorWorkflow.finish))
 
+    ends: list[float] = []
+
     async def direct_once(i: int) -> None:
         one = await backend.initialize("bench", {})
         await backend.run(ECHO["command"], session_info=one)
+        started = time.perf_counter()
         await backend.cleanup("bench", one)
+        ends.append((time.perf_counter() - started) * 1000)
 
-    floor, ours, direct, noop = await _interleaved(
+    async def lookup(i: int) -> None:
+        """What a call with no session sends first: the update to the sandbox's session, which
+        the server refuses (no run of it exists)."""
+        handle = client.get_workflow_handle_for(
+            SessionWorkflow.run, session_workflow_id(f"bench-none-{i}", "bash")
+        )
+        request = ExecuteRequest(tool="bash:run", params=ECHO, request_id=uuid.uuid4().hex)
+        try:
+            await handle.execute_update(SessionWorkflow.execute, request)
+        except RPCError:
+            return
+        raise AssertionError("a sandbox with no session answered an update")
+
+    floor, ours, direct, noop, lookups = await _interleaved(
         n,
         [
             floor_start_local,
             temporary("temporary", "bash:run", ECHO),
             direct_once,
             temporary("temporary_noop", "testkit:pid", {}),
+            lookup,
         ],
     )
     rows.append(
@@ -418,6 +438,10 @@ async def _latency(client: Any, pinned: str, fallback_queue: str, n: int) -> lis
             direct=_stats(direct),
             direct_name="BashBackend init + run + cleanup (a fresh sandbox)",
             temporal_overhead_ms=overhead(ours, direct),
+            parts={
+                "the look for a session first (no run: refused)": _stats(lookups),
+                "the sandbox's end (BashBackend.cleanup)": _stats(ends),
+            },
             history={
                 "ours": await _history(*(client.get_workflow_handle(w) for w in temp_ids[-20:]))
             },
@@ -862,6 +886,8 @@ def report(results: dict[str, Any]) -> str:
                 f"{f['p50_ms']:7.1f} {f['p95_ms']:7.1f}  ours / it: "
                 f"{row['ours']['p50_ms'] / f['p50_ms']:.2f}x"
             )
+        for name, part in row.get("parts", {}).items():
+            lines.append(f"{'  part: ' + name:50} {part['p50_ms']:7.1f} {part['p95_ms']:7.1f}")
         for who, spans in row.get("history", {}).items():
             lines.append(f"  history ({who}): " + ", ".join(f"{k}={v}" for k, v in spans.items()))
     if "throughput" not in results:  # --latency-only
