@@ -27,8 +27,8 @@ Diagnostics printed beside them, to say where the time goes: per-path medians fr
 workflows' histories (dispatch vs time on the worker), the floors on a worker that carries our
 SessionsPlugin, the fallback and temporary paths with a no-op plugin tool, the direct floor plus
 the snapshot the worker takes after each call, two parts of the temporary path (the look for a
-session a call with none sends first, and the sandbox's end), and CPU per call of each process (children
-included) in the throughput rounds. ``python -m bench.chart FILE`` redraws a results file.
+session a call with none sends first, and the sandbox's end), and CPU per call of each process
+(children included) in the throughput rounds. ``python -m bench.chart FILE`` redraws a results file.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -31,6 +31,7 @@ from client.errors import (
     error_envelope,
     is_gone,
 )
+from client.streams import watch_output
 from client.transport import (
     CALL_SLACK,
     QUERY_TIMEOUT,
@@ -53,6 +54,7 @@ from contract import (
     ExecuteRequest,
     MetadataRequest,
     OpenRequest,
+    OutputChunk,
     RefreshRequest,
     RenameRequest,
     ResourceTypeAttr,
@@ -315,14 +317,19 @@ class SessionManager:
         *,
         request_id: str | None = None,
         user_id: str | None = None,
+        stream: bool = False,
     ) -> dict[str, Any]:
-        """Run a tool on the session's resource; answers an envelope, as Sandbox.execute."""
+        """Run a tool on the session's resource; answers an envelope, as Sandbox.execute.
+        ``stream``: publish its output while it runs, for :meth:`watch` (the answer still
+        comes at its end)."""
         request_id = request_id or uuid.uuid4().hex
         params = dict(params or {})
         meta = EnvelopeMeta(tool=tool, request_id=request_id, workflow_id=session_id)
         acting = self._acting(user_id)
         try:
-            req = ExecuteRequest(tool=tool, params=params, request_id=request_id, **acting)
+            req = ExecuteRequest(
+                tool=tool, params=params, request_id=request_id, stream=stream, **acting
+            )
         except ValidationError as exc:
             envelope = error_envelope(ErrorCode.INVALID_INPUT, _first_error(exc), meta)
             return envelope.model_dump(mode="json")
@@ -340,6 +347,26 @@ class SessionManager:
         except SessionError as error:
             envelope = error_envelope(error.code, error.message, meta)
         return envelope.model_dump(mode="json")
+
+    async def watch(
+        self,
+        session_id: str,
+        from_offset: int = 0,
+        *,
+        request_id: str | None = None,
+        user_id: str | None = None,
+    ) -> AsyncIterator[OutputChunk]:
+        """The session's live output (its streaming calls', or one's: ``request_id``) from
+        ``from_offset`` on, as it arrives; resume from the last chunk's ``offset`` + 1. The
+        caller must own the session (``PermissionDenied``, ``SessionNotFound`` at the first
+        step). Ends when the session has closed."""
+        await self._require(session_id, user_id)
+        chunks = watch_output(self.client, session_id, from_offset, request_id=request_id)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()  # its long poll ends with the watcher, not when collected
 
     async def delete_session(self, session_id: str, *, user_id: str | None = None) -> bool:
         """Destroy the session (its resource is cleaned up) and delete it from Temporal; the

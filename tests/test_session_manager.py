@@ -362,3 +362,37 @@ async def test_history_messages_search_and_export(manager: SessionManager) -> No
     assert sum(e["kind"] == "message" for e in exported) == 6
     assert exported[-1]["kind"] == "note"
     await manager.delete_session(sid)
+
+
+async def test_an_owner_watches_a_streaming_call_and_nobody_else_may(
+    client: Client, worker
+) -> None:
+    user = _user()
+    owner = SessionManager(client=client, user_id=user)
+    record = await owner.create_session(user, "a", resource_type="bash")
+    sid = record.session_id
+    request_id = f"watched-{uuid.uuid4().hex[:8]}"
+
+    async def watched() -> list[Any]:
+        got = []
+        async for chunk in owner.watch(sid, request_id=request_id):
+            got.append(chunk)
+            if chunk.kind == "end":
+                return got
+        raise AssertionError("the session closed first")
+
+    watcher = asyncio.create_task(watched())
+    command = "echo one; sleep 0.3; echo two"
+    answer = await owner.execute(sid, "bash:run", {"command": command}, request_id=request_id,
+                                 stream=True)  # fmt: skip
+    assert answer["code"] == 0 and answer["data"]["stdout"] == "one\ntwo\n", answer
+    chunks = await asyncio.wait_for(watcher, 15)
+    assert "".join(c.text for c in chunks if c.kind == "output") == "one\ntwo\n"
+    assert chunks[-1].code == 0
+
+    intruder = SessionManager(client=client, user_id=_user())
+    with pytest.raises(PermissionDenied):
+        await anext(aiter(intruder.watch(sid)))
+    with pytest.raises(SessionNotFound):
+        await anext(aiter(owner.watch("sess_doesnotexist")))
+    await owner.delete_session(sid)
