@@ -44,8 +44,11 @@ import os
 import select
 import signal
 import socket
+import time
 from typing import Any
 
+#: Seconds a timed-out command's processes get to exit before everything in the sandbox ends.
+END_PROGRAM_SECONDS = 5.0
 _IGNORED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGPIPE", "SIGUSR1", "SIGUSR2", "SIGTSTP")
 _LIMITS = {
     "as": "RLIMIT_AS",
@@ -196,14 +199,20 @@ class Supervisor:
         (and the supervisor's own: its helpers), then reap the program."""
         if self.own_namespace:
             keep = {os.getsid(0)} | self.background_sessions
-            for _ in range(50):
+            # A killed process shows until it has exited, which can take a while (freeing much
+            # memory, or a loaded machine): wait for it, and end everything only when processes
+            # outlive the bound (something forks faster than it is ended).
+            deadline = time.monotonic() + END_PROGRAM_SECONDS
+            while True:
                 victims = [pid for pid, sid in _processes() if pid != 1 and sid not in keep]
                 if not victims:
                     break
+                if time.monotonic() > deadline:
+                    _kill_quietly(-1, signal.SIGKILL)
+                    break
                 for pid in victims:
                     _kill_quietly(pid, signal.SIGKILL)
-            else:  # something forks faster than it is ended: end everything
-                _kill_quietly(-1, signal.SIGKILL)
+                time.sleep(0.001)
         else:
             self._end_group()
         self._reap_program()

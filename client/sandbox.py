@@ -8,11 +8,9 @@ http``), otherwise straight to Temporal.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import math
 import os
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
@@ -52,6 +50,7 @@ from client.agentflow import (
 from client.catalog import ToolCatalog, timeout_param
 from client.errors import PermissionDenied, SessionError, code_of, error_envelope
 from client.http_engine import HttpEngine
+from client.private_loop import PrivateLoop
 from client.streams import follow_call, watch_output
 from client.transport import (
     CALL_SLACK,
@@ -63,6 +62,7 @@ from client.transport import (
     session_start_operation,
     tracked,
 )
+from client.workspace_files import DOWNLOAD_CHUNK_BYTES, UPLOAD_CHUNK_BYTES, download, upload
 from contract import (
     DEFAULT_TASK_QUEUE,
     DEFAULT_TTL_SECONDS,
@@ -111,9 +111,6 @@ AGENTFLOW_ONLY_OPTIONS = frozenset(
 )
 #: How long a tool list answers before a new one is asked for, in seconds.
 _TOOLS_TIMEOUT = timedelta(seconds=30)
-#: upload / download chunks: a write's base64 stays under a call's 1 MiB of parameters.
-UPLOAD_CHUNK_BYTES = 640 * 1024
-DOWNLOAD_CHUNK_BYTES = 2 * 1024 * 1024
 
 
 def _ttl_from(config: Mapping[str, Any] | None, session_ttl: float | None) -> float:
@@ -237,9 +234,8 @@ class Sandbox:
         #: Backends warmed through this client.
         self._warmed: set[str] = set()
         self._tools = tools or ToolCatalog(self._load_tools)
-        #: The private event loop of the ``*_sync`` methods, started on first use.
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: threading.Thread | None = None
+        #: Where the ``*_sync`` methods run, started on first use.
+        self._sync = PrivateLoop(f"sandbox-{self.sandbox_id}")
 
     # --- connection --------------------------------------------------------------------------
 
@@ -1180,23 +1176,10 @@ class Sandbox:
     # --- AgentFlow's synchronous flavour -----------------------------------------------------
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run on this Sandbox's private event loop (a daemon thread), so the ``*_sync`` calls
-        work with or without an event loop in the caller. Use either them or the async calls on
-        one Sandbox: its connection belongs to the loop that made it."""
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            self._loop_thread = threading.Thread(
-                target=self._loop.run_forever, name=f"sandbox-{self.sandbox_id}", daemon=True
-            )
-            self._loop_thread.start()
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def _stop_loop(self) -> None:
-        if self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._loop_thread is not None:
-                self._loop_thread.join(timeout=5)
-        self._loop = None
+        """Run on this Sandbox's private event loop, so the ``*_sync`` calls work with or
+        without an event loop in the caller. Use either them or the async calls on one
+        Sandbox: its connection belongs to the loop that made it."""
+        return self._sync.run(coro)
 
     def start_sync(self, warmup_resources: Iterable[str] | None = None) -> Sandbox:
         return self._run(self.start(warmup_resources))
@@ -1260,10 +1243,10 @@ class Sandbox:
 
     def close_sync(self) -> None:
         try:
-            if self._loop is not None:
+            if self._sync.started:
                 self._run(self.close())
         finally:
-            self._stop_loop()
+            self._sync.stop()
 
     def __enter__(self) -> Sandbox:
         return self.start_sync()
@@ -1272,7 +1255,7 @@ class Sandbox:
         try:
             self._run(self.__aexit__(*exc))
         finally:
-            self._stop_loop()
+            self._sync.stop()
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -1346,29 +1329,7 @@ class Sandbox:
         inside it. Returns the last call's data (``path``, ``size``); raises
         :class:`SessionError` with the envelope's code when a call fails.
         """
-        if not 0 < chunk_bytes <= UPLOAD_CHUNK_BYTES:
-            raise ValueError(f"chunk_bytes must be in 1..{UPLOAD_CHUNK_BYTES}")
-        size = os.path.getsize(local)
-        offset = 0
-        data: dict[str, Any] = {}
-        with open(local, "rb") as source:
-            while True:
-                chunk = await asyncio.to_thread(source.read, chunk_bytes)
-                more = offset + len(chunk) < size
-                params = {
-                    "path": remote,
-                    "content": base64.b64encode(chunk).decode("ascii"),
-                    "encoding": "base64",
-                    "offset": offset,
-                    "more": more,
-                }
-                answer = await self.execute(f"{resource_type}:write_file", params)
-                if answer["code"] != ErrorCode.SUCCESS:
-                    raise SessionError(answer["code"], answer["message"])
-                data = answer["data"]
-                offset += len(chunk)
-                if not more:
-                    return data
+        return await upload(self.execute, local, remote, resource_type, chunk_bytes)
 
     async def download(
         self,
@@ -1383,38 +1344,7 @@ class Sandbox:
         4 MiB; answers over 256 KiB leave history through external storage). Returns ``path``
         and ``size``; raises :class:`SessionError` when a call fails or the file changed
         size meanwhile."""
-        if not 0 < chunk_bytes <= 4 * 1024 * 1024:
-            raise ValueError("chunk_bytes must be in 1..4194304")
-        partial = f"{os.fspath(local)}.partial-{uuid.uuid4().hex[:8]}"
-        offset, size, path = 0, None, remote
-        try:
-            with open(partial, "wb") as target:
-                while size is None or offset < size:
-                    params = {
-                        "path": remote,
-                        "offset": offset,
-                        "length": chunk_bytes,
-                        "encoding": "base64",
-                    }
-                    answer = await self.execute(f"{resource_type}:read_file", params)
-                    if answer["code"] != ErrorCode.SUCCESS:
-                        raise SessionError(answer["code"], answer["message"])
-                    data = answer["data"]
-                    if size is not None and data["size"] != size:
-                        raise SessionError(
-                            ErrorCode.INVALID_INPUT,
-                            f"{remote} changed size while it was read ({size} -> {data['size']})",
-                        )
-                    size, path = data["size"], data["path"]
-                    await asyncio.to_thread(target.write, base64.b64decode(data["content"]))
-                    offset = data["next_offset"]
-                    if data["eof"]:
-                        break
-            os.replace(partial, local)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(partial)
-        return {"path": path, "size": offset}
+        return await download(self.execute, remote, local, resource_type, chunk_bytes)
 
 
 def _merged_params(params: Mapping[str, Any] | None, extra: Mapping[str, Any]) -> dict[str, Any]:

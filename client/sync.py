@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from client.private_loop import PrivateLoop
 from client.sandbox import Sandbox
 
 T = TypeVar("T")
@@ -15,22 +15,20 @@ T = TypeVar("T")
 class SyncSandbox:
     """Blocking twin of :class:`Sandbox`; takes the same arguments.
 
-    It runs a private event loop in a daemon thread, so it also works inside programs that
-    already run an event loop elsewhere (where ``asyncio.run`` would fail).
+    It runs a private event loop in a daemon thread (``client.private_loop``), so it also works
+    inside programs that already run an event loop elsewhere.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._sandbox = Sandbox(*args, **kwargs)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
+        self._loop = PrivateLoop(f"sync-sandbox-{self._sandbox.sandbox_id}")
 
     @property
     def sandbox_id(self) -> str:
         return self._sandbox.sandbox_id
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return self._loop.run(coro)
 
     def __getattr__(self, name: str) -> Any:
         if name.endswith("_sync") and hasattr(Sandbox, name.removesuffix("_sync")):
@@ -58,6 +56,4 @@ class SyncSandbox:
 
     def stop(self) -> None:
         """Stop the private event loop."""
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
+        self._loop.stop()
