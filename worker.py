@@ -30,7 +30,7 @@ from runtime import log_redaction
 from runtime.connection import connect
 from runtime.payload_store import sweep_forever
 from runtime.plugin import SessionsPlugin
-from runtime.telemetry import configure_tracing, metrics_runtime
+from runtime.telemetry import configure_tracing, flush_tracing, metrics_runtime
 from workflows import SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow
 
 log = logging.getLogger("worker")
@@ -166,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     asyncio.run(main_async(args))
     # Everything is released and flushed; skip interpreter finalization, where the SDK's native
     # threads can abort the process after a clean stop.
+    flush_tracing()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -26,8 +26,9 @@ from client.transport import missing_worker
 from contract import DEFAULT_TASK_QUEUE
 from contract.naming import NEXUS_ENDPOINT
 from runtime.connection import TemporalUnreachable, connect
-from runtime.embedded import dev_server_command
+from runtime.embedded import dev_server_command, dev_server_env
 from runtime.nexus_endpoint import ensure_nexus_endpoint
+from runtime.telemetry import configure_tracing, flush_tracing
 
 log = logging.getLogger("durable-sessions")
 
@@ -83,6 +84,8 @@ def _listeners(args: argparse.Namespace) -> list[Listener]:
 async def serve(args: argparse.Namespace) -> int:
     from worker import run_worker  # the worker module lives at the top of the repository
 
+    configure_tracing()  # before the client connects: its plugin traces when a provider records
+
     # Before anything starts: a busy port or a data folder in use ends here, with what to do.
     data_dir = Path(args.data_dir).resolve()
     check_ports(_listeners(args))
@@ -96,7 +99,7 @@ async def serve(args: argparse.Namespace) -> int:
         ip=args.ip,
         ui_codec_endpoint=args.ui_codec_endpoint,
     )
-    server = await asyncio.create_subprocess_exec(*cmd)
+    server = await asyncio.create_subprocess_exec(*cmd, env=dev_server_env(os.environ))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -161,6 +164,7 @@ def _exit(code: int) -> None:
     """Flush and leave without interpreter finalization, where the SDK's native threads can
     abort the process ("Fatal Python error: PyGILState_Release") after a clean run; worker.py
     leaves the same way."""
+    flush_tracing()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

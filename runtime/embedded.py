@@ -70,6 +70,16 @@ def _kind(indexed_value_type: SearchAttributeIndexedValueType) -> str:
     return indexed_value_type.name.title()  # KEYWORD -> Keyword, as the CLI spells it
 
 
+#: Variables meant for our processes that the dev server reads too: it refuses to start with
+#: ``OTEL_TRACES_EXPORTER=console`` (its exporters are OTLP only).
+_NOT_FOR_THE_SERVER = ("OTEL_TRACES_EXPORTER",)
+
+
+def dev_server_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment to start the dev server in: ``environ`` without our tracing choice."""
+    return {k: v for k, v in environ.items() if k not in _NOT_FOR_THE_SERVER}
+
+
 def dev_server_command(
     *,
     db_file: Path,

@@ -112,6 +112,14 @@ def configure_tracing(environ: Mapping[str, str] = os.environ) -> None:
     _configured = True
 
 
+def flush_tracing(timeout_millis: int = 5000) -> None:
+    """Export the spans still buffered, before a process leaves without finalization
+    (``os._exit``, which skips the provider's own flush at exit)."""
+    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if flush is not None:
+        flush(timeout_millis)
+
+
 def metrics_runtime(environ: Mapping[str, str] = os.environ) -> Runtime | None:
     """A Temporal runtime exporting metrics, when asked: Prometheus on ``SESSIONS_PROMETHEUS_BIND``,
     or OTLP to ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_ENDPOINT``)."""
