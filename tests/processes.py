@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+from tests.devserver import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -111,3 +113,25 @@ async def start_on(address: str, queue: str, started: list[WorkerProcess]) -> Wo
     w = await WorkerProcess.start(address, args=["--task-queue", queue])
     started.append(w)
     return w
+
+
+async def serve_once(
+    data_dir: Path, *args: str, http_port: int, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """The main command (``python -m cli serve --exit-after-demo``) on free ports, HTTP API on
+    ``http_port``, until it exits: (exit code, its output)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli", "serve", "--data-dir", str(data_dir),
+        "--port", str(free_port()), "--ui-port", str(free_port()), "--http-port", str(http_port),
+        "--exit-after-demo", *args,
+        cwd=str(ROOT), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 180)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()

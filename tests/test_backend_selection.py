@@ -4,50 +4,21 @@ where the tests installed them; `worker.py` everything registered, or the backen
 
 from __future__ import annotations
 
-import asyncio
 import re
-import sys
 import tomllib
 
 import pytest
 
 from backends import BUILTIN_BACKENDS, load_backends, registered_backends
 from tests.devserver import free_port
-from tests.processes import ROOT
+from tests.processes import ROOT, serve_once
 
 TEST_BACKENDS = {"testkit", "tally"}
 
 
 async def _serve(tmp_path, *args: str) -> tuple[int, str]:
     """Run `python -m cli serve` without its demo until its worker is up; (exit code, output)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli",
-        "serve",
-        "--data-dir",
-        str(tmp_path),
-        "--port",
-        str(free_port()),
-        "--ui-port",
-        str(free_port()),
-        "--http-port",
-        str(free_port()),
-        "--no-demo",
-        "--exit-after-demo",
-        *args,
-        cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
+    return await serve_once(tmp_path, "--no-demo", *args, http_port=free_port())
 
 
 def _offered(output: str) -> set[str]:

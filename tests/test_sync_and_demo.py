@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import sys
 
 from temporalio.client import Client
 
 from client import Sandbox, SyncSandbox
 from tests.conftest import new_sandbox_id
-from tests.processes import ROOT, WorkerProcess
+from tests.devserver import free_port
+from tests.processes import ROOT, WorkerProcess, serve_once
 
 
 def test_sync_sandbox_runs_the_seed_flow(address: str, worker) -> None:
@@ -29,39 +29,9 @@ def test_sync_sandbox_runs_the_seed_flow(address: str, worker) -> None:
         assert again.list_sessions()["sessions"] == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_serve_starts_a_persistent_server_a_worker_and_runs_the_demo(tmp_path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli",
-        "serve",
-        "--data-dir",
-        str(tmp_path),
-        "--port",
-        str(_free_port()),
-        "--ui-port",
-        str(_free_port()),
-        "--http-port",
-        str(http_port := _free_port()),
-        "--exit-after-demo",
-        cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    text = out.decode()
-    assert proc.returncode == 0, text
+    code, text = await serve_once(tmp_path, http_port=(http_port := free_port()))
+    assert code == 0, text
     assert "demo succeeded" in text
     assert f"HTTP API (AgentFlow protocol) on http://127.0.0.1:{http_port}" in text
     assert "listening on 127.0.0.1 only" in text  # no keys configured

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import urllib.request
 import uuid
 
@@ -19,7 +17,7 @@ from runtime.connection import connect
 from runtime.telemetry import recording
 from tests.conftest import new_sandbox_id
 from tests.devserver import free_port
-from tests.processes import ROOT, WorkerProcess
+from tests.processes import WorkerProcess, serve_once
 from worker import run_worker
 
 SPANS = InMemorySpanExporter()
@@ -92,21 +90,9 @@ def test_tracing_is_on_only_where_a_provider_records_spans() -> None:
 async def test_the_main_command_prints_its_spans_when_asked(tmp_path) -> None:
     """``OTEL_TRACES_EXPORTER=console ./run.sh``: the demo's calls are printed as spans, from the
     client's call through the worker's activity to the tool (README, Observability)."""
-    ports = [str(free_port()) for _ in range(3)]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", "serve", "--data-dir", str(tmp_path), "--port", ports[0],
-        "--ui-port", ports[1], "--http-port", ports[2], "--exit-after-demo",
-        cwd=str(ROOT), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "OTEL_TRACES_EXPORTER": "console"},
-    )  # fmt: skip
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 180)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    text = out.decode()
-    assert proc.returncode == 0, text
+    env = {"OTEL_TRACES_EXPORTER": "console"}
+    code, text = await serve_once(tmp_path, http_port=free_port(), env=env)
+    assert code == 0, text
     for name in ("execute bash:run", "RunActivity:session.call_tool", "tool bash:run"):
         assert f'"name": "{name}"' in text, name
 
