@@ -115,23 +115,33 @@ async def start_on(address: str, queue: str, started: list[WorkerProcess]) -> Wo
     return w
 
 
-async def serve_once(
-    data_dir: Path, *args: str, http_port: int, env: dict[str, str] | None = None
+async def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> tuple[int, str]:
-    """The main command (``python -m cli serve --exit-after-demo``) on free ports, HTTP API on
-    ``http_port``, until it exits: (exit code, its output)."""
+    """Run ``python -m cli ARGS`` until it exits (killed past ``timeout``); (exit code, its
+    stdout and stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", "serve", "--data-dir", str(data_dir),
-        "--port", str(free_port()), "--ui-port", str(free_port()), "--http-port", str(http_port),
-        "--exit-after-demo", *args,
+        sys.executable, "-m", "cli", *args,
         cwd=str(ROOT), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 180)
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, out.decode()
+
+
+async def serve_once(
+    data_dir: Path, *args: str, http_port: int, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """The main command (``serve --exit-after-demo``) on free ports, HTTP API on
+    ``http_port``, until it exits: (exit code, its output)."""
+    return await run_cli(
+        "serve", "--data-dir", str(data_dir), "--port", str(free_port()),
+        "--ui-port", str(free_port()), "--http-port", str(http_port), "--exit-after-demo", *args,
+        env=env, timeout=180,
+    )  # fmt: skip

@@ -3,9 +3,7 @@ queue, a stopped worker, a server that is not there."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import sys
 import time
 import uuid
 
@@ -16,7 +14,7 @@ from cli.preflight import PreflightError, lock_data_dir
 from client import Sandbox, SessionError, SessionManager, TemporalUnreachable
 from tests.conftest import new_sandbox_id
 from tests.devserver import free_port
-from tests.processes import ROOT, WorkerProcess
+from tests.processes import WorkerProcess, run_cli
 
 #: The no-worker bound the tests use (seconds; the default is 10).
 BOUND = 2.0
@@ -24,23 +22,7 @@ BOUND = 2.0
 
 async def _cli(*args: str, timeout: float = 60) -> tuple[int, str]:
     """Run `python -m cli ARGS`; (exit code, stdout and stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli",
-        *args,
-        cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
+    return await run_cli(*args, timeout=timeout)
 
 
 def _serve_args(tmp_path, *, port: int, ui_port: int, http_port: int) -> list[str]:
