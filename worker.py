@@ -30,7 +30,7 @@ from runtime import log_redaction
 from runtime.connection import connect
 from runtime.payload_store import sweep_forever
 from runtime.plugin import SessionsPlugin
-from runtime.telemetry import configure_tracing, flush_tracing, metrics_runtime
+from runtime.telemetry import flush_tracing, metrics_runtime
 from workflows import SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow
 
 log = logging.getLogger("worker")
@@ -124,7 +124,6 @@ async def run_worker(
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    configure_tracing()
     client = await connect(args.address, args.namespace, runtime=metrics_runtime())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

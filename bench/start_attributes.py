@@ -17,24 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from bench.floor import FLOOR_QUEUE, FloorWorkflow, start_floor_worker
 from bench.run import _start_floor
 from bench.server import start_embedded
-from contract.naming import ResourceTypeAttr, SandboxIdAttr, SessionKindAttr, SessionStateAttr
+from client.transport import start_search_attributes
+from contract import SessionInput
 
 #: What a temporary session's start carries (client/transport.py).
 SESSION_START: dict[str, Any] = {
-    "search_attributes": TypedSearchAttributes(
-        [
-            SearchAttributePair(SandboxIdAttr, "bench"),
-            SearchAttributePair(SessionStateAttr, "active"),
-            SearchAttributePair(ResourceTypeAttr, "bash"),
-            SearchAttributePair(SessionKindAttr, "temporary"),
-        ]
+    "search_attributes": start_search_attributes(
+        SessionInput(sandbox_id="bench", resource_type="bash", temporary=True)
     ),
-    "static_summary": "bash:run in a temporary session",
+    "static_summary": "temporary bash session of sandbox bench",
 }
 
 

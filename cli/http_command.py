@@ -19,7 +19,6 @@ from http_api.app import Limits
 from http_api.keys import KEYS_FILE_ENV, KeyStore, new_key
 from http_api.server import DEFAULT_PORT, HttpSettings, serve_http
 from runtime.connection import connect
-from runtime.telemetry import configure_tracing
 
 
 def _limit_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
@@ -102,7 +101,6 @@ async def run(args: argparse.Namespace) -> int:
     """`durable-sessions http`: until SIGINT or SIGTERM."""
     settings = settings_of(args)
     KeyStore.load(settings.keys_file)  # a bad keys line fails here, before connecting
-    configure_tracing()
     client = await connect(args.address, args.namespace)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

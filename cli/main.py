@@ -28,7 +28,7 @@ from contract.naming import NEXUS_ENDPOINT
 from runtime.connection import TemporalUnreachable, connect
 from runtime.embedded import dev_server_command, dev_server_env
 from runtime.nexus_endpoint import ensure_nexus_endpoint
-from runtime.telemetry import configure_tracing, flush_tracing
+from runtime.telemetry import flush_tracing
 
 log = logging.getLogger("durable-sessions")
 
@@ -83,8 +83,6 @@ def _listeners(args: argparse.Namespace) -> list[Listener]:
 
 async def serve(args: argparse.Namespace) -> int:
     from worker import run_worker  # the worker module lives at the top of the repository
-
-    configure_tracing()  # before the client connects: its plugin traces when a provider records
 
     # Before anything starts: a busy port or a data folder in use ends here, with what to do.
     data_dir = Path(args.data_dir).resolve()

@@ -284,6 +284,21 @@ def session_start_operation(
 
     An operation serves one call only: build a fresh one for every attempt.
     """
+    operation = WithStartWorkflowOperation(
+        SessionWorkflow.run,
+        inp,
+        id=workflow_id,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=reuse,
+        search_attributes=start_search_attributes(inp),
+        static_summary=summary,
+    )
+    return tracked(operation)
+
+
+def start_search_attributes(inp: SessionInput) -> TypedSearchAttributes:
+    """What a session's start shows the UI and listings (owner, state, type, deadline...)."""
     attrs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(SandboxIdAttr, inp.sandbox_id),
         # A temporary session is active from its first workflow task: one upsert fewer there.
@@ -307,14 +322,4 @@ def session_start_operation(
         attrs.append(SearchAttributePair(DeadlineAttr, deadline))
     kind = "temporary" if inp.temporary else "session" if inp.resource_type else "record"
     attrs.append(SearchAttributePair(SessionKindAttr, kind))
-    operation = WithStartWorkflowOperation(
-        SessionWorkflow.run,
-        inp,
-        id=workflow_id,
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=reuse,
-        search_attributes=TypedSearchAttributes(attrs),
-        static_summary=summary,
-    )
-    return tracked(operation)
+    return TypedSearchAttributes(attrs)

@@ -12,6 +12,7 @@ from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 
 from runtime.plugin import SessionsPlugin
+from runtime.telemetry import configure_tracing
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
@@ -60,10 +61,14 @@ async def connect(
     converter, large payloads stored outside history, encryption, trace propagation); workers
     made from this client inherit it.
 
+    Tracing is configured from the environment first (``runtime.telemetry.configure_tracing``):
+    the plugin propagates traces when a provider records them.
+
     Raises:
         TemporalUnreachable: no server answered at the address (the message says which, and how
             to start one).
     """
+    configure_tracing()
     options = connect_options(address, namespace)
     try:
         return await Client.connect(**options, plugins=[SessionsPlugin()], runtime=runtime)

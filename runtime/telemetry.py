@@ -82,11 +82,11 @@ def span(name: str, attributes: Mapping[str, Any]) -> Iterator[trace.Span]:
 
 def configure_tracing(environ: Mapping[str, str] = os.environ) -> None:
     """Install a tracer provider when ``OTEL_TRACES_EXPORTER`` asks for one (``console`` or
-    ``otlp``; the OTLP exporter reads ``OTEL_EXPORTER_OTLP_*`` itself). Without it, spans cost
-    nothing: the default provider does not record."""
+    ``otlp``; the OTLP exporter reads ``OTEL_EXPORTER_OTLP_*`` itself), unless the application
+    installed its own. Without it, spans cost nothing: the default provider does not record."""
     global _configured
     kind = environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
-    if _configured or kind in ("", "none"):
+    if _configured or kind in ("", "none") or recording():
         return
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
