@@ -98,23 +98,27 @@ class WarmPool:
         if self._closed or key in self._filling:
             return
         self._backend_of[key] = backend
-        task = asyncio.create_task(self._refill(backend, key, config))
-        self._filling[key] = task
-        task.add_done_callback(lambda _: self._filling.pop(key, None))  # one per key at a time
+        self._filling[key] = asyncio.create_task(self._refill(backend, key, config))
 
     async def _refill(self, backend: Backend, key: Key, config: dict[str, Any]) -> None:
-        ready = self._ready.setdefault(key, [])
-        await asyncio.sleep(AFTER_THE_ANSWER)
-        while not self._closed and len(ready) < backend.warm_instances:
-            try:
-                info = await backend.initialize(self.worker_id, config)
-            except Exception:  # the session's own initialize reports the same failure
-                log.warning("starting a ready %s instance failed", backend.name, exc_info=True)
-                return
-            if self._closed or self._ready.get(key) is not ready:
-                self._end(backend, info)
-                return
-            ready.append(info)
+        """Start instances until the key has its count; one refill per key at a time."""
+        try:
+            ready = self._ready.setdefault(key, [])
+            await asyncio.sleep(AFTER_THE_ANSWER)
+            while not self._closed and len(ready) < backend.warm_instances:
+                try:
+                    info = await backend.initialize(self.worker_id, config)
+                except Exception:  # the session's own initialize reports the same failure
+                    log.warning("starting a ready %s instance failed", backend.name, exc_info=True)
+                    return
+                if self._closed or self._ready.get(key) is not ready:
+                    self._end(backend, info)
+                    return
+                ready.append(info)
+        finally:
+            # In the task's own last step, not in a done callback: a take between the two would
+            # find the key still filling, start no refill, and leave the pool empty.
+            self._filling.pop(key, None)
 
     def _end(self, backend: Backend, info: dict[str, Any]) -> None:
         async def cleanup() -> None:

@@ -52,6 +52,41 @@ async def test_a_session_of_the_default_config_starts_on_a_ready_instance() -> N
         await pool.close()
 
 
+class _HeldBash(BashBackend):
+    """Bash whose starts, once done, wait for ``go``: the test picks the moment a refill ends."""
+
+    warm_instances = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def initialize(self, worker_id: str, config: dict[str, Any]) -> dict[str, Any]:
+        info = await super().initialize(worker_id, config)
+        self.started.set()
+        await self.go.wait()
+        return info
+
+
+async def test_an_instance_taken_as_a_refill_ends_is_replaced_too() -> None:
+    backend = _HeldBash()
+    pool = WarmPool("test")
+    taken: list[dict[str, Any]] = []
+    try:
+        pool.prefill(backend)
+        await asyncio.wait_for(backend.started.wait(), 20)
+        backend.go.set()
+        await asyncio.sleep(0)  # the refill's last step runs first, then this one, back to back
+        assert pool.ready("bash") == 1
+        taken.append(await pool.initialize(backend, {}))
+        await _until(lambda: pool.ready("bash") == 1, timeout=10)
+    finally:
+        for info in taken:
+            await backend.cleanup("test", info)
+        await pool.close()
+
+
 async def test_another_config_is_kept_ready_from_its_second_request() -> None:
     backend = BashBackend()
     pool = WarmPool("test")
