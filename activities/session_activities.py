@@ -11,6 +11,7 @@ from opentelemetry import trace
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.call_ledger import CallLedger
 from activities.instances import InstanceRegistry, LiveInstance
 from activities.live_output import LiveOutput
 from activities.warm_pool import WarmPool
@@ -32,7 +33,10 @@ log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("durable_sessions")
 
 #: A pinned call heartbeats this often, so a dead worker is noticed within the heartbeat timeout.
-HEARTBEAT_EVERY = 2.0
+HEARTBEAT_EVERY = 1.0
+#: The ledger's instance keys for calls that have no instance of their own.
+TEMPORARY = ":temporary"
+SHARED = ":shared"
 
 Notify = Callable[[str, InstanceReleased], Awaitable[None]]
 
@@ -59,6 +63,8 @@ class SessionActivities:
         #: Off: a local call answers "held elsewhere", so every call takes the pinned queue.
         self.local_calls = local_calls
         self.pool = WarmPool(self.worker_id)
+        #: What ran here, by request id: a call Temporal hands over again is not run again.
+        self.ledger = CallLedger()
 
     @activity.defn(name=WARMUP)
     async def warmup(self, inp: WarmupInput) -> WarmupResult:
@@ -84,10 +90,14 @@ class SessionActivities:
 
     @activity.defn(name=CALL_TOOL)
     async def call_tool(self, inp: ToolCallInput) -> ToolOutcome:
-        if inp.initialize is not None:
-            return await self._call_once(inp)
+        if inp.initialize is not None:  # a temporary session: its instance is made per try
+            return await self.ledger.run_once(
+                TEMPORARY, inp.request_id, lambda: self._call_once(inp), one_at_a_time=False
+            )
         if inp.session_id is None:
-            return await self._call_shared(inp)
+            return await self.ledger.run_once(
+                SHARED, inp.request_id, lambda: self._call_shared(inp)
+            )
         local = activity.info().is_local
         instance = self.registry.get(inp.session_id) if self.local_calls or not local else None
         if instance is None:
@@ -100,7 +110,11 @@ class SessionActivities:
         # needs) publishes its output from the tool's task as it arrives.
         live = LiveOutput.for_activity(inp.request_id) if inp.stream and not local else None
         call = asyncio.create_task(
-            self._invoke(inp, instance.backend.name, instance.session_info),
+            self.ledger.run_once(
+                inp.session_id,
+                inp.request_id,
+                lambda: self._invoke(inp, instance.backend.name, instance.session_info),
+            ),
             context=live.context() if live is not None else None,
         )
         if live is not None:
@@ -120,6 +134,7 @@ class SessionActivities:
     @activity.defn(name=CLEANUP)
     async def cleanup(self, inp: CleanupInput) -> None:
         instance = self.registry.pop(inp.session_id)
+        self.ledger.forget(inp.session_id)
         if instance is not None:
             self._gauge_live(inp.resource_type)
             await instance.backend.cleanup(self.worker_id, instance.session_info)
