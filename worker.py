@@ -25,6 +25,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities import InstanceRegistry, SessionActivities
 from backends import BackendHost, load_backends
 from contract import DEFAULT_TASK_QUEUE, InstanceReleased
+from contract.activities import liveness_queue
 from integrations.nexus_handler import SessionsNexusHandler
 from runtime import log_redaction
 from runtime.connection import connect
@@ -64,11 +65,13 @@ async def run_worker(
     graceful_shutdown: timedelta = timedelta(seconds=30),
     max_cached_sessions: int = 1000,
     local_calls: bool = True,
+    max_concurrent_calls: int | None = None,
 ) -> None:
     """Run until ``stop`` is set, then finish in-flight calls and release every instance.
 
     With ``local_calls`` off, every call on an instance goes through the worker's pinned queue
     (the fallback path) instead of running as a local activity where the instance lives.
+    ``max_concurrent_calls`` bounds the calls its pinned queue runs at once (the SDK's default).
 
     ``client`` must carry the SessionsPlugin (``runtime.connection.connect`` adds it): each
     ``Worker`` takes its client's plugins, so the data converter, the codec and the tracing
@@ -92,8 +95,9 @@ async def run_worker(
         # instance; its next request replays it from history.
         max_cached_workflows=max_cached_sessions,
         **workflow_worker_options(),
-        # A crashed worker's cached sessions move to another worker this quickly.
-        sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
+        # A crashed worker's cached sessions move to another worker this quickly (a live
+        # worker polls its sticky queue all the time; this only ever fires for a dead one).
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),
     )
     pinned_worker = Worker(
         client,
@@ -101,15 +105,25 @@ async def run_worker(
         activities=[acts.call_tool, acts.cleanup, acts.warmup],
         graceful_shutdown_timeout=graceful_shutdown,
         activity_task_poller_behavior=PollerBehaviorAutoscaling(),
+        max_concurrent_activities=max_concurrent_calls,
     )
-    runs = [asyncio.create_task(w.run()) for w in (shared_worker, pinned_worker)]
+    # Answers "are you alive?" for a call its pinned queue has not started yet: slots of its
+    # own, so a worker busy with long calls is never taken for a dead one.
+    alive_worker = Worker(
+        client,
+        task_queue=liveness_queue(pinned),
+        activities=[acts.alive],
+        max_concurrent_activities=20,
+    )
+    workers = (shared_worker, pinned_worker, alive_worker)
+    runs = [asyncio.create_task(w.run()) for w in workers]
     print(f"READY {pinned} backends={','.join(sorted(host.backends))}", flush=True)
     stopped = asyncio.create_task(stop.wait())
     # Drops the payloads of closed sessions from the payload folder (runtime/payload_store.py).
     sweeper = asyncio.create_task(sweep_forever(client))
     done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
     sweeper.cancel()
-    await asyncio.gather(shared_worker.shutdown(), pinned_worker.shutdown())
+    await asyncio.gather(*(w.shutdown() for w in workers))
 
     async def notify(workflow_id: str, released: InstanceReleased) -> None:
         await client.get_workflow_handle(workflow_id).signal("instance_released", released)
@@ -136,6 +150,7 @@ async def main_async(args: argparse.Namespace) -> None:
         stop=stop,
         max_cached_sessions=args.max_cached_sessions,
         local_calls=args.local_calls,
+        max_concurrent_calls=args.max_concurrent_calls,
     )
 
 
@@ -159,6 +174,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_false",
         default=os.environ.get("SESSIONS_LOCAL_CALLS", "1") != "0",
         help="send every call through the pinned queue (default: $SESSIONS_LOCAL_CALLS, 1)",
+    )
+    parser.add_argument(
+        "--max-concurrent-calls",
+        type=int,
+        help="calls on this worker's instances that run at once through its pinned queue",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))

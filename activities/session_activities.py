@@ -27,7 +27,7 @@ from contract import (
     WarmupInput,
     WarmupResult,
 )
-from contract.activities import CALL_TOOL, CLEANUP, INITIALIZE, WARMUP
+from contract.activities import ALIVE, CALL_TOOL, CLEANUP, INITIALIZE, WARMUP
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("durable_sessions")
@@ -130,6 +130,11 @@ class SessionActivities:
             await live.close()  # the output reaches the session before the answer does
         outcome.snapshot = await self._snapshot(instance)
         return outcome
+
+    @activity.defn(name=ALIVE)
+    async def alive(self) -> str:
+        """This worker is up: answered on its liveness queue, which long calls never fill."""
+        return self.worker_id
 
     @activity.defn(name=CLEANUP)
     async def cleanup(self, inp: CleanupInput) -> None:

@@ -23,6 +23,12 @@ WARMUP = "session.warmup"
 INITIALIZE = "session.initialize"
 CALL_TOOL = "session.call_tool"
 CLEANUP = "session.cleanup"
+ALIVE = "session.alive"
+
+
+def liveness_queue(pinned_queue: str) -> str:
+    """Where a worker answers ``alive``: a queue of its own, so a busy worker still answers."""
+    return f"{pinned_queue}/alive"
 
 
 @activity.defn(name=WARMUP)
@@ -46,4 +52,10 @@ async def call_tool(inp: ToolCallInput) -> ToolOutcome:
 @activity.defn(name=CLEANUP)
 async def cleanup(inp: CleanupInput) -> None:
     """Release an instance on the worker that holds it."""
+    raise NotImplementedError
+
+
+@activity.defn(name=ALIVE)
+async def alive() -> str:
+    """Answer the worker's id at once: its process is up and its event loop is free."""
     raise NotImplementedError

@@ -12,8 +12,13 @@ from contract.limits import MAX_REMEMBERED_DATA_BYTES, MAX_REMEMBERED_RESULTS, j
 
 #: A call waits this long for the worker that holds the instance before it is declared lost.
 SCHEDULE_TO_START = timedelta(seconds=10)
+#: A call not started on its worker this soon asks that worker whether it is alive
+#: (``instance_calls.on_its_worker``); it is declared lost only when no answer comes.
+PROBE_AFTER = timedelta(seconds=1)
+#: How long a live worker has to answer ``alive`` (its own queue and slots: never busy).
+ALIVE_WITHIN = timedelta(seconds=1.5)
 #: A call on a worker that stops heartbeating for this long is declared lost with its worker.
-HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+HEARTBEAT_TIMEOUT = timedelta(seconds=4)
 
 NO_RETRY = RetryPolicy(maximum_attempts=1)
 LIFECYCLE_RETRY = RetryPolicy(

@@ -6,12 +6,13 @@ Each function is one activity invocation with its options; failures come back as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
 from contract import (
     CleanupInput,
@@ -25,15 +26,17 @@ from contract import (
 from contract import activities as stubs
 from contract.limits import TOOL_TIMEOUT_MARGIN, tool_timeout
 from workflows.calls import (
+    ALIVE_WITHIN,
     HEARTBEAT_TIMEOUT,
     LIFECYCLE_RETRY,
     NO_RETRY,
+    PROBE_AFTER,
     SCHEDULE_TO_START,
     Rejected,
     describe_failure,
     worker_lost,
 )
-from workflows.patches import INITIALIZE_LOCALLY, TEMPORARY_LOCALLY, patched
+from workflows.patches import INITIALIZE_LOCALLY, PROBE_WORKER, TEMPORARY_LOCALLY, patched
 from workflows.views import call_summary
 
 #: After a local try missed (patch ``remember-elsewhere``), every this many calls try here again.
@@ -103,14 +106,63 @@ async def start_instance(
         raise Rejected(ErrorCode.INITIALIZE_FAILED, describe_failure(exc)) from None
 
 
+A = TypeVar("A")
+
+
+async def on_its_worker(
+    instance: InstanceInfo, activity: Callable[[A], Any], arg: A, **options: Any
+) -> Any:
+    """``activity`` on the worker that holds ``instance``, declared lost within seconds.
+
+    Not started within ``PROBE_AFTER``, the call asks that worker whether it is alive, on a queue
+    the worker keeps for this alone: a dead worker answers nothing and the schedule-to-start
+    timeout is raised (lost); a live one that is only busy (every slot taken) answers, and the
+    call waits for it again, asking every ``SCHEDULE_TO_START``. A call that timed out before it
+    started never ran, so sending it again runs it once.
+    """
+    wait = PROBE_AFTER
+    while True:
+        try:
+            return await workflow.execute_activity(
+                activity,
+                arg,
+                task_queue=instance.task_queue,
+                schedule_to_start_timeout=wait,
+                **options,
+            )
+        except ActivityError as exc:
+            if not _not_started(exc) or not patched(PROBE_WORKER) or not await _alive(instance):
+                raise
+            wait = SCHEDULE_TO_START
+
+
+def _not_started(exc: ActivityError) -> bool:
+    cause = exc.cause
+    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
+
+
+async def _alive(instance: InstanceInfo) -> bool:
+    try:
+        await workflow.execute_activity(
+            stubs.alive,
+            task_queue=stubs.liveness_queue(instance.task_queue),
+            schedule_to_start_timeout=ALIVE_WITHIN,
+            start_to_close_timeout=ALIVE_WITHIN,
+            retry_policy=NO_RETRY,
+            summary=f"is worker {instance.worker} alive?",
+        )
+    except ActivityError:
+        return False
+    return True
+
+
 async def release(instance: InstanceInfo, resource_type: str) -> str | None:
     """Clean the instance up on its worker; answers why it could not (its worker is gone)."""
     try:
-        await workflow.execute_activity(
+        await on_its_worker(
+            instance,
             stubs.cleanup,
             CleanupInput(session_id=instance.session_id, resource_type=resource_type),
-            task_queue=instance.task_queue,
-            schedule_to_start_timeout=SCHEDULE_TO_START,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(maximum_attempts=2),
             summary=f"clean up {instance.session_id}",
@@ -124,16 +176,16 @@ async def call_on_instance(instance: InstanceInfo, call: ToolCallInput) -> ToolO
     """The call on the worker that holds the instance; a lost worker answers RESOURCE_LOST."""
     timeout = tool_timeout(call.params) + TOOL_TIMEOUT_MARGIN
     try:
-        return await workflow.execute_activity(
+        outcome: ToolOutcome = await on_its_worker(
+            instance,
             stubs.call_tool,
             call,
             summary=call_summary(call.tool, call.params),
-            task_queue=instance.task_queue,
-            schedule_to_start_timeout=SCHEDULE_TO_START,
             start_to_close_timeout=timedelta(seconds=timeout),
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=NO_RETRY,
         )
+        return outcome
     except ActivityError as exc:
         code = ErrorCode.RESOURCE_LOST if worker_lost(exc) else ErrorCode.INTERNAL
         return ToolOutcome(code=code, message=describe_failure(exc))

@@ -29,6 +29,9 @@ TEMPORARY_LOCALLY = "temporary-locally"
 #: A call with ``stream`` runs as a regular activity and publishes its output (a history
 #: recorded before it ran such a call locally).
 LIVE_OUTPUT = "live-output"
+#: A call not started on its worker within ``PROBE_AFTER`` asks the worker whether it is alive
+#: before it is declared lost (a history recorded before waited ``SCHEDULE_TO_START``).
+PROBE_WORKER = "probe-worker"
 
 IN_V2 = frozenset(
     {
