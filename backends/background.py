@@ -221,6 +221,8 @@ class Background:
             )
         if "\0" in command:
             raise ValueError("a command cannot contain a NUL character")
+        if not command.strip():
+            raise ValueError("the command is empty: there is nothing to start")
         handle = f"p{self._next}"
         stdin_r, stdin_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -233,6 +235,8 @@ class Background:
                 env=env,
                 cwd=cwd,
             )
+            if "refused" in answer:  # nothing started: its cwd is no directory it can enter
+                raise FileNotFoundError(answer["refused"])
         except BaseException:
             for fd in (stdin_w, out_r):
                 os.close(fd)

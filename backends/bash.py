@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -174,15 +175,19 @@ class BashBackend(WorkspaceTools, Backend):
         session_info: dict[str, Any],
     ) -> dict[str, Any]:
         """Start a command in the background (its own process session in the sandbox, with the
-        shell's cwd and exported variables); returns its handle. It lives until it ends,
+        shell's exported variables, in cwd: default the shell's, a relative one inside it;
+        4008 when it is no directory); returns its handle. It lives until it ends,
         bash:kill, or the session ends. Follow it with bash:status, bash:output, bash:stdin."""
         shell: Shell = session_info["shell"]
         background: Background = session_info["background"]
         await shell.ensure_sandbox()
+        where = posixpath.join(shell.cwd, cwd) if cwd else shell.cwd  # relative: to the shell's
         try:
-            process = await background.start(command, cwd or shell.cwd, shell.environment())
+            process = await background.start(command, where, shell.environment())
         except OverflowError as exc:
             raise ToolCallError(ErrorCode.QUOTA_EXCEEDED, str(exc)) from None
+        except FileNotFoundError as exc:
+            raise ToolCallError(ErrorCode.NOT_FOUND, str(exc)) from None
         except ValueError as exc:
             raise ToolCallError(ErrorCode.INVALID_INPUT, str(exc)) from None
         except (ConnectionError, ControlError) as exc:

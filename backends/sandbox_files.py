@@ -225,7 +225,9 @@ def op_write(root: str, req: dict, data: bytes) -> dict:
     else:
         mode = 0o644
     if offset is None:
-        temporary = os.path.join(parent, f".{os.path.basename(target)}.partial-{os.getpid()}")
+        # At most 200 bytes of the name: the temporary name of a 255-byte name must fit too.
+        stem = os.fsencode(os.path.basename(target))[:200].decode("utf-8", "ignore")
+        temporary = os.path.join(parent, f".{stem}.partial-{os.getpid()}")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
         try:
             _write_all(fd, data)

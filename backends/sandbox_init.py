@@ -365,6 +365,9 @@ class Supervisor:
         argv = [str(a) for a in request["argv"]]
         env = {str(k): str(v) for k, v in request["env"].items()}
         cwd = str(request.get("cwd") or self.cwd)
+        # Checked before the fork: a child that cannot enter it would look started, then exit.
+        if not os.path.isdir(cwd) or not os.access(cwd, os.X_OK):
+            return {"refused": f"cwd {cwd} is not a directory the session can enter"}
         pid = os.fork()
         if pid == 0:
             try:

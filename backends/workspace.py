@@ -36,6 +36,13 @@ MAX_WRITE_BYTES = 16 * 1024 * 1024
 MAX_READ_BYTES = 4 * 1024 * 1024
 #: How long one file operation may take inside the sandbox.
 FILE_OP_TIMEOUT = 120.0
+#: A file or directory name, and a whole path, at most (UTF-8 bytes), and how deep a path may
+#: go: Linux's NAME_MAX is 255; its PATH_MAX (4096) also counts the workspace root, which is a
+#: host directory with isolation "none". Past them the system answers with errors of its own
+#: (or a helper recurses too deep): the tools refuse such a path up front, naming the limit.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 2048
+MAX_PATH_DEPTH = 128
 log = logging.getLogger(__name__)
 _KINDS = {
     "invalid": ErrorCode.INVALID_INPUT,
@@ -84,6 +91,9 @@ class Workspace:
     async def op(
         self, request: dict[str, Any], data: bytes | None = None, *, limit: int = 1 << 20
     ) -> tuple[dict[str, Any], bytes]:
+        problem = path_problem(request.get("path", ""))
+        if problem is not None:
+            raise ToolCallError(ErrorCode.INVALID_INPUT, problem)
         box = await self._ensure()
         try:
             return await box.file_op(request, data, limit=limit, timeout=FILE_OP_TIMEOUT)
@@ -174,6 +184,27 @@ class Workspace:
         await box.file_op({"op": "unpack"}, data, limit=1 << 20, timeout=FILE_OP_TIMEOUT)
         scan, _ = await box.request("scan", timeout=30)
         self._digest = scan.get("digest")
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` is past a file name, path length or depth limit, or None."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    for part in parts:
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if size > MAX_NAME_BYTES:
+            return (
+                f"a file or directory name is at most {MAX_NAME_BYTES} bytes (NAME_MAX); "
+                f"{part[:40]!r}... is {size} bytes"
+            )
+    size = len(path.encode("utf-8", "surrogatepass"))
+    if size > MAX_PATH_BYTES:
+        return f"a path is at most {MAX_PATH_BYTES} bytes long; {path[:40]!r}... is {size} bytes"
+    if len(parts) > MAX_PATH_DEPTH:
+        return (
+            f"a path is at most {MAX_PATH_DEPTH} directories deep; {path[:40]!r}... is "
+            f"{len(parts)} deep"
+        )
+    return None
 
 
 def _decode(content: str, encoding: str) -> bytes:

@@ -60,16 +60,22 @@ class ToolCatalog:
     def loaded(self) -> bool:
         return self._loaded_at is not None
 
+    def _fresh(self) -> bool:
+        return self._loaded_at is not None and time.monotonic() - self._loaded_at < self._ttl
+
+    def resource_types(self) -> set[str] | None:
+        """The resource types the workers offer, from a fresh list; None when there is none
+        (knowing would take asking a worker: no list is loaded for this)."""
+        if not self._fresh():
+            return None
+        return {s.resource_type for s in self._specs.values()}
+
     async def specs(self) -> list[ToolSpec]:
         """Every tool, loading the list when it is missing or old (raises when no worker can be
         asked)."""
-        fresh = self._loaded_at is not None and time.monotonic() - self._loaded_at < self._ttl
-        if not fresh:
+        if not self._fresh():
             async with self._lock:
-                fresh = (
-                    self._loaded_at is not None and time.monotonic() - self._loaded_at < self._ttl
-                )
-                if not fresh:
+                if not self._fresh():
                     self.update(await self._load())
         return list(self._specs.values())
 

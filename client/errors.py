@@ -13,6 +13,12 @@ def error_envelope(code: int, message: str, meta: EnvelopeMeta) -> Envelope:
     return Envelope(code=code, message=message, data=None, meta=meta)
 
 
+def printable(value: object) -> str:
+    """``value`` as text any UTF-8 writer takes: a caller's malformed tool name is echoed in an
+    answer's ``meta.tool`` with a lone surrogate spelled ``\\ud800``, not raw."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def code_of(exc: BaseException) -> tuple[int, str]:
     """The envelope code and message for an update that failed or was rejected."""
     if isinstance(exc, WorkflowUpdateRPCTimeoutOrCancelledError):

@@ -48,7 +48,7 @@ from client.agentflow import (
     with_names,
 )
 from client.catalog import ToolCatalog, timeout_param
-from client.errors import PermissionDenied, SessionError, code_of, error_envelope
+from client.errors import PermissionDenied, SessionError, code_of, error_envelope, printable
 from client.http_engine import HttpEngine
 from client.private_loop import PrivateLoop
 from client.streams import follow_call, watch_output
@@ -56,6 +56,7 @@ from client.transport import (
     CALL_SLACK,
     QUERY_TIMEOUT,
     SessionGone,
+    call_problem,
     call_timeout,
     checked_id,
     send,
@@ -415,8 +416,11 @@ class Sandbox:
         Other keyword arguments are added to ``params`` (AgentFlow's rule); ``trace_id`` is
         answered in ``meta`` (default: the call's OpenTelemetry trace, or a new id).
         """
-        merged = _merged_params(params, kwargs)
         request_id = request_id or uuid.uuid4().hex
+        problem = call_problem(action, params, kwargs)
+        if problem is not None:
+            return _refused(action, problem, request_id, session_id, trace_id)
+        merged = _merged_params(params, kwargs)
         return await self._call(action, merged, timeout, request_id, session_id, trace_id)
 
     async def execute_stream(
@@ -439,8 +443,12 @@ class Sandbox:
         its envelope only. Each chunk's ``offset`` is its place in the session's stream, where
         another reader can :meth:`watch` from.
         """
-        merged = _merged_params(params, kwargs)
         request_id = request_id or uuid.uuid4().hex
+        problem = call_problem(action, params, kwargs)
+        if problem is not None:
+            yield _refused(action, problem, request_id, session_id, trace_id)
+            return
+        merged = _merged_params(params, kwargs)
         answer = asyncio.ensure_future(
             self._call(action, merged, timeout, request_id, session_id, trace_id, stream=True)
         )
@@ -722,6 +730,15 @@ class Sandbox:
     async def _execute_temporary(
         self, resource_type: str, req: ExecuteRequest, meta: EnvelopeMeta
     ) -> Envelope:
+        # A resource type the workers' tool list (when this client has a fresh one) does not
+        # have is answered here: a temporary session would only start to answer the same.
+        offered = self._tools.resource_types()
+        if offered is not None and resource_type not in offered:
+            message = (
+                f"unknown tool {req.tool!r}: no worker offers resource type {resource_type!r} "
+                f"(offered: {', '.join(sorted(offered)) or 'none'})"
+            )
+            return error_envelope(ErrorCode.UNKNOWN_TOOL, message, meta)
         workflow_id = temporary_workflow_id(self.sandbox_id, resource_type, req.request_id)
         inp = SessionInput(
             sandbox_id=self.sandbox_id,
@@ -1354,6 +1371,16 @@ def _merged_params(params: Mapping[str, Any] | None, extra: Mapping[str, Any]) -
         if key not in merged and value is not None:
             merged[key] = value
     return merged
+
+
+def _refused(
+    action: Any, problem: str, request_id: str, session_id: str | None, trace_id: str | None
+) -> dict[str, Any]:
+    """The envelope of a call refused before anything was sent (``call_problem``)."""
+    meta = EnvelopeMeta(tool=printable(action), request_id=request_id, session_id=session_id)
+    answer = error_envelope(ErrorCode.INVALID_INPUT, problem, meta).model_dump(mode="json")
+    answer["meta"]["trace_id"] = trace_id or uuid.uuid4().hex
+    return answer
 
 
 def _unanswered(exc: SessionError) -> bool:

@@ -30,12 +30,14 @@ from client.errors import (
     SessionNotFound,
     error_envelope,
     is_gone,
+    printable,
 )
 from client.streams import watch_output
 from client.transport import (
     CALL_SLACK,
     QUERY_TIMEOUT,
     SessionGone,
+    call_problem,
     call_timeout,
     checked_id,
     send,
@@ -228,7 +230,7 @@ class SessionManager:
                 opened_by=request_id,
             )
         except ValidationError as exc:
-            raise SessionError(ErrorCode.INVALID_INPUT, _first_error(exc)) from None
+            raise _refusal(exc) from None
         what = f"{resource_type} session" if resource_type else "session record"
         view = await send(
             lambda: self.client.execute_update_with_start_workflow(
@@ -271,16 +273,14 @@ class SessionManager:
     ) -> SessionRecord:
         """``paused`` releases the resource (record and checkpoints kept); ``active`` resumes
         it now (from ``checkpoint_id``'s snapshot when given); ``idle`` only marks it."""
-        value = SessionStatus(state).value if isinstance(state, str) else state.value
+        value = state.value if isinstance(state, SessionStatus) else state
         if value not in ("active", "idle", "paused"):
             raise SessionError(
                 ErrorCode.INVALID_INPUT,
                 f"a session can be set to active, idle or paused, not {value!r}",
             )
-        req = SetStateRequest(
-            state=value,  # type: ignore[arg-type]  # checked just above
-            checkpoint_id=checkpoint_id,
-            **self._acting(user_id),
+        req = self._request(
+            SetStateRequest, state=value, checkpoint_id=checkpoint_id, **self._acting(user_id)
         )
         return await self._update_record(session_id, SessionWorkflow.set_state, req)
 
@@ -293,7 +293,9 @@ class SessionManager:
         user_id: str | None = None,
     ) -> SessionRecord:
         """Merge ``metadata`` into the session's (a None value removes a key), or replace it."""
-        req = MetadataRequest(metadata=dict(metadata), replace=replace, **self._acting(user_id))
+        req = self._request(
+            MetadataRequest, metadata=dict(metadata), replace=replace, **self._acting(user_id)
+        )
         return await self._update_record(session_id, SessionWorkflow.update_metadata, req)
 
     async def rename(
@@ -323,16 +325,19 @@ class SessionManager:
         ``stream``: publish its output while it runs, for :meth:`watch` (the answer still
         comes at its end)."""
         request_id = request_id or uuid.uuid4().hex
+        meta = EnvelopeMeta(tool=printable(tool), request_id=request_id, workflow_id=session_id)
+        problem = call_problem(tool, params)
+        if problem is not None:
+            return error_envelope(ErrorCode.INVALID_INPUT, problem, meta).model_dump(mode="json")
         params = dict(params or {})
-        meta = EnvelopeMeta(tool=tool, request_id=request_id, workflow_id=session_id)
         acting = self._acting(user_id)
         try:
             req = ExecuteRequest(
                 tool=tool, params=params, request_id=request_id, stream=stream, **acting
             )
         except ValidationError as exc:
-            envelope = error_envelope(ErrorCode.INVALID_INPUT, _first_error(exc), meta)
-            return envelope.model_dump(mode="json")
+            refused = _refusal(exc)
+            return error_envelope(refused.code, refused.message, meta).model_dump(mode="json")
         handle = self._handle(session_id)
         try:
             envelope = await send(
@@ -490,11 +495,11 @@ class SessionManager:
     async def delete_checkpoint(
         self, session_id: str, checkpoint_id: str, *, user_id: str | None = None
     ) -> bool:
-        req = CheckpointRequest(checkpoint_id=checkpoint_id, **self._acting(user_id))
+        req = self._request(CheckpointRequest, checkpoint_id=checkpoint_id, **self._acting(user_id))
         return bool(await self._update(session_id, SessionWorkflow.delete_checkpoints, req))
 
     async def clear_checkpoints(self, session_id: str, *, user_id: str | None = None) -> int:
-        req = CheckpointRequest(**self._acting(user_id))
+        req = self._request(CheckpointRequest, **self._acting(user_id))
         deleted: int = await self._update(session_id, SessionWorkflow.delete_checkpoints, req)
         return deleted
 
@@ -744,7 +749,7 @@ class SessionManager:
         try:
             return model(**fields)
         except ValidationError as exc:
-            raise SessionError(ErrorCode.INVALID_INPUT, _first_error(exc)) from None
+            raise _refusal(exc) from None
 
 
 def _checked_id(value: str, what: str) -> str:
@@ -756,7 +761,11 @@ def _checked_id(value: str, what: str) -> str:
         raise SessionError(ErrorCode.INVALID_INPUT, str(exc)) from None
 
 
-def _first_error(exc: ValidationError) -> str:
+def _refusal(exc: ValidationError) -> SessionError:
+    """A request that does not fit its model, as the error a person reads: its first problem
+    and where; TOO_LARGE for a size over its limit (as the session answers), else
+    INVALID_INPUT."""
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "input"
-    return f"{where}: {first['msg']}"
+    code = ErrorCode.TOO_LARGE if first["type"] == "too_large" else ErrorCode.INVALID_INPUT
+    return SessionError(code, f"{where}: {first['msg']}")

@@ -4,7 +4,8 @@ caller's own view of one call (its chunks, then its answer).
 Reading is long-polling (``temporalio.contrib.workflow_streams``): a watcher costs nothing while
 the session is quiet, follows it across continue-as-new, and ends once the session has closed and
 what it kept was read. Each waiting watcher holds one of the server's in-flight updates of the
-session (10 by default, shared with calls): keep a few per session, not dozens.
+session (10 by default, shared with calls), so a session lets 5 wait at once and refuses the
+next (``QuotaExceeded``); a poll with nothing new answers empty after 15 s and polls again.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
 
-from contract import OutputChunk, output_topic
+from client.errors import SessionError
+from contract import ErrorCode, OutputChunk, output_topic
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +41,21 @@ async def watch_output(
 
     Each chunk carries its ``offset``: a watcher that stops resumes from the last one + 1. An
     offset older than the session keeps starts at the oldest chunk kept (its ``offset`` says
-    where). ``end`` chunks mark a call answered. Ends when the session has closed.
+    where). ``end`` chunks mark a call answered. Ends when the session has closed. A refused
+    watch raises ``SessionError`` (an offset past the end, too many watchers waiting).
     """
+    if isinstance(from_offset, bool) or not isinstance(from_offset, int) or from_offset < 0:
+        raise SessionError(
+            ErrorCode.INVALID_INPUT, f"from_offset must be a whole number >= 0, not {from_offset!r}"
+        )
     stream = WorkflowStreamClient.create(client, session_id)
     topics = [output_topic(request_id)] if request_id else None
     items = stream.subscribe(topics, from_offset, result_type=OutputChunk)
     try:
         async for item in items:
             yield item.data.model_copy(update={"offset": item.offset})
+    except WorkflowUpdateFailedError as exc:
+        raise SessionError.of(exc) from None
     finally:
         if isinstance(items, AsyncGenerator):  # end its poll now, not when it is collected
             await items.aclose()

@@ -52,7 +52,7 @@ from contract import (
     SessionStatus,
     UserIdAttr,
 )
-from contract.limits import ID_PATTERN, tool_timeout
+from contract.limits import ID_PATTERN, json_problem, tool_timeout
 from runtime.connection import START_SERVER_HINT, env_float
 from workflows import SessionWorkflow
 
@@ -97,6 +97,21 @@ def checked_id(value: Any, what: str) -> str:
             f"{what} {value!r} must be 1-200 letters, digits, '.', '_', '@', ':' or '-'"
         )
     return value
+
+
+def call_problem(tool: Any, params: Any, extra: Mapping[str, Any] | None = None) -> str | None:
+    """Why a call cannot be sent as it is, or None: a tool that is not a name, parameters that
+    are not a mapping, or (with the ``extra`` keyword parameters) values that cannot travel as
+    JSON (``contract.limits.json_problem``). Checked before anything is sent or started, so a
+    malformed call is answered INVALID_INPUT like any other refusal instead of raising."""
+    if not isinstance(tool, str):
+        return f"tool must be a name such as 'bash:run', got {type(tool).__name__}"
+    if not tool.isascii() and json_problem("tool", tool) is not None:
+        return f"tool {tool!r} is not valid Unicode text (a lone surrogate)"
+    if params is not None and not isinstance(params, Mapping):
+        kind = type(params).__name__
+        return f"params must be a mapping of parameter names to values, got {kind}"
+    return json_problem("params", {**(params or {}), **(extra or {})})
 
 
 def call_timeout(params: Mapping[str, Any]) -> timedelta:

@@ -11,6 +11,8 @@ import math
 import re
 from typing import Any
 
+from pydantic_core import PydanticSerializationError, to_json
+
 from contract.codes import ErrorCode
 
 #: Session lifetime (seconds from the last call or refresh).
@@ -42,6 +44,9 @@ MAX_METADATA_BYTES = 64 * 1024
 #: A tool call's parameters, and a backend config, as compact JSON.
 MAX_PARAMS_BYTES = 1024 * 1024
 MAX_CONFIG_BYTES = 64 * 1024
+#: Levels of objects and arrays in a call's parameters, a config or metadata: far inside what
+#: every JSON reader on the way takes (pydantic's parser stops at 200, its writer at 255).
+MAX_JSON_DEPTH = 64
 MAX_CHECKPOINTS = 20
 MAX_CHECKPOINT_BYTES = 64 * 1024
 #: Answers remembered so a retried request is answered, not run again.
@@ -61,6 +66,30 @@ CONTINUING_AS_NEW = "ContinuingAsNew"
 def json_size(value: Any) -> int:
     """Bytes of a value as compact JSON: what a size limit is measured on."""
     return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+
+
+def json_problem(field: str, value: Any) -> str | None:
+    """Why ``value`` cannot travel as JSON, or None: objects and arrays nested deeper than
+    :data:`MAX_JSON_DEPTH`, text that is not valid Unicode (a lone surrogate such as
+    ``"\\ud800"``, which no UTF-8 encoder takes), or a value JSON has no form for."""
+    nested = dict | list | tuple
+    stack = [(value, 1)] if isinstance(value, nested) else []
+    while stack:  # a loop, not recursion: the depth is what is being checked
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > MAX_JSON_DEPTH:
+            return f"{field} nests deeper than {MAX_JSON_DEPTH} levels of objects and arrays"
+        stack.extend((c, depth + 1) for c in children if isinstance(c, nested))
+    try:
+        to_json(value)  # as the data converter writes it
+    except PydanticSerializationError as exc:
+        if "surrogates not allowed" in str(exc):
+            return (
+                f"{field} holds text that is not valid Unicode (a lone surrogate such as "
+                "'\\ud800'): send UTF-8 text, or base64 for bytes"
+            )
+        return f"{field} is not JSON: {exc}"
+    return None
 
 
 def number_problem(field: str, value: Any, high: float) -> str | None:

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from contract.codes import ErrorCode
@@ -24,6 +25,7 @@ from contract.limits import (
     MAX_REASON_CHARS,
     MAX_ROLE_CHARS,
     MAX_TTL_SECONDS,
+    json_problem,
     json_size,
 )
 
@@ -33,9 +35,18 @@ _REQUEST_ID = Field(default="", max_length=200)
 
 
 def _within(field: str, value: Any, limit: int) -> Any:
+    """``value`` when it travels as JSON (``json_problem``: error type ``not_json``) within
+    ``limit`` bytes (``too_large``, so a caller can answer TOO_LARGE)."""
+    problem = json_problem(field, value)
+    if problem is not None:
+        raise PydanticCustomError("not_json", problem)
     size = json_size(value)
     if size > limit:
-        raise ValueError(f"{field} is {size} bytes as JSON; the limit is {limit} bytes")
+        raise PydanticCustomError(
+            "too_large",
+            "{field} is {size} bytes as JSON; the limit is {limit} bytes",
+            {"field": field, "size": size, "limit": limit},
+        )
     return value
 
 

@@ -32,6 +32,8 @@ LIVE_OUTPUT = "live-output"
 #: A call not started on its worker within ``PROBE_AFTER`` asks the worker whether it is alive
 #: before it is declared lost (a history recorded before waited ``SCHEDULE_TO_START``).
 PROBE_WORKER = "probe-worker"
+#: A session bounds its waiting output polls (how many, and how long each waits).
+BOUNDED_POLLS = "bounded-polls"
 
 IN_V2 = frozenset(
     {

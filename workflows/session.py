@@ -60,8 +60,9 @@ with workflow.unsafe.imports_passed_through():
 
 
 # A malformed start input (or update argument) fails the workflow (or the update) at once,
-# instead of failing the workflow task again and again.
-@workflow.defn(failure_exception_types=[ValidationError])
+# instead of failing the workflow task again and again. A wrong number of them is a TypeError
+# (the SDK calls __init__ and run with the arguments it was given).
+@workflow.defn(failure_exception_types=[ValidationError, TypeError])
 class SessionWorkflow:
     @workflow.init
     def __init__(self, inp: SessionInput) -> None:
