@@ -15,14 +15,17 @@ It speaks Temporal's remote-codec protocol (POST ``/encode`` and ``/decode`` wit
   ``http://127.0.0.1:<ui-port>`` (``--ui-port``, default 8233; or the comma-separated
   ``$DURABLE_SESSIONS_CODEC_CORS_ORIGIN``), and a request from any other origin is refused (403).
 
-A body that is not a payload list answers 400, a payload it cannot decrypt 400 too.
+A body that is not a payload list (invalid base64 included) answers 400, a payload it cannot
+decrypt 400 too.
 """
 
 from __future__ import annotations
 
 import argparse
 import hmac
+import json
 import os
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from aiohttp import web
@@ -86,7 +89,7 @@ def build_app(
                 if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
                     return error(request, 401, "unauthorized")
             try:
-                payloads = json_format.Parse(await request.read(), Payloads())
+                payloads = parse_payloads(await request.read())
             except (json_format.ParseError, UnicodeDecodeError, ValueError) as exc:
                 return error(request, 400, f"the body is not a payload list: {exc}")
             try:
@@ -103,6 +106,38 @@ def build_app(
     app.router.add_post("/encode", handler(codec.encode))
     app.router.add_post("/decode", handler(codec.decode))
     return app
+
+
+#: Base64 as protobuf's JSON writes it (standard or URL-safe alphabet, padding optional).
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}|[A-Za-z0-9_-]*={0,2}")
+
+
+def parse_payloads(raw: bytes) -> Payloads:
+    """A payload list from protobuf JSON, its bytes fields strictly base64: protobuf's reader
+    skips characters outside the alphabet, so ``"!!!"`` would be read as an empty payload."""
+    doc = json.loads(raw)
+    if not isinstance(doc, dict):
+        raise ValueError("expected a JSON object with 'payloads'")
+    for i, payload in enumerate(doc.get("payloads") or []):
+        if not isinstance(payload, dict):
+            continue  # protobuf's reader refuses it
+        _check_base64(f"payloads[{i}].data", payload.get("data"))
+        metadata = payload.get("metadata")
+        for key, value in (metadata or {}).items() if isinstance(metadata, dict) else ():
+            _check_base64(f"payloads[{i}].metadata.{key}", value)
+    return json_format.ParseDict(doc, Payloads())
+
+
+def _check_base64(field: str, value: object) -> None:
+    if not isinstance(value, str):
+        return  # absent, or a wrong type protobuf's reader refuses
+    unpadded = value.rstrip("=")
+    if (
+        not _BASE64.fullmatch(value)
+        or len(unpadded) % 4 == 1
+        or (unpadded != value and len(value) % 4 != 0)
+    ):
+        raise ValueError(f"{field} is not valid base64")
 
 
 def settings(

@@ -27,7 +27,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -37,8 +36,9 @@ from client.catalog import ToolCatalog
 from contract import DEFAULT_TASK_QUEUE, ErrorCode, ToolSpec, WarmupInput, session_workflow_id
 from contract.limits import ID_PATTERN
 from http_api.keys import ApiKey, KeyStore
-from http_api.limits import RateLimiter, SessionQuota
+from http_api.limits import OverQuota, RateLimiter, SessionQuota
 from http_api.models import (
+    OUT_OF_RANGE,
     BatchBody,
     CreateBody,
     EventsBody,
@@ -53,6 +53,8 @@ from http_api.models import (
     WarmupBody,
     WorkerBody,
 )
+from http_api.owners import check_read, hide, may_read, readable
+from runtime.body_limit import BodyLimit
 from workflows import WarmupWorkflow
 
 log = logging.getLogger("durable-sessions.http")
@@ -81,6 +83,13 @@ class Caller:
 
 
 LOCAL = Caller(user_id=None)
+
+
+@dataclass
+class Slot:
+    """A new session's place in its key's quota; ``made`` keeps it."""
+
+    made: bool = False
 
 
 class ApiError(Exception):
@@ -185,25 +194,38 @@ class State:
             self._sandboxes.move_to_end(key)
         return found
 
-    async def check_new_session(self, who: Caller, worker_id: str, resource_type: str) -> None:
-        """Refuse (429) a session over the key's limit; an existing one may always be opened."""
-        if who.user_id is None:
-            return
-        limit = self.limits.max_sessions
-        if who.key is not None and who.key.max_sessions is not None:
-            limit = who.key.max_sessions
+    @asynccontextmanager
+    async def new_session(
+        self, who: Caller, worker_id: str, resource_type: str
+    ) -> AsyncIterator[Slot]:
+        """Refuse (429) a session over the key's limit, else hold its place in the count while
+        the block makes it: kept when the block sets ``slot.made``, given back otherwise. An
+        existing session may always be opened."""
+        slot = Slot()
         workflow_id = session_workflow_id(worker_id, resource_type)
-        over = await self.quota.over(who.user_id, limit, workflow_id)
-        if over is not None:
-            count, retry = over
-            raise ApiError(
-                429,
-                ErrorCode.QUOTA_EXCEEDED,
-                f"quota exceeded: user {who.user_id!r} has {count} live sessions, the most this "
-                f"key allows ({limit}); destroy one or wait for one to expire",
-                data={"limit": limit, "live_sessions": count},
-                headers={"Retry-After": str(int(retry))},
-            )
+        reserved = False
+        if who.user_id is not None:
+            limit = self.limits.max_sessions
+            if who.key is not None and who.key.max_sessions is not None:
+                limit = who.key.max_sessions
+            try:
+                reserved = await self.quota.reserve(who.user_id, limit, workflow_id)
+            except OverQuota as over:
+                raise ApiError(
+                    429,
+                    ErrorCode.QUOTA_EXCEEDED,
+                    f"quota exceeded: user {who.user_id!r} has {over.count} live sessions, the "
+                    f"most this key allows ({limit}); destroy one or wait for one to expire",
+                    data={"limit": limit, "live_sessions": over.count},
+                    headers={"Retry-After": str(int(over.retry))},
+                ) from None
+        try:
+            yield slot
+        finally:
+            if slot.made:
+                self.quota.made(who.user_id, workflow_id)
+            elif reserved:
+                self.quota.gone(who.user_id, workflow_id)
 
 
 # --- authentication ----------------------------------------------------------------------------
@@ -240,21 +262,37 @@ async def authenticate(request: Request) -> Caller:
             else "this API key is not valid",
             headers={"WWW-Authenticate": 'Bearer realm="durable-sessions"'},
         )
-    limits = state.limits
-    rate = entry.rate or limits.rate
-    burst = entry.burst or max(limits.burst, int(rate))
-    wait = state.rates.take(entry.key_id, rate, burst)
-    if wait > 0:
-        retry = max(1, int(wait + 0.999))
+    charge(state, entry)
+    return Caller(user_id=entry.user_id, admin=entry.admin, key=entry)
+
+
+def charge(state: State, entry: ApiKey, count: int = 1, *, batch: int = 0) -> None:
+    """Take ``count`` requests from the key's rate limit, or refuse (429, 4013). ``batch``: the
+    number of actions of a batch being charged (its request was charged already)."""
+    rate = entry.rate or state.limits.rate
+    burst = entry.burst or max(state.limits.burst, int(rate))
+    data: dict[str, Any] = {"rate": rate, "burst": burst}
+    if batch > burst:  # no wait would let it through: say so instead of a Retry-After
         raise ApiError(
             429,
             ErrorCode.QUOTA_EXCEEDED,
-            f"rate limit: this key may send {rate:g} requests a second (bursts of {burst}); "
-            f"retry in {retry} s",
-            data={"rate": rate, "burst": burst},
+            f"rate limit: a batch counts each of its actions as a request, and this key may "
+            f"send at most {burst} at once; this batch has {batch} actions: split it into "
+            f"batches of at most {burst}",
+            data={**data, "actions": batch},
+        )
+    wait = state.rates.take(entry.key_id, rate, burst, count)
+    if wait > 0:
+        retry = max(1, int(wait + 0.999))
+        what = f"this batch of {batch} actions counts {batch} requests; " if batch else ""
+        raise ApiError(
+            429,
+            ErrorCode.QUOTA_EXCEEDED,
+            f"rate limit: {what}this key may send {rate:g} requests a second (bursts of "
+            f"{burst}); retry in {retry} s",
+            data={**data, "actions": batch} if batch else data,
             headers={"Retry-After": str(retry)},
         )
-    return Caller(user_id=entry.user_id, admin=entry.admin, key=entry)
 
 
 #: The caller of a route, from its API key.
@@ -303,66 +341,15 @@ def _resource(value: str | None, what: str = "resource_type") -> str:
 # --- bodies: size, shape -------------------------------------------------------------------------
 
 
-class BodyLimit:
-    """Answers 413 (code 4009) for a body over ``limit`` bytes: at once when Content-Length
-    says so, else as soon as the stream passes it (the app sees a disconnect, its answer is
-    dropped)."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._too_large(send)
-            return
-        seen = 0
-        over = False
-
-        async def guarded_receive() -> Message:
-            nonlocal seen, over
-            if over:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    over = True
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            if not over:
-                await send(message)
-
-        await self.app(scope, guarded_receive, guarded_send)
-        if over:
-            await self._too_large(send)
-
-    async def _too_large(self, send: Send) -> None:
-        body = envelope(
-            ErrorCode.TOO_LARGE,
-            f"request body over the limit of {self.limit} bytes",
-            {"limit_bytes": self.limit},
-            tool="http",
-        )
-        raw = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(raw)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": raw})
+def _too_large(limit: int) -> bytes:
+    """The 413 answer's body (code 4009), for runtime.body_limit.BodyLimit."""
+    body = envelope(
+        ErrorCode.TOO_LARGE,
+        f"request body over the limit of {limit} bytes",
+        {"limit_bytes": limit},
+        tool="http",
+    )
+    return json.dumps(body).encode()
 
 
 def _validation_answer(exc: RequestValidationError) -> JSONResponse:
@@ -374,6 +361,9 @@ def _validation_answer(exc: RequestValidationError) -> JSONResponse:
     elif kinds and all(k == "missing" for k in kinds):
         code, status = ErrorCode.MISSING_FIELD, 422
         message = "missing field " + ", ".join(_where(e) for e in errors)
+    elif kinds == {OUT_OF_RANGE}:  # a number of the right type, out of its range
+        code, status = ErrorCode.INVALID_INPUT, 400
+        message = "; ".join(str(e.get("msg", "")) for e in errors[:5])
     else:
         code, status = ErrorCode.WRONG_TYPE, 422
         message = "; ".join(f"{_where(e)}: {e.get('msg', '')}" for e in errors[:5])
@@ -431,7 +421,7 @@ def create_app(
         version="1.0",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes, answer=_too_large)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -522,7 +512,10 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one place lists every route)
 
     @app.post("/api/v1/execute/batch", tags=["execute"])
     async def execute_batch(body: BatchBody, request: Request, who: Who) -> JSONResponse:
-        sandbox = state_of(request).sandbox(who, _worker(body, request))
+        state = state_of(request)
+        if who.key is not None and len(body.actions) > 1:  # one was charged with the request
+            charge(state, who.key, len(body.actions) - 1, batch=len(body.actions))
+        sandbox = state.sandbox(who, _worker(body, request))
         actions = [
             {**a, "request_id": _scoped(who, a.get("request_id"))} if a.get("request_id") else a
             for a in body.actions
@@ -538,7 +531,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one place lists every route)
     async def heartbeat(body: WorkerBody, request: Request, who: Who) -> JSONResponse:
         started = time.perf_counter()
         worker_id = _worker(body, request)
-        sessions = await state_of(request).sandbox(who, worker_id).list_sessions()
+        sessions = readable(who, await state_of(request).sandbox(who, worker_id).list_sessions())
         data = {
             "worker_id": worker_id,
             "active_sessions": [s["resource_type"] for s in sessions],
@@ -549,7 +542,11 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one place lists every route)
     @app.post("/api/v1/lifecycle/status", tags=["lifecycle"])
     async def status(body: WorkerBody, request: Request, who: Who) -> JSONResponse:
         sandbox = state_of(request).sandbox(who, _worker(body, request))
-        return _answer(200, await sandbox.get_status())
+        hidden: set[str] = set()
+        if who.user_id is None and not who.admin:  # Sandbox shows such a caller every session
+            listed = await sandbox.list_sessions()
+            hidden = {s["resource_type"] for s in listed if not may_read(who, s.get("user_id"))}
+        return _answer(200, hide(await sandbox.get_status(), hidden))
 
     @app.post("/api/v1/worker/disconnect", tags=["lifecycle"])
     async def disconnect(body: WorkerBody, request: Request, who: Who) -> JSONResponse:
@@ -602,8 +599,8 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one place lists every route)
     async def list_sessions(body: WorkerBody, request: Request, who: Who) -> JSONResponse:
         started = time.perf_counter()
         worker_id = _worker(body, request)
-        sessions = await state_of(request).sandbox(who, worker_id).list_sessions()
-        data = {"worker_id": worker_id, "sessions": list(sessions), "count": len(sessions)}
+        sessions = readable(who, await state_of(request).sandbox(who, worker_id).list_sessions())
+        data = {"worker_id": worker_id, "sessions": sessions, "count": len(sessions)}
         return _answer(200, _ok(data, "session:list", started))
 
     @app.post("/api/v1/session/refresh", tags=["sessions"])
@@ -643,11 +640,11 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one place lists every route)
         state = state_of(request)
         worker_id = _worker(body, request)
         resource_type = _resource(body.resource_type)
-        await state.check_new_session(who, worker_id, resource_type)
-        result = await state.sandbox(who, worker_id).reinitialize(resource_type, body.config)
+        async with state.new_session(who, worker_id, resource_type) as slot:
+            result = await state.sandbox(who, worker_id).reinitialize(resource_type, body.config)
+            slot.made = result.get("status") == "success"
         code = int(result.get("code", ErrorCode.SUCCESS))
         if result.get("status") == "success":
-            state.quota.made(who.user_id, session_workflow_id(worker_id, resource_type))
             code = ErrorCode.SUCCESS
         message = "success" if code == ErrorCode.SUCCESS else str(result.get("message", ""))
         answer = envelope(
@@ -668,6 +665,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one place lists every route)
                 ErrorCode.NO_SESSION, f"No session found for {resource_type}", "session:describe",
                 started,
             )  # fmt: skip
+        check_read(who, view)
         return _answer(200, _ok({"session": view}, "session:describe", started))
 
     @app.post("/api/v1/session/events", tags=["sessions"])
@@ -677,6 +675,9 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one place lists every route)
         resource_type = _resource(body.resource_type)
         sandbox = state_of(request).sandbox(who, _worker(body, request))
         query = body.model_dump(include={"start_id", "end_id", "reverse", "kind", "limit"})
+        view = await sandbox.describe_session(resource_type)
+        if view is not None:  # none: get_events answers "no session" below
+            check_read(who, view)
         try:
             page = await sandbox.get_events(resource_type, **query)
         except ValueError as exc:
@@ -713,8 +714,9 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one place lists every route)
             content = given.get("content", given)
             try:
                 _resource(resource_type)
-                await state.check_new_session(who, worker_id, resource_type)
-                created = await sandbox.create_session(resource_type, dict(content or {}))
+                async with state.new_session(who, worker_id, resource_type) as slot:
+                    created = await sandbox.create_session(resource_type, dict(content or {}))
+                    slot.made = created["status"] in ("success", "exists")
             except ApiError as exc:
                 results[resource_type] = {
                     "status": "error",
@@ -723,8 +725,6 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one place lists every route)
                 }
                 continue
             ok = created["status"] in ("success", "exists")
-            if ok:
-                state.quota.made(who.user_id, session_workflow_id(worker_id, resource_type))
             results[resource_type] = {
                 "status": "success" if ok else "error",
                 "session_id": created.get("session_id"),
@@ -762,6 +762,10 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one place lists every route)
                 403,
                 ErrorCode.PERMISSION_DENIED,
                 "this server reads no config files for callers (start it with --config-dir)",
+            )
+        if "\x00" in body.config_path:  # the OS refuses such a path (ValueError, else a 500)
+            raise ApiError(
+                400, ErrorCode.INVALID_INPUT, "config_path must not contain a NUL character"
             )
         path = (state.config_dir / body.config_path).resolve()
         if not path.is_relative_to(state.config_dir) or not path.is_file():
@@ -858,8 +862,9 @@ async def _create(
     *,
     tool: str = "session:create",
 ) -> JSONResponse:
-    await state.check_new_session(who, worker_id, resource_type)
-    result = await state.sandbox(who, worker_id).create_session(resource_type, config, ttl=ttl)
+    async with state.new_session(who, worker_id, resource_type) as slot:
+        result = await state.sandbox(who, worker_id).create_session(resource_type, config, ttl=ttl)
+        slot.made = result["sessions"][resource_type]["status"] == "success"
     entry = result["sessions"][resource_type]
     session = {k: v for k, v in result.items() if k not in _SUMMARY_KEYS}
     ok = entry["status"] == "success"
@@ -875,7 +880,6 @@ async def _create(
     if ok and not result.get("created"):
         data["status"] = "exists"
     if ok:
-        state.quota.made(who.user_id, session_workflow_id(worker_id, resource_type))
         answer = _ok(data, tool, started, result.get("session_id"))
         return _answer(200, answer)
     code = int(result.get("code", ErrorCode.NO_SESSION))

@@ -1,5 +1,10 @@
 """Per-key limits: requests a second (a token bucket) and live sessions (counted in Temporal
-visibility, plus the ones this server made that visibility may not show yet)."""
+visibility, plus the ones this server made or is making that visibility may not show yet).
+
+A new session takes its place in the count before it is made, under a lock per user, so
+concurrent creations cannot all see the same count and all go ahead. The lock and the places are
+this process's: two servers sharing keys could each let a user reach the limit at the same time.
+"""
 
 from __future__ import annotations
 
@@ -24,16 +29,26 @@ class RateLimiter:
     def __init__(self) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    def take(self, key_id: str, rate: float, burst: float) -> float:
-        """0 when the request may go now, else the seconds until it may."""
+    def take(self, key_id: str, rate: float, burst: float, count: float = 1) -> float:
+        """Take ``count`` tokens: 0 when the requests may go now (all of them), else the seconds
+        until they may (none taken). ``count`` over ``burst`` never fits: the caller refuses it."""
         now = time.monotonic()
         tokens, at = self._buckets.get(key_id, (burst, now))
         tokens = min(burst, tokens + (now - at) * rate)
-        if tokens >= 1:
-            self._buckets[key_id] = (tokens - 1, now)
+        if tokens >= count:
+            self._buckets[key_id] = (tokens - count, now)
             return 0.0
         self._buckets[key_id] = (tokens, now)
-        return (1 - tokens) / rate
+        return (count - tokens) / rate
+
+
+class OverQuota(Exception):
+    """A new session would pass the limit: the live count, the seconds until one expires."""
+
+    def __init__(self, count: int, retry: float) -> None:
+        super().__init__(f"{count} live sessions")
+        self.count = count
+        self.retry = retry
 
 
 class SessionQuota:
@@ -41,8 +56,9 @@ class SessionQuota:
 
     def __init__(self, client: Client) -> None:
         self._client = client
-        #: user -> {workflow id: when this server made it}
+        #: user -> {workflow id: when this server made it, or began to}
         self._recent: dict[str, dict[str, float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def live(self, user_id: str) -> set[str]:
         query = (
@@ -57,13 +73,19 @@ class SessionQuota:
                 del recent[workflow_id]
         return ids | set(recent)
 
-    async def over(self, user_id: str, limit: int, workflow_id: str) -> tuple[int, float] | None:
-        """None when making (or opening) ``workflow_id`` stays within ``limit``; else the live
-        count and the seconds until the soonest of them expires (at least 1)."""
-        live = await self.live(user_id)
-        if workflow_id in live or len(live) < limit:
-            return None
-        return len(live), await self._soonest_deadline(live)
+    async def reserve(self, user_id: str, limit: int, workflow_id: str) -> bool:
+        """Hold a place for ``workflow_id`` among the user's sessions before it is made: True
+        when a place was taken (give it back with ``gone`` if the session is not made), False
+        when the session is live already. Raises OverQuota when there is no place (its retry:
+        the seconds until the soonest of the user's sessions expires, at least 1)."""
+        async with self._locks.setdefault(user_id, asyncio.Lock()):
+            live = await self.live(user_id)
+            if workflow_id in live:
+                return False
+            if len(live) < limit:
+                self._recent.setdefault(user_id, {})[workflow_id] = time.monotonic()
+                return True
+        raise OverQuota(len(live), await self._soonest_deadline(live))
 
     def made(self, user_id: str | None, workflow_id: str) -> None:
         if user_id is not None:

@@ -4,9 +4,32 @@ server ignores them); our additions are optional. ``worker_id`` may also come in
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from contract.limits import MAX_TTL_SECONDS
+
+#: The error type of a number out of its range: answered 400 (4000), not 422 (4004 wrong type).
+OUT_OF_RANGE = "out_of_range"
+
+
+def _ttl(value: float | None) -> float | None:
+    # Checked here, not by the session: out of range there is a client-side ValidationError,
+    # which the server would answer with 500.
+    if value is not None and not (math.isfinite(value) and 0 < value <= MAX_TTL_SECONDS):
+        raise PydanticCustomError(
+            OUT_OF_RANGE,
+            f"ttl must be a number of seconds more than 0 and at most {MAX_TTL_SECONDS:.0f} "
+            f"(30 days), got {value!r}",
+        )
+    return value
+
+
+#: A session's TTL in seconds: finite, in (0, 30 days].
+Ttl = Annotated[float | None, AfterValidator(_ttl)]
 
 
 class _Body(BaseModel):
@@ -45,11 +68,11 @@ class SessionBody(WorkerBody):
 class CreateBody(SessionBody):
     session_config: dict[str, Any] | None = None
     custom_name: str | None = None
-    ttl: float | None = Field(default=None, description="seconds the session lives idle (ours)")
+    ttl: Ttl = Field(default=None, description="seconds the session lives idle (ours)")
 
 
 class RefreshBody(SessionBody):
-    ttl: float | None = Field(default=None, description="a new TTL in seconds (ours)")
+    ttl: Ttl = Field(default=None, description="a new TTL in seconds (ours)")
 
 
 class ReinitializeBody(SessionBody):

@@ -24,14 +24,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
 from mcp_types import Tool as MCPTool
 
+from client import Sandbox
+from client.errors import PermissionDenied
 from contract import ToolSpec
 from contract.limits import ID_PATTERN
 from integrations.calls import ToolCall, aliases, model_answer
 from integrations.gateway import SessionGateway
+from integrations.mcp_http import HttpOptions, serve_http
 
 SANDBOX_PARAM = "sandbox_id"
 _SANDBOX_SCHEMA: dict[str, Any] = {
@@ -150,15 +153,31 @@ class SessionsMCPServer(MCPServer[Any]):
 
     # --- resources -------------------------------------------------------------------------------
 
-    async def _describe(self, sandbox_id: str, resource_type: str) -> str:
+    async def _readable(self, sandbox_id: str, resource_type: str) -> tuple[Sandbox, Any]:
+        """The sandbox and the session's view, if this server may read the session: only when
+        it may call it (the session's own rule), so without a user only sessions with no owner,
+        the kind it makes. client.Sandbox alone would show a caller with no user every one."""
         sandbox = await self.gateway.sandbox(_checked(sandbox_id), self.user_id)
-        view = await sandbox.describe_session(resource_type)
+        try:
+            view = await sandbox.describe_session(resource_type)
+        except PermissionDenied as exc:  # another user's, seen by client.Sandbox
+            raise ResourceError(exc.message) from None
         if view is None:
             raise ResourceNotFoundError(f"no {resource_type} session in sandbox {sandbox_id}")
+        owner = view.get("user_id")
+        if owner is not None and owner != self.user_id:
+            who = f"user {self.user_id!r}" if self.user_id else "a request that names no user"
+            raise ResourceError(
+                f"permission denied: {who} does not own session {view.get('workflow_id')}"
+            )
+        return sandbox, view
+
+    async def _describe(self, sandbox_id: str, resource_type: str) -> str:
+        _, view = await self._readable(sandbox_id, resource_type)
         return json.dumps(view, default=str)
 
     async def _events(self, sandbox_id: str, resource_type: str) -> str:
-        sandbox = await self.gateway.sandbox(_checked(sandbox_id), self.user_id)
+        sandbox, _ = await self._readable(sandbox_id, resource_type)
         try:
             page = await sandbox.get_events(resource_type, reverse=True, limit=50)
         except Exception as exc:
@@ -181,15 +200,10 @@ def _with_sandbox(schema: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def serve(
-    server: SessionsMCPServer,
-    *,
-    transport: str = "stdio",
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    path: str = "/mcp",
+    server: SessionsMCPServer, *, transport: str = "stdio", http: HttpOptions | None = None
 ) -> None:
-    """Serve over stdio or streamable HTTP until stopped."""
+    """Serve over stdio or streamable HTTP (guarded: integrations/mcp_http.py) until stopped."""
     if transport == "stdio":
         await server.run_stdio_async()
     else:
-        await server.run_streamable_http_async(host=host, port=port, streamable_http_path=path)
+        await serve_http(server, http or HttpOptions())

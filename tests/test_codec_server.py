@@ -3,6 +3,7 @@ other browser origins refused, malformed bodies 400 (tests/test_ui_codec.py driv
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -106,3 +107,29 @@ async def test_malformed_bodies_answer_400(local_only: str) -> None:
         )
         async with http.post(f"{local_only}/decode", data=foreign) as r:
             assert r.status == 400, await r.text()
+
+
+async def test_invalid_base64_answers_400_not_an_empty_payload(local_only: str) -> None:
+    # protobuf's JSON reader skips characters that are not base64: "!!!" would become b"".
+    invalid = ["!!!", "@@@@", "aGk=!", "a", "ab=c", "aGk=aGk="]
+    async with ClientSession() as http:
+        for data in invalid:
+            for field in ("data", "metadata"):
+                payload: dict = {"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "Imhpig=="}
+                if field == "data":
+                    payload["data"] = data
+                else:
+                    payload["metadata"] = {"encoding": data}
+                body = json.dumps({"payloads": [payload]})
+                for action in ("encode", "decode"):
+                    async with http.post(f"{local_only}/{action}", data=body) as r:
+                        text = await r.text()
+                        assert r.status == 400, (action, field, data, r.status, text)
+                        assert "base64" in json.loads(text)["error"], text
+        # Standard and URL-safe base64, with or without padding, still read.
+        for data in ("ImhpIg==", "ImhpIg", "Imhp-_8="):
+            body = json.dumps(
+                {"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg"}, "data": data}]}
+            )
+            async with http.post(f"{local_only}/encode", data=body) as r:
+                assert r.status == 200, (data, await r.text())
