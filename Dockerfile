@@ -11,7 +11,7 @@ COPY client client
 COPY cli cli
 COPY worker.py ./
 RUN pip install --no-cache-dir . && apt-get update \
-    && apt-get install -y --no-install-recommends procps bubblewrap xvfb xdotool xterm \
+    && apt-get install -y --no-install-recommends procps bubblewrap slirp4netns xvfb xdotool xterm \
     && rm -rf /var/lib/apt/lists/*
 # SIGTERM lets in-flight calls finish and releases instances before the container stops.
 STOPSIGNAL SIGTERM

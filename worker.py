@@ -24,6 +24,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities import InstanceRegistry, SessionActivities
 from backends import BackendHost, load_backends
+from backends.jail_policy import ALLOW_ENV, JailCeiling, parse_allow
 from contract import DEFAULT_TASK_QUEUE, InstanceReleased
 from contract.activities import liveness_queue
 from integrations.nexus_handler import SessionsNexusHandler
@@ -66,12 +67,15 @@ async def run_worker(
     max_cached_sessions: int = 1000,
     local_calls: bool = True,
     max_concurrent_calls: int | None = None,
+    session_allow: JailCeiling | None = None,
 ) -> None:
     """Run until ``stop`` is set, then finish in-flight calls and release every instance.
 
     With ``local_calls`` off, every call on an instance goes through the worker's pinned queue
     (the fallback path) instead of running as a local activity where the instance lives.
     ``max_concurrent_calls`` bounds the calls its pinned queue runs at once (the SDK's default).
+    ``session_allow``: what sessions may ask of their sandbox above the defaults (None: from
+    ``$DURABLE_SESSIONS_SESSION_ALLOW``, empty: nothing); a config past it fails with 4012.
 
     ``client`` must carry the SessionsPlugin (``runtime.connection.connect`` adds it): each
     ``Worker`` takes its client's plugins, so the data converter, the codec and the tracing
@@ -82,7 +86,15 @@ async def run_worker(
     log_redaction.install()  # no request's parameters or config in a log line
     host = BackendHost(load_backends(backends))
     pinned = pinned_queue_name(task_queue)
-    acts = SessionActivities(host, InstanceRegistry(), task_queue=pinned, local_calls=local_calls)
+    if session_allow is None:
+        session_allow = parse_allow(os.environ.get(ALLOW_ENV, ""))
+    acts = SessionActivities(
+        host,
+        InstanceRegistry(),
+        task_queue=pinned,
+        local_calls=local_calls,
+        ceiling=session_allow,
+    )
     shared_worker = Worker(
         client,
         task_queue=task_queue,
@@ -151,7 +163,15 @@ async def main_async(args: argparse.Namespace) -> None:
         max_cached_sessions=args.max_cached_sessions,
         local_calls=args.local_calls,
         max_concurrent_calls=args.max_concurrent_calls,
+        session_allow=args.session_allow,
     )
+
+
+def _allowance(text: str) -> JailCeiling:
+    try:
+        return parse_allow(text)
+    except ValueError as exc:  # argparse shows it with the option's name
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -179,6 +199,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--max-concurrent-calls",
         type=int,
         help="calls on this worker's instances that run at once through its pinned queue",
+    )
+    parser.add_argument(
+        "--session-allow",
+        type=_allowance,
+        default=os.environ.get(ALLOW_ENV, ""),
+        metavar="TOKENS",
+        help="what sessions may ask of their sandbox above the defaults, e.g. "
+        "'network,memory_mb=4096' (also isolation=none and any limit=N; README, Security > "
+        f"Isolation); default ${ALLOW_ENV}, else nothing",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))

@@ -16,6 +16,7 @@ from activities.instances import InstanceRegistry, LiveInstance
 from activities.live_output import LiveOutput
 from activities.warm_pool import WarmPool
 from backends import BackendHost, ToolCallError
+from backends.jail_policy import WORKER, JailCeiling, JailPolicyError
 from contract import (
     CleanupInput,
     ErrorCode,
@@ -55,8 +56,12 @@ class SessionActivities:
         *,
         task_queue: str,
         local_calls: bool = True,
+        ceiling: JailCeiling | None = None,
     ) -> None:
         self.host = host
+        #: What a session's config may ask of its sandbox here (default: nothing above the
+        #: defaults); the operator's, so no client can go past it.
+        self.ceiling = ceiling if ceiling is not None else JailCeiling()
         self.registry = registry
         self.task_queue = task_queue
         self.worker_id = task_queue
@@ -153,6 +158,10 @@ class SessionActivities:
         )
 
     async def _create(self, inp: InitializeInput) -> LiveInstance:
+        try:
+            self.ceiling.check(inp.config, WORKER)
+        except JailPolicyError as exc:  # refused before anything starts; never retried
+            raise ToolCallError(ErrorCode.PERMISSION_DENIED, exc.message).as_failure() from None
         try:
             backend = await self.host.ensure_warm(inp.resource_type)
             self.pool.prefill(backend)

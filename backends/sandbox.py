@@ -1,8 +1,9 @@
 """Each session's processes run in a bubblewrap sandbox: the settings, the command, the process.
 
-A sandbox is ``bwrap`` with new user, pid, ipc, uts, cgroup and (unless ``network: true``)
-network namespaces, a read-only view of the system (``/usr``, ``/etc`` and the ``/bin``, ``/lib``
-links), private size-capped tmpfs mounts for ``/workspace`` (the home and default working
+A sandbox is ``bwrap`` with new user, pid, ipc, uts, cgroup and network namespaces (with ``network:
+true``, outbound access through a user-mode stack that never reaches the host's loopback:
+:mod:`backends.sandbox_net`), a read-only view of the system (``/usr``, ``/etc`` and the ``/bin``,
+``/lib`` links), private size-capped tmpfs mounts for ``/workspace`` (the home and default working
 directory), ``/tmp`` and ``/dev/shm``, and nothing else of the host: no ``/home``, ``/root``,
 ``/var``, ``/run``, no worker files. A worker running as root first drops to uid/gid 65534
 (``setpriv``), so the sandbox holds no root power over host files and ``RLIMIT_NPROC`` holds; an
@@ -35,6 +36,8 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
+from backends import sandbox_net
+
 INIT = Path(__file__).with_name("sandbox_init.py")
 #: File work inside the sandbox (fingerprint, archive, confined reads and writes); loaded by INIT.
 FILES = Path(__file__).with_name("sandbox_files.py")
@@ -53,8 +56,8 @@ SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _HOST_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 ISOLATION_MODES = ("bwrap", "none")
 PACKAGE_HINT = (
-    "install the Debian package 'bubblewrap' (scripts/setup.sh does), or set "
-    '"isolation": "none" in the session\'s config for trusted local use only'
+    "install the Debian package 'bubblewrap' (scripts/setup.sh does); for trusted local use "
+    'only, a worker started with --session-allow isolation=none runs "isolation": "none" sessions'
 )
 
 
@@ -264,6 +267,8 @@ def check_available(settings: SandboxSettings) -> None:
             "a worker running as root needs setpriv (Debian package 'util-linux') to start "
             "sandboxes as an unprivileged user"
         )
+    if settings.network and (why := sandbox_net.missing()) is not None:
+        raise SandboxUnavailable(why)
 
 
 def bwrap_command(
@@ -289,10 +294,10 @@ def bwrap_command(
     cmd += ["bwrap", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
     if _bwrap_version() >= (0, 8):
         cmd.append("--disable-userns")  # no nested user namespaces: less kernel surface
+    # Always a network namespace of its own: never the host's loopback or abstract sockets.
     cmd += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-    if not settings.network:
-        cmd.append("--unshare-net")
-    cmd += ["--die-with-parent", "--new-session", "--as-pid-1", "--hostname", "sandbox"]
+    cmd += ["--unshare-net", "--die-with-parent", "--new-session", "--as-pid-1"]
+    cmd += ["--hostname", "sandbox"]
     if info_fd is not None:
         cmd += ["--info-fd", str(info_fd)]
     for path in SYSTEM_VIEW:
@@ -300,10 +305,6 @@ def bwrap_command(
             cmd += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             cmd += ["--ro-bind", path, path]
-    if settings.network:
-        resolv = os.path.realpath("/etc/resolv.conf")
-        if not under(resolv, SYSTEM_VIEW):
-            cmd += ["--ro-bind-try", resolv, resolv]
     for path in binds:
         cmd += ["--ro-bind", path, path]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
@@ -363,6 +364,7 @@ class SandboxedProcess:
         self._ended = asyncio.Event()
         self._info: int | None = None  # bwrap's --info-fd, read once for the first pid
         self._first_pid: int | None = None
+        self._net: sandbox_net.UserNet | None = None  # the user-mode stack of network: true
         self._failed = False  # the last start could not execute the program
         self.generation = 0
         self.exit_status: int | None = None
@@ -427,6 +429,8 @@ class SandboxedProcess:
                     data[self.path_of(host_file)] = _data_fd(host_file.read_bytes())
                 self._info, info_w = os.pipe()
                 inside.append(info_w)
+                if self.settings.network and (resolv := sandbox_net.resolv_conf_path()):
+                    data[resolv] = _data_fd(sandbox_net.RESOLV_CONF)
                 cmd = bwrap_command(
                     self.settings,
                     python=python,
@@ -463,6 +467,9 @@ class SandboxedProcess:
         self._errors = asyncio.create_task(self._read_stderr())
         control.setblocking(False)
         asyncio.get_running_loop().add_reader(control.fileno(), self._on_control)
+        if self.settings.isolated and self.settings.network:
+            # Before the spec: the supervisor starts the program only once it has read it.
+            await self._attach_network(timeout)
         spec = {
             "argv": list(argv),
             "env": self.env,
@@ -485,6 +492,24 @@ class SandboxedProcess:
             if self.settings.isolated and "bwrap" in message:
                 raise SandboxUnavailable(f"the sandbox could not start: {message}") from None
             raise RuntimeError(f"the session's program could not start: {message}") from None
+
+    async def _attach_network(self, timeout: float) -> None:
+        """Start the sandbox's user-mode stack once bwrap is done setting the sandbox up."""
+        try:
+            assert self._info is not None
+            info, self._info = self._info, None
+            try:
+                self._first_pid = await sandbox_net.first_pid(info, timeout)
+            finally:
+                os.close(info)
+            # Not earlier: bwrap sets the namespace's loopback up itself, and a stack configuring
+            # the namespace meanwhile makes that fail now and then.
+            await sandbox_net.until_exec(self._first_pid, "bwrap", timeout)
+            self._net = await sandbox_net.UserNet.start(self._first_pid, timeout=timeout)
+        except (OSError, TimeoutError, sandbox_net.NetworkUnavailable) as exc:
+            message = self.stderr_text() or str(exc) or type(exc).__name__
+            await self.close()
+            raise SandboxUnavailable(f"the sandbox's network could not start: {message}") from None
 
     async def _wait_started(self) -> None:
         waiter = asyncio.ensure_future(self._started.wait())
@@ -740,6 +765,9 @@ class SandboxedProcess:
             if self._first_pid is not None:  # wait for that, so that nothing outlives close()
                 await _ended(self._first_pid)
         self._first_pid = None
+        net, self._net = self._net, None
+        if net is not None:  # after the sandbox: its stack has nothing left to serve
+            await net.close()
         self._close_control()
         for task in (self._events, self._errors):
             if task is not None:

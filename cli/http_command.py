@@ -62,6 +62,13 @@ def add_parsers(sub: Any) -> None:
     k.add_argument("--sessions", type=int, help="live sessions this key may hold")
     k.add_argument("--rate", type=float, help="requests a second")
     k.add_argument("--burst", type=int, help="requests at once")
+    k.add_argument(
+        "--allow",
+        default="",
+        metavar="TOKENS",
+        help="what its sessions may ask of their sandbox above the defaults, e.g. "
+        "'network,memory_mb=4096' (README, Security > Isolation; default: nothing)",
+    )
 
 
 def add_serve_options(s: argparse.ArgumentParser) -> None:
@@ -115,10 +122,14 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def print_key(args: argparse.Namespace) -> int:
-    key, line = new_key(
-        args.user_id, admin=args.admin, max_sessions=args.sessions, rate=args.rate,
-        burst=args.burst,
-    )  # fmt: skip
+    try:
+        key, line = new_key(
+            args.user_id, admin=args.admin, max_sessions=args.sessions, rate=args.rate,
+            burst=args.burst, allow=args.allow,
+        )  # fmt: skip
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     print(f"key (give it to {args.user_id}; it is not stored anywhere): {key}")
     print("line for the keys file or $DURABLE_SESSIONS_API_KEYS:")
     print(line)

@@ -388,7 +388,7 @@ class Sandbox:
         out = _view_dict(view)
         if view.status is SessionStatus.ERROR:
             out["status"] = "error"
-            out["code"] = ErrorCode.INITIALIZE_FAILED
+            out["code"] = view.error_code or ErrorCode.INITIALIZE_FAILED
         else:
             out["status"] = "success" if view.created else "exists"
         out["session_status"] = view.status.value

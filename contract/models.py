@@ -196,6 +196,8 @@ class CarriedState(_Model):
     snapshot: dict[str, Any] | None = None
     #: Why the session is in ERROR, in words a person understands.
     error: str | None = None
+    #: ... and as a result code (4007 initialize failed, 4012 a config the worker refused).
+    error_code: int | None = None
     next_event_id: int = 1
     events: list[SessionEvent] = Field(default_factory=list)
     #: Oldest entries trimmed from ``events`` (they stay in the Temporal history of their run).
@@ -441,6 +443,8 @@ class SessionView(_Model):
     temporary: bool = False
     tools: list[str] = Field(default_factory=list)
     message: str = ""
+    #: Why an ERROR session failed, as a result code (4007, or 4012 for a refused config).
+    error_code: int | None = None
     name: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
     last_activity: datetime | None = None

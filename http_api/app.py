@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from backends.jail_policy import HTTP_KEY, JailCeiling, JailPolicyError
 from client import Sandbox, SessionError
 from client.agentflow import envelope, tool_info, visible, warmup_status
 from client.catalog import ToolCatalog
@@ -193,6 +194,17 @@ class State:
         else:
             self._sandboxes.move_to_end(key)
         return found
+
+    def check_config(self, who: Caller, config: dict[str, Any] | None) -> None:
+        """Refuse (403, 4012) a session config above what the caller's key may ask of its
+        sandbox (the keys file's options; nothing above the defaults without them), before
+        anything starts: a refused request changes nothing."""
+        ceiling = who.key.ceiling if who.key is not None else JailCeiling()
+        try:
+            ceiling.check(config or {}, HTTP_KEY)
+        except JailPolicyError as exc:
+            data = {"setting": exc.setting, "asked": exc.asked, "allowed": exc.allowed}
+            raise ApiError(403, ErrorCode.PERMISSION_DENIED, exc.message, data=data) from None
 
     @asynccontextmanager
     async def new_session(
@@ -640,6 +652,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one place lists every route)
         state = state_of(request)
         worker_id = _worker(body, request)
         resource_type = _resource(body.resource_type)
+        state.check_config(who, body.config)
         async with state.new_session(who, worker_id, resource_type) as slot:
             result = await state.sandbox(who, worker_id).reinitialize(resource_type, body.config)
             slot.made = result.get("status") == "success"
@@ -714,6 +727,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 (one place lists every route)
             content = given.get("content", given)
             try:
                 _resource(resource_type)
+                state.check_config(who, dict(content or {}))
                 async with state.new_session(who, worker_id, resource_type) as slot:
                     created = await sandbox.create_session(resource_type, dict(content or {}))
                     slot.made = created["status"] in ("success", "exists")
@@ -862,6 +876,7 @@ async def _create(
     *,
     tool: str = "session:create",
 ) -> JSONResponse:
+    state.check_config(who, config)
     async with state.new_session(who, worker_id, resource_type) as slot:
         result = await state.sandbox(who, worker_id).create_session(resource_type, config, ttl=ttl)
         slot.made = result["sessions"][resource_type]["status"] == "success"

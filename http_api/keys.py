@@ -6,6 +6,11 @@ One key per line (in ``DURABLE_SESSIONS_API_KEYS`` lines may also be separated b
     # user id   digest of the key        options
     alice       sha256:5e884898da2804...  sessions=10 rate=20 burst=40
     ops         sha256:a665a45920422f...  admin
+    build       sha256:2c26b46b68ffc6...  network memory_mb=4096 workspace_mb=4096
+
+What a key's sessions may ask of their sandbox above the defaults is the key's too (nothing, unless
+its line says: ``network``, ``memory_mb=N``, ``processes=N``, ... as in
+:mod:`backends.jail_policy`); ``isolation=none`` is refused here, whatever the key.
 
 ``durable-sessions http-key alice`` makes a key and prints its line. A key is 32 random bytes, so
 one unsalted hash is as strong as a slow one and costs microseconds per request.
@@ -21,6 +26,8 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from backends.jail_policy import JailCeiling, is_token, parse_allow
 
 #: Key lines (newline- or ``;``-separated), and a file of them.
 KEYS_ENV = "DURABLE_SESSIONS_API_KEYS"
@@ -40,6 +47,8 @@ class ApiKey:
     max_sessions: int | None = None
     rate: float | None = None
     burst: int | None = None
+    #: What its sessions may ask of their sandbox above the defaults (default: nothing).
+    ceiling: JailCeiling = JailCeiling()
 
     @property
     def key_id(self) -> str:
@@ -58,9 +67,11 @@ def new_key(
     max_sessions: int | None = None,
     rate: float | None = None,
     burst: int | None = None,
+    allow: str = "",
 ) -> tuple[str, str]:
     """A fresh key and the line that configures it: ``(key, line)``. Give the key to the user;
-    put the line in the keys file."""
+    put the line in the keys file. ``allow``: what its sessions may ask above the defaults
+    (``"network,memory_mb=4096"``)."""
     if not _ID.match(user_id):
         raise ValueError(f"user id {user_id!r} must be 1-200 of A-Z a-z 0-9 . _ @ : -")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -68,6 +79,7 @@ def new_key(
     for name, value in (("sessions", max_sessions), ("rate", rate), ("burst", burst)):
         if value is not None:
             options.append(f"{name}={value:g}")
+    options += parse_allow(allow, none_possible=False).tokens()
     line = " ".join([user_id, f"sha256:{digest_of(key).hex()}", *options])
     return key, line
 
@@ -88,10 +100,13 @@ def parse_line(line: str) -> ApiKey:
         )
     values: dict[str, float] = {}
     admin = False
+    allowances: list[str] = []
     for option in options:
         name, _, raw = option.partition("=")
         if option == "admin":
             admin = True
+        elif is_token(option):
+            allowances.append(option)
         elif name in ("sessions", "rate", "burst") and raw:
             try:
                 values[name] = float(raw)
@@ -103,8 +118,13 @@ def parse_line(line: str) -> ApiKey:
                 raise ValueError(f"{user_id}: {name} must be 0 or more")
         else:
             raise ValueError(
-                f"{user_id}: unknown option {option!r} (admin, sessions=, rate=, burst=)"
+                f"{user_id}: unknown option {option!r} (admin, sessions=, rate=, burst=, "
+                "network, memory_mb=, processes=, ...)"
             )
+    try:
+        ceiling = parse_allow(allowances, none_possible=False)
+    except ValueError as exc:
+        raise ValueError(f"{user_id}: {exc}") from None
     return ApiKey(
         user_id=user_id,
         digest=bytes.fromhex(found.group(1)),
@@ -112,6 +132,7 @@ def parse_line(line: str) -> ApiKey:
         max_sessions=int(values["sessions"]) if "sessions" in values else None,
         rate=values.get("rate"),
         burst=int(values["burst"]) if "burst" in values else None,
+        ceiling=ceiling,
     )
 
 

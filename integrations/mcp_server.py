@@ -28,9 +28,10 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
 from mcp_types import Tool as MCPTool
 
+from backends.jail_policy import MCP, JailCeiling, JailPolicyError
 from client import Sandbox
 from client.errors import PermissionDenied
-from contract import ToolSpec
+from contract import ErrorCode, ToolSpec
 from contract.limits import ID_PATTERN
 from integrations.calls import ToolCall, aliases, model_answer
 from integrations.gateway import SessionGateway
@@ -60,6 +61,9 @@ class SessionsMCPServer(MCPServer[Any]):
             (stdio: the one client of this process); None: a new sandbox per such call.
         configs: Session config per resource type, used when a call opens the session.
         user_id: The owner named on every request.
+        allow: What the sessions' configs may ask of their sandbox above the defaults (default:
+            nothing; isolation "none" never). A config past it is refused here (ValueError at
+            construction, 4012 for a call), before any session starts.
     """
 
     def __init__(
@@ -70,12 +74,19 @@ class SessionsMCPServer(MCPServer[Any]):
         default_sandbox: str | None = None,
         configs: Mapping[str, Mapping[str, Any]] | None = None,
         user_id: str | None = None,
+        allow: JailCeiling | None = None,
     ) -> None:
         super().__init__("durable-sessions", instructions=INSTRUCTIONS)
+        self.allow = allow if allow is not None else JailCeiling()
         self.gateway = gateway
         self.resource_types = resource_types
         self.default_sandbox = default_sandbox
         self.configs = {k: dict(v) for k, v in (configs or {}).items()}
+        for resource_type, config in self.configs.items():
+            try:
+                self.allow.check(config, MCP)
+            except JailPolicyError as exc:
+                raise ValueError(f"configs[{resource_type!r}]: {exc.message}") from None
         self.user_id = user_id
         self._by_alias: dict[str, ToolSpec] | None = None
         self.resource(
@@ -122,11 +133,18 @@ class SessionsMCPServer(MCPServer[Any]):
         sandbox_id = params.pop(SANDBOX_PARAM, None) or self._sandbox_of(context)
         if not isinstance(sandbox_id, str) or not ID_PATTERN.match(sandbox_id):
             raise ToolError(f"sandbox_id must match {ID_PATTERN.pattern}")
+        config = self.configs.get(spec.resource_type, {})
+        try:
+            self.allow.check(config, MCP)
+        except JailPolicyError as exc:  # before any session starts
+            refused = {"code": int(ErrorCode.PERMISSION_DENIED), "message": exc.message}
+            text = TextContent(type="text", text=json.dumps(refused))
+            return CallToolResult(content=[text], structured_content=refused, is_error=True)
         call = ToolCall(
             sandbox_id=sandbox_id,
             tool=spec.name,
             params=params,
-            config=self.configs.get(spec.resource_type, {}),
+            config=config,
             user_id=self.user_id,
         )
         envelope = await self.gateway.execute(call, f"mcp-{uuid.uuid4().hex}")

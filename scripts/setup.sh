@@ -34,10 +34,11 @@ apt_install() {
          $SUDO apt-get install -y -q --no-install-recommends "$@" >/dev/null; }
 }
 
-# Debian packages: bubblewrap (every session's sandbox), and what the vm backend drives: a virtual
-# X server, an input tool, a terminal to type into. With --tests also Chromium, which the UI test
+# Debian packages: bubblewrap (every session's sandbox), slirp4netns (the network of a session
+# allowed one, without the host's loopback), and what the vm backend drives: a virtual X server,
+# an input tool, a terminal to type into. With --tests also Chromium, which the UI test
 # drives headless through Playwright (Playwright's own browser download is never used).
-tools=(bwrap:bubblewrap Xvfb:xvfb xdotool:xdotool xterm:xterm)
+tools=(bwrap:bubblewrap slirp4netns:slirp4netns Xvfb:xvfb xdotool:xdotool xterm:xterm)
 if [ "$with_tests" = 1 ]; then tools+=(chromium:chromium); fi
 missing=()
 for tool in "${tools[@]}"; do

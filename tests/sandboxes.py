@@ -48,3 +48,44 @@ def host_pids(marker: str) -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def host_address() -> str | None:
+    """This machine's own non-loopback IPv4 address (where its default route leaves), or None.
+
+    A UDP socket's connect sends nothing: it only picks the route and so the source address."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.254", 9))  # TEST-NET-1: never answered, only routed
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def children_named(parent: int, name: str) -> list[int]:
+    """Host pids of the live children of ``parent`` whose command is ``name``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                comm, _, rest = f.read().partition("(")[2].rpartition(")")
+            fields = rest.split()
+        except (OSError, ValueError):
+            continue
+        if comm == name and fields[0] != "Z" and int(fields[1]) == parent:
+            pids.append(int(entry))
+    return pids
+
+
+def running(pid: int) -> bool:
+    """Is this host pid a live process (not gone, not a zombie)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -1,8 +1,10 @@
 """Sessions run in real bubblewrap sandboxes, on a real worker whose environment holds secrets.
 
 The worker here is started with an encryption key and a planted AWS secret in its environment;
-no session may see either, read the worker's files, reach the network unless its config says so,
-outlive a timeout, a destroy or a dead worker, or slow another session down by misbehaving.
+no session may see either, read the worker's files, reach the network unless its config says so
+(and then never the host's loopback), outlive a timeout, a destroy or a dead worker, or slow
+another session down by misbehaving. Its operator lets sessions ask for network, isolation
+"none" and 4 GiB (``--session-allow``); tests/test_jail_policy.py covers what others may ask.
 """
 
 from __future__ import annotations
@@ -27,11 +29,17 @@ from runtime.plugin import SessionsPlugin
 from tests import sandboxes
 from tests.conftest import new_sandbox_id
 from tests.processes import WorkerProcess
-from tests.sandboxes import NS_COMMAND
+from tests.sandboxes import NS_COMMAND, children_named, host_address
 
 KEY = new_key_entry("iso")
 AWS_SECRET = "planted-aws-" + uuid.uuid4().hex
 BACKENDS = ["--backends", "bash", "code", "vm"]
+#: What this module's sessions ask beyond the defaults; the operator's to allow.
+ALLOW = ["--session-allow", "network,isolation=none,memory_mb=4096"]
+#: Where a session with network reaches a server of this test: the host's own address (its
+#: loopback is out of any session's reach).
+HOST = host_address()
+needs_host_address = pytest.mark.skipif(HOST is None, reason="no non-loopback address here")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +49,9 @@ async def keyed_client(address: str) -> Client:
 
 async def _secret_worker(address: str, queue: str) -> WorkerProcess:
     env = {KEYS_ENV: KEY, "AWS_SECRET_ACCESS_KEY": AWS_SECRET}
-    return await WorkerProcess.start(address, env=env, args=["--task-queue", queue, *BACKENDS])
+    return await WorkerProcess.start(
+        address, env=env, args=["--task-queue", queue, *BACKENDS, *ALLOW]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,15 +82,16 @@ async def other(keyed_client: Client, iso_queue: str) -> AsyncIterator[Sandbox]:
 
 
 class TcpServer:
-    """A server on 127.0.0.1 that records every line a client sends it."""
+    """A server (on 127.0.0.1 unless told) that records every line a client sends it."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.lines: list[str] = []
         self.port = 0
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> TcpServer:
-        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._client, self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -144,17 +155,21 @@ async def test_files_outside_the_workspace_are_out_of_reach(box: Sandbox, tmp_pa
     assert "No space left on device" in full["data"]["stderr"], full  # tmp_mb: 256
 
 
+@needs_host_address
 async def test_the_network_is_off_unless_the_config_turns_it_on(box: Sandbox) -> None:
-    probe = "exec 3<>/dev/tcp/127.0.0.1/{port} && read -r line <&3 && echo got-$line && echo hi >&3"
-    async with TcpServer() as server:
+    probe = "exec 3<>/dev/tcp/{host}/{port} && read -r line <&3 && echo got-$line && echo hi >&3"
+    async with TcpServer(HOST or "") as server, TcpServer() as loopback:
         await box.create_session("bash")
-        off = await _bash(box, probe.format(port=server.port))
-        assert off["code"] == 0 and off["data"]["return_code"] != 0, off
-        assert "got-" not in off["data"]["stdout"]
+        for target in (server, loopback):
+            off = await _bash(box, probe.format(host=target.host, port=target.port))
+            assert off["code"] == 0 and off["data"]["return_code"] != 0, off
+            assert "got-" not in off["data"]["stdout"]
         assert server.lines == []
 
         await box.reinitialize("bash", {"network": True})
-        on = await _bash(box, probe.format(port=server.port))
+        home = await _bash(box, probe.format(host="127.0.0.1", port=loopback.port))
+        assert home["data"]["return_code"] != 0, home  # the host's loopback: never
+        on = await _bash(box, probe.format(host=HOST, port=server.port))
         assert on["data"]["stdout"] == "got-pong\n", on
         for _ in range(50):
             if server.lines:
@@ -165,7 +180,7 @@ async def test_the_network_is_off_unless_the_config_turns_it_on(box: Sandbox) ->
 
 def _daemons(marker: str, port: int) -> str:
     """A setsid child, a nohup job and a double-forked daemon; each reports in after 2 s."""
-    late = f"sleep 2; echo $0 > /dev/tcp/127.0.0.1/{port}"
+    late = f"sleep 2; echo $0 > /dev/tcp/{HOST}/{port}"
     return (
         f"setsid bash -c '{late}' {marker}-setsid >/dev/null 2>&1 < /dev/null & "
         f"nohup bash -c '{late}' {marker}-nohup >/dev/null 2>&1 & "
@@ -188,10 +203,11 @@ async def _gone(marker: str, server: TcpServer) -> float:
     return took
 
 
+@needs_host_address
 @pytest.mark.parametrize("ending", ["timeout", "destroy"])
 async def test_daemons_end_with_a_timeout_and_with_destroy(box: Sandbox, ending: str) -> None:
     marker = "d" + uuid.uuid4().hex[:12]
-    async with TcpServer() as server:
+    async with TcpServer(HOST or "") as server:
         await box.create_session("bash", {"network": True})
         if ending == "timeout":
             run = await _bash(box, _daemons(marker, server.port) + "; sleep 30", timeout=2)
@@ -206,12 +222,14 @@ async def test_daemons_end_with_a_timeout_and_with_destroy(box: Sandbox, ending:
         assert (await _bash(box, "echo still here"))["data"]["stdout"] == "still here\n"
 
 
+@needs_host_address
 async def test_daemons_end_when_the_worker_is_killed(keyed_client: Client, address: str) -> None:
     queue = f"iso-kill-{uuid.uuid4().hex[:8]}"
     worker = await _secret_worker(address, queue)
     marker = "k" + uuid.uuid4().hex[:12]
     sleeper = f"300.{uuid.uuid4().int % 10**9}"  # a unique command line to find on the host
-    async with TcpServer() as server:
+    stacks: list[int] = []
+    async with TcpServer(HOST or "") as server:
         try:
             sb = Sandbox(new_sandbox_id("kill"), client=keyed_client, task_queue=queue)
             await sb.create_session("bash", {"network": True})
@@ -223,10 +241,17 @@ async def test_daemons_end_when_the_worker_is_killed(keyed_client: Client, addre
             assert cell["data"]["result"] == "1", cell
             assert len(sandboxes.host_pids(marker)) == 3
             assert len(sandboxes.host_pids(sleeper)) == 1
+            stacks = children_named(worker.pid, "slirp4netns")
+            assert len(stacks) == 2, stacks  # one user-mode network stack per sandbox
         finally:
             await worker.kill()
         took = await _gone(marker, server)
         assert sandboxes.host_pids(sleeper) == []
+        for _ in range(50):  # each stack ends when the worker's end of its exit pipe closes
+            if not any(map(sandboxes.running, stacks)):
+                break
+            await asyncio.sleep(0.1)
+        assert not any(map(sandboxes.running, stacks)), "a network stack outlived its worker"
         print(f"worker SIGKILL -> every sandboxed process gone within {took:.2f} s")
 
 

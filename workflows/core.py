@@ -202,6 +202,7 @@ class SessionCore:
             )
         except Rejected as exc:
             self.state.error = exc.message
+            self.state.error_code = exc.code
             self.life.close(Phase.ERROR, "initialize failed")
             self.sync_status()
             self.record("initialize", code=exc.code, message=exc.message)

@@ -103,7 +103,19 @@ async def start_instance(
             retry_policy=LIFECYCLE_RETRY,
         )
     except (ActivityError, ApplicationError) as exc:  # local activities raise the latter
-        raise Rejected(ErrorCode.INITIALIZE_FAILED, describe_failure(exc)) from None
+        raise Rejected(_initialize_code(exc), describe_failure(exc)) from None
+
+
+def _initialize_code(exc: BaseException) -> int:
+    """4012 when the worker refused the config (above what it allows), else 4007."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ApplicationError) and cause.type == str(
+            int(ErrorCode.PERMISSION_DENIED)
+        ):
+            return ErrorCode.PERMISSION_DENIED
+        cause = cause.__cause__
+    return ErrorCode.INITIALIZE_FAILED
 
 
 A = TypeVar("A")

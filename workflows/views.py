@@ -44,6 +44,7 @@ def session_view(
         temporary=inp.temporary,
         tools=[t.name for t in instance.tools] if instance else [],
         message=message,
+        error_code=state.error_code if status is SessionStatus.ERROR else None,
         name=state.name,
         metadata=state.metadata,
         last_activity=state.last_activity,
