@@ -1,7 +1,7 @@
 """Background processes of a session: started beside its shell, followed by handle.
 
-Each runs ``bash -c COMMAND`` in a session of its own inside the sandbox, started by the
-sandbox's supervisor (so a restarted shell, a timeout or an interrupt of the foreground command
+Each runs ``bash -c COMMAND`` in a session of its own inside the jail, started by the
+jail's supervisor (so a restarted shell, a timeout or an interrupt of the foreground command
 spare it; destroy, a lost worker and :meth:`Background.kill` end it). Its stdout and stderr share
 one pipe that the worker reads as it comes: the newest ``KEEP_BYTES`` are kept in memory, older
 bytes are dropped but still counted, so offsets stay absolute. Reading is paced (``READ_RATE``):
@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backends.input_pipe import InputPipe
-from backends.sandbox import SandboxedProcess
+from backends.jail import JailedProcess
 
 #: Output kept per process (the newest bytes), and how fast a process's output is read at most.
 KEEP_BYTES = 1024 * 1024
@@ -47,7 +47,7 @@ class BackgroundProcess:
     started_at: str
     pid: int | None = None
     #: running, exited (its exit code), killed (by a signal: ``exit_code`` is minus its number),
-    #: or lost (its sandbox or worker is gone).
+    #: or lost (its jail or worker is gone).
     status: str = "running"
     exit_code: int | None = None
     ended_at: str | None = None
@@ -190,12 +190,12 @@ class Background:
     """A session's background processes, by handle (``p1``, ``p2``, ...)."""
 
     def __init__(self) -> None:
-        self._box: SandboxedProcess | None = None
+        self._box: JailedProcess | None = None
         self._processes: dict[str, BackgroundProcess] = {}
         self._next = 1
 
-    def attach(self, box: SandboxedProcess) -> None:
-        """A new sandbox: whatever ran in the one before is gone."""
+    def attach(self, box: JailedProcess) -> None:
+        """A new jail: whatever ran in the one before is gone."""
         for process in self._processes.values():
             if process.running:
                 process.ended(None)

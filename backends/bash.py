@@ -12,8 +12,8 @@ from pydantic import Field
 from backends.background import SIGNALS, Background
 from backends.base import Backend, tool
 from backends.host import ToolCallError
+from backends.jail import ControlError, JailedProcess
 from backends.process_config import process_config
-from backends.sandbox import ControlError, SandboxedProcess
 from backends.shell import CommandResult, Shell, ShellStateError
 from backends.workspace import Workspace, WorkspaceTools
 from contract import ErrorCode, ToolOutcome
@@ -31,8 +31,8 @@ class BashBackend(WorkspaceTools, Backend):
     """A real bash process per session; cwd and exported variables persist between calls.
 
     Config: ``cwd`` (start directory), ``env`` (the variables it gets), ``max_output_bytes``
-    (per stream, default 256 KiB), ``workspace_snapshot_mb`` (default 8) and the sandbox's keys
-    (:mod:`backends.sandbox`).
+    (per stream, default 256 KiB), ``workspace_snapshot_mb`` (default 8) and the jail's keys
+    (:mod:`backends.jail`).
     """
 
     name = "bash"
@@ -43,13 +43,13 @@ class BashBackend(WorkspaceTools, Backend):
         background = Background()
         info: dict[str, Any] = {"config": config, "background": background}
 
-        async def on_sandbox(box: SandboxedProcess) -> None:
+        async def on_jail(box: JailedProcess) -> None:
             background.attach(box)
             await info["workspace"].attach(box)
 
-        shell = Shell(settings, on_sandbox)
+        shell = Shell(settings, on_jail)
         info["shell"] = shell
-        info["workspace"] = Workspace(settings.workspace_snapshot_bytes, shell.ensure_sandbox)
+        info["workspace"] = Workspace(settings.workspace_snapshot_bytes, shell.ensure_jail)
         await shell.start()
         await info["workspace"].baseline()
         return info
@@ -174,13 +174,13 @@ class BashBackend(WorkspaceTools, Backend):
         *,
         session_info: dict[str, Any],
     ) -> dict[str, Any]:
-        """Start a command in the background (its own process session in the sandbox, with the
+        """Start a command in the background (its own process session in the jail, with the
         shell's exported variables, in cwd: default the shell's, a relative one inside it;
         4008 when it is no directory); returns its handle. It lives until it ends,
         bash:kill, or the session ends. Follow it with bash:status, bash:output, bash:stdin."""
         shell: Shell = session_info["shell"]
         background: Background = session_info["background"]
-        await shell.ensure_sandbox()
+        await shell.ensure_jail()
         where = posixpath.join(shell.cwd, cwd) if cwd else shell.cwd  # relative: to the shell's
         try:
             process = await background.start(command, where, shell.environment())
@@ -305,7 +305,7 @@ def _answer(result: CommandResult, timeout: float | None) -> dict[str, Any] | To
             ),
             data=data,
         )
-    if result.sandbox_lost:
+    if result.jail_lost:
         notes.append(
             "the session's sandbox had ended; a new one was started (cwd and exported "
             "variables restored, /workspace from its last snapshot, /tmp lost)"

@@ -1,4 +1,4 @@
-"""Output of a sandboxed program, bounded in memory and never written to disk.
+"""Output of a jailed program, bounded in memory and never written to disk.
 
 A program's stdout or stderr is a pipe that the worker reads. During a call the first
 ``max_output_bytes`` are kept; the rest is read and dropped (spliced to /dev/null, counted), so a
@@ -159,7 +159,7 @@ class OutputCapture:
             except OSError:
                 moved = 0
             if moved == 0:
-                self._eof = True  # the sandbox is gone: every writer closed the pipe
+                self._eof = True  # the jail is gone: every writer closed the pipe
                 break
             if keep:
                 self._total += moved

@@ -11,8 +11,8 @@ from pydantic import Field
 
 from backends.base import Backend, tool
 from backends.interpreter import Interpreter
+from backends.jail import JailedProcess, jail_python
 from backends.process_config import process_config
-from backends.sandbox import SandboxedProcess, sandbox_python
 from backends.workspace import Workspace, WorkspaceTools
 from contract import ErrorCode, ToolOutcome
 
@@ -24,9 +24,9 @@ class CodeBackend(WorkspaceTools, Backend):
     """A real Python process per session; variables, imports and the working directory persist.
 
     Config: ``language`` (``"python"``, the default), ``python`` (the interpreter to run:
-    default this worker's, or the system's ``python3`` when the sandbox user cannot read the
+    default this worker's, or the system's ``python3`` when the jail user cannot read the
     worker's), ``cwd``, ``env`` (the variables it gets), ``max_output_bytes`` (per stream),
-    ``workspace_snapshot_mb`` and the sandbox's keys (:mod:`backends.sandbox`). The workspace's
+    ``workspace_snapshot_mb`` and the jail's keys (:mod:`backends.jail`). The workspace's
     files survive a lost worker (its snapshot); the interpreter's memory cannot.
     """
 
@@ -41,18 +41,18 @@ class CodeBackend(WorkspaceTools, Backend):
         requested = config.get("python")
         if requested is not None and not isinstance(requested, str):
             raise ValueError(f"python must be a path, not {requested!r}")
-        if settings.sandbox.isolated:
-            python, _ = sandbox_python(requested)
+        if settings.jail.isolated:
+            python, _ = jail_python(requested)
         else:
             python = requested or sys.executable
         info: dict[str, Any] = {"config": config}
 
-        async def on_sandbox(box: SandboxedProcess) -> None:
+        async def on_jail(box: JailedProcess) -> None:
             await info["workspace"].attach(box)
 
-        interpreter = Interpreter(python, settings, on_sandbox)
+        interpreter = Interpreter(python, settings, on_jail)
         info["interpreter"] = interpreter
-        info["workspace"] = Workspace(settings.workspace_snapshot_bytes, interpreter.ensure_sandbox)
+        info["workspace"] = Workspace(settings.workspace_snapshot_bytes, interpreter.ensure_jail)
         await interpreter.start()
         await info["workspace"].baseline()
         return info

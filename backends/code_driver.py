@@ -1,6 +1,6 @@
 """The interpreter process of a ``code`` session: runs cells sent as JSON lines, answers in frames.
 
-Started by :mod:`backends.interpreter` (through the sandbox's supervisor) with fd 0 = requests,
+Started by :mod:`backends.interpreter` (through the jail's supervisor) with fd 0 = requests,
 fds 1 and 2 = the cells' stdout and stderr (pipes the worker reads and bounds), fd 3 = answers.
 Before any cell runs it moves the request and answer channels to random high descriptors that
 are closed on exec, and points fd 0 at /dev/null: a cell, or a program it starts, finds only its

@@ -11,9 +11,9 @@ import signal
 
 from PIL import Image, ImageGrab
 
-from backends.sandbox import (
-    SandboxedProcess,
-    SandboxSettings,
+from backends.jail import (
+    JailedProcess,
+    JailSettings,
     base_env,
     default_cwd,
 )
@@ -32,17 +32,17 @@ class Display:
 
     Xvfb picks the number itself (``-displayfd``), so concurrent sessions never race for one.
     Xvfb and xdotool are the worker's own tools; every program started on the display (the
-    session's ``apps``) runs in a sandbox of its own that sees only the display's socket.
+    session's ``apps``) runs in a jail of its own that sees only the display's socket.
     Everything is ended by :meth:`close`.
     """
 
-    def __init__(self, width: int, height: int, sandbox: SandboxSettings | None = None) -> None:
+    def __init__(self, width: int, height: int, jail: JailSettings | None = None) -> None:
         self.width = width
         self.height = height
         self.name = ""
-        self.sandbox = sandbox or SandboxSettings()
+        self.jail = jail or JailSettings()
         self._server: asyncio.subprocess.Process | None = None
-        self._apps: list[SandboxedProcess] = []
+        self._apps: list[JailedProcess] = []
 
     @property
     def pid(self) -> int | None:
@@ -85,13 +85,13 @@ class Display:
         return f"/tmp/.X11-unix/X{self.name.lstrip(':')}"
 
     async def launch(self, argv: list[str]) -> int:
-        """Start a program on the display, in its own sandbox; answers the sandbox's pid."""
-        app = SandboxedProcess(
-            self.sandbox,
-            env={**base_env(self.sandbox), "DISPLAY": self.name},
-            cwd=default_cwd(self.sandbox),
+        """Start a program on the display, in its own jail; answers the jail's pid."""
+        app = JailedProcess(
+            self.jail,
+            env={**base_env(self.jail), "DISPLAY": self.name},
+            cwd=default_cwd(self.jail),
             fds=("null", "null", "null"),
-            sockets=[self.socket] if self.sandbox.isolated else [],
+            sockets=[self.socket] if self.jail.isolated else [],
         )
         await app.start(argv)
         self._apps.append(app)
@@ -125,7 +125,7 @@ class Display:
         return buffer.getvalue()
 
     async def close(self) -> None:
-        """End the programs (each whole sandbox), then the server (its process group)."""
+        """End the programs (each whole jail), then the server (its process group)."""
         for app in self._apps:
             await app.close()
         self._apps.clear()

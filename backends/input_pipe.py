@@ -1,4 +1,4 @@
-"""Input for a sandboxed program: bytes written to a pipe or FIFO without ever blocking a call.
+"""Input for a jailed program: bytes written to a pipe or FIFO without ever blocking a call.
 
 asyncio's pipe transport cannot serve here: it takes a readable write end for "the reader went
 away", and the FIFO of a command's standard input is opened read-write (so that opening it never

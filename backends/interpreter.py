@@ -1,4 +1,4 @@
-"""A persistent Python interpreter in its session's sandbox, driven one cell at a time."""
+"""A persistent Python interpreter in its session's jail, driven one cell at a time."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from backends.capture import OutputCapture
+from backends.jail import JailedProcess
 from backends.process_config import ProcessConfig
-from backends.sandbox import SandboxedProcess
 
 DRIVER = Path(__file__).with_name("code_driver.py")
 #: After an interrupt, how long the interpreter has to answer before it is replaced.
@@ -36,7 +36,7 @@ class CellResult:
 
 
 class Interpreter:
-    """One interpreter process in a sandbox; cells run one at a time.
+    """One interpreter process in a jail; cells run one at a time.
 
     Answers are read only as frames carrying this interpreter's nonce and the cell's sequence
     number (see :mod:`backends.code_driver`): whatever a cell writes cannot shift them.
@@ -46,15 +46,15 @@ class Interpreter:
         self,
         python: str,
         settings: ProcessConfig,
-        on_sandbox: Callable[[SandboxedProcess], Awaitable[None]] | None = None,
+        on_jail: Callable[[JailedProcess], Awaitable[None]] | None = None,
     ) -> None:
         self.python = python
         self.cwd = settings.cwd
         self.limit = settings.max_output_bytes
         self._settings = settings
-        #: Awaited with every new sandbox (the first one too): files come back into a new one.
-        self._on_sandbox = on_sandbox
-        self._box: SandboxedProcess | None = None
+        #: Awaited with every new jail (the first one too): files come back into a new one.
+        self._on_jail = on_jail
+        self._box: JailedProcess | None = None
         self._requests: asyncio.StreamWriter | None = None
         self._answers: asyncio.StreamReader | None = None
         self._out: OutputCapture | None = None
@@ -65,15 +65,15 @@ class Interpreter:
 
     @property
     def pid(self) -> int | None:
-        """The host pid of the sandbox that holds the interpreter."""
+        """The host pid of the jail that holds the interpreter."""
         return self._box.pid if self._box else None
 
     def current_cwd(self) -> str:
         return self.cwd
 
     async def start(self) -> None:
-        box = SandboxedProcess(
-            self._settings.sandbox,
+        box = JailedProcess(
+            self._settings.jail,
             env=self._settings.env,
             cwd=self._settings.cwd,
             fds=_FDS,
@@ -88,11 +88,11 @@ class Interpreter:
         # An answer holds at most three fields of `limit` characters, escaped.
         self._answers = await box.reader(3, limit=40 * self.limit + (1 << 20))
         await self._hello()
-        if self._on_sandbox is not None:
-            await self._on_sandbox(box)
+        if self._on_jail is not None:
+            await self._on_jail(box)
 
-    async def ensure_sandbox(self) -> SandboxedProcess:
-        """The interpreter's sandbox, made anew (files restored by ``on_sandbox``) when it
+    async def ensure_jail(self) -> JailedProcess:
+        """The interpreter's jail, made anew (files restored by ``on_jail``) when it
         ended."""
         async with self._lock:
             if self._box is None or not self._box.alive:
@@ -185,7 +185,7 @@ class Interpreter:
             await self._restart()
         else:
             with contextlib.suppress(ConnectionError, TimeoutError, RuntimeError):
-                await self._box.restart()  # ends every process in the sandbox, then collect
+                await self._box.restart()  # ends every process in the jail, then collect
             replaced = self._cell(
                 {}, restarted="the interpreter ignored the interrupt and was replaced"
             )
@@ -207,7 +207,7 @@ class Interpreter:
         )
 
     async def _restart(self, *, respawned: bool = False) -> None:
-        """A new interpreter in the same sandbox (every process ended first), or a new sandbox."""
+        """A new interpreter in the same jail (every process ended first), or a new jail."""
         try:
             assert self._box is not None and self._box.alive
             if not respawned:
@@ -234,7 +234,7 @@ class Interpreter:
             await box.close()
 
     async def close(self) -> None:
-        """End the interpreter's sandbox and everything it started."""
+        """End the interpreter's jail and everything it started."""
         with contextlib.suppress(Exception):
             await self._close()
 

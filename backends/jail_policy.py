@@ -1,7 +1,7 @@
-"""What a session's config may ask of its sandbox beyond the defaults: the operator's choice.
+"""What a session's config may ask of its jail beyond the defaults: the operator's choice.
 
 A session's config may lower its limits freely, but isolation ``none``, network access and any
-resource bound above its default (``backends.sandbox.SETTINGS``; for ``nice``, a niceness below
+resource bound above its default (``backends.jail.SETTINGS``; for ``nice``, a niceness below
 it) weaken the jail, so only an operator may allow them: the worker for every session it runs
 (``--session-allow`` / ``$DURABLE_SESSIONS_SESSION_ALLOW``), an HTTP API key for the sessions
 it opens (options in the keys file). Nothing allows more by default.
@@ -9,7 +9,7 @@ it opens (options in the keys file). Nothing allows more by default.
 The syntax is one list of tokens (comma- or space-separated)::
 
     network                 sessions may ask "network": true
-    isolation=none          sessions may run without a sandbox (worker only; never over HTTP/MCP)
+    isolation=none          sessions may run without a jail (worker only; never over HTTP/MCP)
     memory_mb=4096          the most a session may ask for memory_mb (any key of SETTINGS)
     nice=0                  the lowest niceness a session may ask (the default is 10)
 """
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from backends.sandbox import SETTINGS
+from backends.jail import SETTINGS
 
 #: The worker's setting: tokens as described above (empty: nothing above the defaults).
 ALLOW_ENV = "DURABLE_SESSIONS_SESSION_ALLOW"

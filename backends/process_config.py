@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from backends.sandbox import SandboxSettings, base_env, default_cwd, settings_from
+from backends.jail import JailSettings, base_env, default_cwd, settings_from
 
 DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
 #: ``max_output_bytes``: per stream and call; there is no "unlimited".
@@ -23,7 +23,7 @@ class ProcessConfig:
     cwd: str
     env: dict[str, str]
     max_output_bytes: int
-    sandbox: SandboxSettings
+    jail: JailSettings
     #: File content a workspace snapshot takes at most, bytes (0: the workspace is not kept).
     workspace_snapshot_bytes: int = 0
 
@@ -31,19 +31,19 @@ class ProcessConfig:
 def process_config(config: dict[str, Any], **env_defaults: str) -> ProcessConfig:
     """Read and check a session's config; a ValueError names the key and its allowed values.
 
-    ``cwd``: the start directory as the session sees it (default ``/workspace`` in a sandbox,
+    ``cwd``: the start directory as the session sees it (default ``/workspace`` in a jail,
     created when it lies under ``/workspace`` or ``/tmp``). ``env``: the only variables the
     program gets besides PATH, HOME, TMPDIR, LANG and ``env_defaults``; never the worker's.
     ``max_output_bytes``: per stream, 1..16 MiB, default 256 KiB. ``workspace_snapshot_mb``:
-    how much file content the workspace's snapshot keeps, 0..64, default 8 in a sandbox and 0
-    (off) with ``isolation: none``, whose files stay on the host. The sandbox keys are read by
-    :func:`backends.sandbox.settings_from`.
+    how much file content the workspace's snapshot keeps, 0..64, default 8 in a jail and 0
+    (off) with ``isolation: none``, whose files stay on the host. The jail keys are read by
+    :func:`backends.jail.settings_from`.
     """
-    sandbox = settings_from(config)
-    cwd = config.get("cwd") or default_cwd(sandbox)
+    jail = settings_from(config)
+    cwd = config.get("cwd") or default_cwd(jail)
     if not isinstance(cwd, str) or not os.path.isabs(cwd):
         raise ValueError(f"cwd {cwd!r} must be an absolute path")
-    if not sandbox.isolated and not os.path.isdir(cwd):
+    if not jail.isolated and not os.path.isdir(cwd):
         raise ValueError(f"cwd {cwd!r} is not a directory")
     extra = config.get("env", {})
     if not isinstance(extra, dict):
@@ -53,15 +53,15 @@ def process_config(config: dict[str, Any], **env_defaults: str) -> ProcessConfig
             raise ValueError(f"env name {name!r} is not a valid variable name")
         if "\0" in str(value):
             raise ValueError(f"env {name} holds a NUL character")
-    env = {**base_env(sandbox), **env_defaults, **{k: str(v) for k, v in extra.items()}}
+    env = {**base_env(jail), **env_defaults, **{k: str(v) for k, v in extra.items()}}
     limit = config.get("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES)
     low, high = MAX_OUTPUT_RANGE
     if isinstance(limit, bool) or not isinstance(limit, int) or not low <= limit <= high:
         raise ValueError(f"max_output_bytes {limit!r} must be an integer in {low}..{high}")
     keep = config.get(
-        "workspace_snapshot_mb", DEFAULT_WORKSPACE_SNAPSHOT_MB if sandbox.isolated else 0
+        "workspace_snapshot_mb", DEFAULT_WORKSPACE_SNAPSHOT_MB if jail.isolated else 0
     )
     low, high = WORKSPACE_SNAPSHOT_RANGE
     if isinstance(keep, bool) or not isinstance(keep, int) or not low <= keep <= high:
         raise ValueError(f"workspace_snapshot_mb {keep!r} must be an integer in {low}..{high}")
-    return ProcessConfig(cwd, env, limit, sandbox, keep * 1024 * 1024)
+    return ProcessConfig(cwd, env, limit, jail, keep * 1024 * 1024)

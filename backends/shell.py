@@ -1,4 +1,4 @@
-"""A persistent bash process, in its session's sandbox, that runs one command at a time."""
+"""A persistent bash process, in its session's jail, that runs one command at a time."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from backends.bash_exports import EXPORTS_COMMAND, parse_exports
 from backends.capture import OutputCapture
 from backends.host import ToolCallError
 from backends.input_pipe import InputClosed, InputPipe
+from backends.jail import WRITABLE, JailedProcess
 from backends.process_config import ProcessConfig
-from backends.sandbox import WRITABLE, SandboxedProcess
 from contract import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ class CommandResult:
     cwd: str
     timed_out: bool = False
     restarted: bool = False
-    #: Why the whole sandbox was made anew during this command (its files are gone), if it was.
-    sandbox_lost: bool = False
+    #: Why the whole jail was made anew during this command (its files are gone), if it was.
+    jail_lost: bool = False
     #: The command still runs: this is its output so far (``no_output_timeout``).
     running: bool = False
     #: Ended by :meth:`Shell.interrupt` (Ctrl-C, or killed when that was not enough).
@@ -83,13 +83,13 @@ class _Command:
 
 
 class Shell:
-    """One bash process, started by its sandbox's supervisor.
+    """One bash process, started by its jail's supervisor.
 
     Each command is sourced from a here-document (so a syntax error stays inside it) with its
     stdout and stderr on pipes the worker reads (bounded, see :mod:`backends.capture`), then the
     shell reports on its own stdout, framed by a per-command random token: the exit code, the
     working directory and ``export -p`` (the exported variables). A shell killed on timeout or that
-    exited is started afresh in the same sandbox (its files stay) and brought back to where it was;
+    exited is started afresh in the same jail (its files stay) and brought back to where it was;
     a shell re-created on another worker comes back from the same snapshot.
 
     A command started with a ``no_output_timeout`` may outlive its call: the call answers with the
@@ -97,22 +97,22 @@ class Shell:
     own deadline) with a FIFO as its standard input, for later calls to write, close or interrupt.
     Without one, its standard input is /dev/null and the call waits for its end, as always.
 
-    ``on_sandbox`` is awaited with every new sandbox the shell starts in (the first one too): the
-    place to restore files into a sandbox made anew, and to follow its events.
+    ``on_jail`` is awaited with every new jail the shell starts in (the first one too): the
+    place to restore files into a jail made anew, and to follow its events.
     """
 
     def __init__(
         self,
         settings: ProcessConfig,
-        on_sandbox: Callable[[SandboxedProcess], Awaitable[None]] | None = None,
+        on_jail: Callable[[JailedProcess], Awaitable[None]] | None = None,
     ) -> None:
         self.cwd = settings.cwd
         self._settings = settings
         self._env = settings.env
         self._max = settings.max_output_bytes
-        self._on_sandbox = on_sandbox
+        self._on_jail = on_jail
         self._exported: dict[str, str] | None = None
-        self._box: SandboxedProcess | None = None
+        self._box: JailedProcess | None = None
         self._stdin: asyncio.StreamWriter | None = None
         self._reports: asyncio.StreamReader | None = None
         self._pending = b""
@@ -125,7 +125,7 @@ class Shell:
 
     @property
     def pid(self) -> int | None:
-        """The host pid of the sandbox that holds the shell."""
+        """The host pid of the jail that holds the shell."""
         return self._box.pid if self._box else None
 
     @property
@@ -133,8 +133,8 @@ class Shell:
         return self._max
 
     @property
-    def box(self) -> SandboxedProcess | None:
-        """The sandbox the shell runs in now (a new one after the old one was lost)."""
+    def box(self) -> JailedProcess | None:
+        """The jail the shell runs in now (a new one after the old one was lost)."""
         return self._box
 
     @property
@@ -149,9 +149,7 @@ class Shell:
         return {k: v for k, v in self._exported.items() if k not in _VOLATILE}
 
     async def start(self) -> None:
-        box = SandboxedProcess(
-            self._settings.sandbox, env=self._env, cwd=self._settings.cwd, fds=_FDS
-        )
+        box = JailedProcess(self._settings.jail, env=self._env, cwd=self._settings.cwd, fds=_FDS)
         await box.start([BASH, "--noprofile", "--norc"])
         self._box = box
         self._stdin = await box.writer(0)
@@ -160,8 +158,8 @@ class Shell:
         self._out = OutputCapture(box.end(3), self._max, self._saw_output, name="stdout")
         self._err = OutputCapture(box.end(4), self._max, self._saw_output, name="stderr")
         await self._internal(_TRAP)  # a shell that cannot run says so now
-        if self._on_sandbox is not None:
-            await self._on_sandbox(box)
+        if self._on_jail is not None:
+            await self._on_jail(box)
 
     def _saw_output(self) -> None:
         self._last_output = time.monotonic()
@@ -188,7 +186,7 @@ class Shell:
                 lost = True
             command_ = await self._begin(command, timeout, no_output_timeout)
         result = await self._follow(command_, None, no_output_timeout)
-        result.sandbox_lost = lost
+        result.jail_lost = lost
         ended_before = uncollected.done if uncollected is not None else None
         if (
             ended_before is not None
@@ -442,7 +440,7 @@ class Shell:
     # --- restarts ---------------------------------------------------------------------------------
 
     async def _renew(self) -> None:
-        """The sandbox itself ended (killed from outside, out of memory): make a new one."""
+        """The jail itself ended (killed from outside, out of memory): make a new one."""
         saved = self.snapshot()
         await self._close()
         await self.start()
@@ -455,8 +453,8 @@ class Shell:
         await self._restore(saved)
 
     async def _respawn(self) -> None:
-        """A fresh shell in the same sandbox (the command's processes ended, files and background
-        processes kept), or a new sandbox."""
+        """A fresh shell in the same jail (the command's processes ended, files and background
+        processes kept), or a new jail."""
         try:
             assert self._box is not None
             await self._box.restart()
@@ -492,17 +490,17 @@ class Shell:
         cwd = saved.get("cwd")
         if cwd:
             quoted = shlex.quote(str(cwd))
-            if self._settings.sandbox.isolated and any(
+            if self._settings.jail.isolated and any(
                 str(cwd) == r or str(cwd).startswith(r + "/") for r in WRITABLE
             ):
-                # A new sandbox starts with empty directories: the path comes back, not its files.
+                # A new jail starts with empty directories: the path comes back, not its files.
                 lines.append(f"mkdir -p -- {quoted} 2>/dev/null; cd -- {quoted} 2>/dev/null")
             else:
                 lines.append(f"cd -- {quoted} 2>/dev/null")
         await self._internal("\n".join(lines), timeout=10)
 
-    async def ensure_sandbox(self) -> SandboxedProcess:
-        """The shell's sandbox, made anew (files restored by ``on_sandbox``) when it ended."""
+    async def ensure_jail(self) -> JailedProcess:
+        """The shell's jail, made anew (files restored by ``on_jail``) when it ended."""
         if self._box is None or not self._box.alive:
             async with self._lock:
                 if self._box is None or not self._box.alive:
@@ -516,7 +514,7 @@ class Shell:
     async def _close(self) -> None:
         command = self._fg
         if command is not None and command.watcher is asyncio.current_task():
-            command = None  # the watcher itself makes a new sandbox: its command stays
+            command = None  # the watcher itself makes a new jail: its command stays
         else:
             self._fg = None
         if command is not None:
@@ -540,7 +538,7 @@ class Shell:
             await box.close()
 
     async def close(self) -> None:
-        """End the shell's sandbox and everything in it."""
+        """End the shell's jail and everything in it."""
         with contextlib.suppress(Exception):
             await self._close()
 

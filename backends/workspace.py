@@ -1,7 +1,7 @@
 """A session's workspace: file tools on it, and its durable snapshot.
 
-Every file operation runs inside the session's sandbox (:mod:`backends.sandbox_files`, in a
-helper forked by the sandbox's supervisor), as the sandbox's user and in its mount namespace: the
+Every file operation runs inside the session's jail (:mod:`backends.jail_files`, in a
+helper forked by the jail's supervisor), as the jail's user and in its mount namespace: the
 worker never opens a session's path on the host. Paths are relative to the workspace root
 (``/workspace``) or absolute inside it; ``..`` and symlinks leading out of it answer 4000.
 
@@ -27,14 +27,14 @@ from pydantic import Field
 
 from backends.base import tool
 from backends.host import ToolCallError
-from backends.sandbox import ControlError, FileOpError, SandboxedProcess
+from backends.jail import ControlError, FileOpError, JailedProcess
 from contract import ErrorCode
 
 #: Largest content a write takes and a read answers in one call (bytes, before base64). A call's
 #: parameters are at most 1 MiB of JSON: :meth:`client.Sandbox.upload` sends 640 KiB chunks.
 MAX_WRITE_BYTES = 16 * 1024 * 1024
 MAX_READ_BYTES = 4 * 1024 * 1024
-#: How long one file operation may take inside the sandbox.
+#: How long one file operation may take inside the jail.
 FILE_OP_TIMEOUT = 120.0
 #: A file or directory name, and a whole path, at most (UTF-8 bytes), and how deep a path may
 #: go: Linux's NAME_MAX is 255; its PATH_MAX (4096) also counts the workspace root, which is a
@@ -52,16 +52,16 @@ _KINDS = {
 
 
 class Workspace:
-    """The workspace of one session's sandbox.
+    """The workspace of one session's jail.
 
-    ``ensure`` answers a live sandbox (the backend makes a new one when the old one died, and
+    ``ensure`` answers a live jail (the backend makes a new one when the old one died, and
     :meth:`attach` is told). ``keep`` is the most file content a snapshot takes (0: none).
     """
 
-    def __init__(self, keep: int, ensure: Callable[[], Awaitable[SandboxedProcess]]) -> None:
+    def __init__(self, keep: int, ensure: Callable[[], Awaitable[JailedProcess]]) -> None:
         self.keep = keep
         self._ensure = ensure
-        self._box: SandboxedProcess | None = None
+        self._box: JailedProcess | None = None
         #: The latest snapshot entry (with its data) and the fingerprint of what it holds.
         self._entry: dict[str, Any] | None = None
         self._digest: str | None = None
@@ -76,14 +76,14 @@ class Workspace:
     def root(self) -> str | None:
         return self._box.root if self._box else None
 
-    async def attach(self, box: SandboxedProcess) -> None:
-        """A new sandbox: when it replaces a lost one, it gets the last snapshot's files."""
+    async def attach(self, box: JailedProcess) -> None:
+        """A new jail: when it replaces a lost one, it gets the last snapshot's files."""
         first = self._box is None
         self._box = box
         if not first and self._entry is not None:
             try:
                 await self._unpack(box, self._entry)
-            except Exception:  # the new sandbox still serves, with an empty workspace
+            except Exception:  # the new jail still serves, with an empty workspace
                 log.exception("restoring the workspace into a new sandbox failed")
 
     # --- files ---------------------------------------------------------------------------------
@@ -110,7 +110,7 @@ class Workspace:
     # --- the snapshot ----------------------------------------------------------------------------
 
     async def baseline(self) -> None:
-        """Fingerprint the fresh workspace at start: the sandbox loads its file helper now (~10
+        """Fingerprint the fresh workspace at start: the jail loads its file helper now (~10
         ms), not during the session's first call (an instance may start ahead of its session)."""
         await self.snapshot()
 
@@ -169,14 +169,14 @@ class Workspace:
         return self._entry
 
     async def restore(self, entry: dict[str, Any] | None) -> None:
-        """Unpack a snapshot's workspace into this (fresh) sandbox; it is the baseline after."""
+        """Unpack a snapshot's workspace into this (fresh) jail; it is the baseline after."""
         if not entry or self._box is None:
             return
         await self._unpack(self._box, entry)
         self._entry = entry
         self.version += 1
 
-    async def _unpack(self, box: SandboxedProcess, entry: dict[str, Any]) -> None:
+    async def _unpack(self, box: JailedProcess, entry: dict[str, Any]) -> None:
         try:
             data = base64.b64decode(entry.get("data", ""), validate=True)
         except (binascii.Error, ValueError):

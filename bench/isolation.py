@@ -24,8 +24,8 @@ from typing import Any
 from temporalio.client import Client
 
 from backends.interpreter import Interpreter
+from backends.jail import jail_python
 from backends.process_config import process_config
-from backends.sandbox import sandbox_python
 from backends.shell import Shell
 from bench.run import _stats
 from bench.server import start_embedded
@@ -54,7 +54,7 @@ async def _backend_sample(kind: str, config: dict[str, Any]) -> tuple[float, lis
         proc = Shell(settings)
     else:
         python = config.get("python") or (
-            sandbox_python(None)[0] if settings.sandbox.isolated else sys.executable
+            jail_python(None)[0] if settings.jail.isolated else sys.executable
         )
         proc = Interpreter(python, settings)
 
@@ -77,7 +77,7 @@ async def backend_level(samples: int) -> dict[str, dict[str, Any]]:
         for kind in ("bash", "code"):
             modes = dict(MODES)
             if kind == "code":
-                same = {"isolation": "none", "python": sandbox_python(None)[0]}
+                same = {"isolation": "none", "python": jail_python(None)[0]}
                 modes[SAME_PYTHON] = same
             for mode, config in modes.items():
                 start, calls = await _backend_sample(kind, config)

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from backends import sandbox as sandbox_module
-from backends.sandbox import SandboxedProcess, SandboxUnavailable, settings_from
+from backends import jail as jail_module
+from backends.jail import JailedProcess, JailUnavailable, settings_from
 from client import Sandbox
 from contract import ErrorCode
 from runtime.encryption import KEYS_ENV, EncryptionCodec, new_key_entry
@@ -376,13 +376,13 @@ async def test_isolation_none_is_the_trusted_local_mode(box: Sandbox, tmp_path: 
 
 
 async def test_without_bubblewrap_isolated_sessions_are_refused_by_name(monkeypatch) -> None:
-    real_which = sandbox_module.shutil.which
+    real_which = jail_module.shutil.which
     monkeypatch.setattr(
-        sandbox_module.shutil, "which", lambda name: None if name == "bwrap" else real_which(name)
+        jail_module.shutil, "which", lambda name: None if name == "bwrap" else real_which(name)
     )
-    process = SandboxedProcess(settings_from({}), env={}, cwd="/workspace", fds=("null",))
-    with pytest.raises(SandboxUnavailable, match="Debian package 'bubblewrap'"):
+    process = JailedProcess(settings_from({}), env={}, cwd="/workspace", fds=("null",))
+    with pytest.raises(JailUnavailable, match="Debian package 'bubblewrap'"):
         await process.start(["true"])
-    none = SandboxedProcess(settings_from({"isolation": "none"}), env={}, cwd="/", fds=("null",))
+    none = JailedProcess(settings_from({"isolation": "none"}), env={}, cwd="/", fds=("null",))
     await none.start(["true"])
     await none.close()

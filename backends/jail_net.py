@@ -1,19 +1,19 @@
-"""Network for a sandbox that may have it, without the host: slirp4netns, a user-mode stack.
+"""Network for a jail that may have it, without the host: slirp4netns, a user-mode stack.
 
-Every sandbox has a network namespace of its own (bwrap ``--unshare-net``). One whose config
+Every jail has a network namespace of its own (bwrap ``--unshare-net``). One whose config
 says ``"network": true`` gets a TAP device there, ``tap0`` (10.0.2.100/24, gateway 10.0.2.2,
-DNS 10.0.2.3), served by a ``slirp4netns`` process on the host that turns the sandbox's packets
+DNS 10.0.2.3), served by a ``slirp4netns`` process on the host that turns the jail's packets
 into the worker's own sockets. ``--disable-host-loopback`` refuses every connection to the
-gateway (which slirp would map to the host's 127.0.0.1), and the sandbox's own 127.0.0.1 is its
+gateway (which slirp would map to the host's 127.0.0.1), and the jail's own 127.0.0.1 is its
 own loopback: no service of the host's loopback (the Temporal frontend, its UI, the HTTP API, a
 codec server) and no other session's abstract unix socket (an X display) is reachable. Outbound
 connections to other addresses go out as the worker's: services the host binds on all addresses
 are reachable at its address, as from any machine of its network. 10.0.2.3 answers DNS by
-forwarding to the host's resolvers (``/etc/resolv.conf``); the sandbox's resolv.conf names it.
+forwarding to the host's resolvers (``/etc/resolv.conf``); the jail's resolv.conf names it.
 
-The stack starts once bwrap has set the sandbox up (its first process has executed the
+The stack starts once bwrap has set the jail up (its first process has executed the
 supervisor, which waits for the worker's word before it starts the program), so the program
-starts with its network up. It ends with the sandbox (:meth:`UserNet.close`) and with the
+starts with its network up. It ends with the jail (:meth:`UserNet.close`) and with the
 worker: it watches a pipe whose other end only the worker holds (``--exit-fd``).
 """
 
@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 SLIRP = "slirp4netns"
 PACKAGE = "slirp4netns"
-#: The sandbox's resolver: slirp4netns forwards this address's port 53 to the host's resolvers.
+#: The jail's resolver: slirp4netns forwards this address's port 53 to the host's resolvers.
 DNS = "10.0.2.3"
 GATEWAY = "10.0.2.2"
 RESOLV_CONF = f"nameserver {DNS}\n".encode()
@@ -41,11 +41,11 @@ _HOST_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
 class NetworkUnavailable(RuntimeError):
-    """The user-mode stack is missing or could not attach to the sandbox."""
+    """The user-mode stack is missing or could not attach to the jail."""
 
 
 def missing() -> str | None:
-    """Why a sandbox with network cannot be made here (what to install), or None."""
+    """Why a jail with network cannot be made here (what to install), or None."""
     if shutil.which(SLIRP) is None:
         return (
             f"sessions with network need {SLIRP}: install the Debian package '{PACKAGE}' "
@@ -57,7 +57,7 @@ def missing() -> str | None:
 
 
 def resolv_conf_path() -> str | None:
-    """Where the sandbox's resolv.conf goes: the host's, followed through links (bwrap mounts
+    """Where the jail's resolv.conf goes: the host's, followed through links (bwrap mounts
     over the file the name leads to); None when the host has none to cover."""
     path = os.path.realpath("/etc/resolv.conf")
     return path if os.path.isfile(path) else None
@@ -98,7 +98,7 @@ def _whole_json(data: bytes) -> bool:
 
 
 async def first_pid(info_fd: int, timeout: float) -> int:
-    """The host pid of the sandbox's first process, from bwrap's ``--info-fd`` (whole JSON)."""
+    """The host pid of the jail's first process, from bwrap's ``--info-fd`` (whole JSON)."""
     raw = await read_fd(info_fd, _whole_json, timeout)
     try:
         return int(json.loads(raw)["child-pid"])
@@ -122,7 +122,7 @@ async def until_exec(pid: int, before: str, timeout: float) -> None:
 
 
 class UserNet:
-    """One sandbox's slirp4netns process."""
+    """One jail's slirp4netns process."""
 
     def __init__(self, proc: asyncio.subprocess.Process, exit_w: int) -> None:
         self.proc = proc
@@ -136,7 +136,7 @@ class UserNet:
 
     @classmethod
     async def start(cls, pid: int, *, timeout: float = 10) -> UserNet:
-        """Attach a stack to the network namespace of the sandbox whose first process is ``pid``
+        """Attach a stack to the network namespace of the jail whose first process is ``pid``
         and wait until ``tap0`` is configured."""
         netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -150,7 +150,7 @@ class UserNet:
         exit_r, exit_w = os.pipe()
         cmd = [SLIRP, "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-seccomp"]
         if os.geteuid() == 0:
-            # It needs the TUN device (root's alone on many hosts) and to enter the sandbox's
+            # It needs the TUN device (root's alone on many hosts) and to enter the jail's
             # namespaces; --enable-sandbox then drops every capability and hides the host's files.
             cmd.append("--enable-sandbox")
         cmd += [

@@ -1,7 +1,7 @@
-"""File work inside a session's sandbox: confined paths, the workspace's fingerprint and archive.
+"""File work inside a session's jail: confined paths, the workspace's fingerprint and archive.
 
-Loaded by :mod:`backends.sandbox_init` (the sandbox's pid 1), never by the worker: it runs as the
-sandbox's user, in the sandbox's mount namespace, so it sees the session's workspace and nothing
+Loaded by :mod:`backends.jail_init` (the jail's pid 1), never by the worker: it runs as the
+jail's user, in the jail's mount namespace, so it sees the session's workspace and nothing
 the session could not see itself. The supervisor computes fingerprints inline (a walk of ``lstat``
 calls, no file is opened) and forks a helper per file operation, which answers on a pipe the
 worker handed over: one JSON header line, then the payload bytes (a file's content, an archive).
@@ -10,7 +10,7 @@ Paths are confined to the workspace root: a path that leaves it with ``..``, or 
 symlink leading out of it, is refused (``"kind": "invalid"``). Special files (FIFOs, sockets,
 devices) are never opened, so no operation can hang on one.
 
-Standard library only, any Python 3.8+: it runs with whatever interpreter the sandbox can see.
+Standard library only, any Python 3.8+: it runs with whatever interpreter the jail can see.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-try:  # the C module itself: hashlib would load OpenSSL first (10 ms at every sandbox's start)
+try:  # the C module itself: hashlib would load OpenSSL first (10 ms at every jail's start)
     from _blake2 import blake2b
 except ImportError:  # pragma: no cover - an interpreter built without it
     from hashlib import blake2b

@@ -1,13 +1,13 @@
-"""The first process of a session's sandbox: it starts the session's program, and ends it.
+"""The first process of a session's jail: it starts the session's program, and ends it.
 
-Started by :mod:`backends.sandbox` as ``python3 -I -S sandbox_init.py`` (inside bubblewrap it is
-the sandbox's pid 1). Standard library only, any Python 3.8+: it runs with whatever interpreter
-the sandbox can see, never with the worker's packages.
+Started by :mod:`backends.jail` as ``python3 -I -S jail_init.py`` (inside bubblewrap it is
+the jail's pid 1). Standard library only, any Python 3.8+: it runs with whatever interpreter
+the jail can see, never with the worker's packages.
 
 It reads its spec as the first line of its standard input (JSON, never in argv, where other users
 of the machine could read it: it holds the session's environment), then obeys one command a line:
 
-- ``restart``: end every other process of the sandbox, then start the program afresh
+- ``restart``: end every other process of the jail, then start the program afresh
 - ``signal N``: send signal N to the program
 - ``stop``: end everything and exit (so does the end of its standard input)
 
@@ -24,12 +24,12 @@ hand descriptors over (``SCM_RIGHTS``): one JSON message each, answered with the
   process of a background process's session (``"target": "background"``)
 - ``fifo``: make a FIFO for a command's standard input; the answer carries its writable end
 - ``unlink``: remove such a FIFO
-- ``scan``: the workspace's fingerprint (:func:`sandbox_files.scan`; no file is opened)
-- ``files``: fork a helper that runs one :mod:`sandbox_files` operation and answers on the pipe
+- ``scan``: the workspace's fingerprint (:func:`jail_files.scan`; no file is opened)
+- ``files``: fork a helper that runs one :mod:`jail_files` operation and answers on the pipe
   sent along
 
-As pid 1 of a pid namespace, ``kill(-1, SIGKILL)`` ends every other process in the sandbox,
-``setsid`` and double-forked daemons included, and no process in the sandbox can signal it.
+As pid 1 of a pid namespace, ``kill(-1, SIGKILL)`` ends every other process in the jail,
+``setsid`` and double-forked daemons included, and no process in the jail can signal it.
 A ``restart`` ends every process except the sessions of background processes and of the
 supervisor itself (its helpers): the foreground's daemons end, background processes live on.
 Outside a pid namespace (``isolation: none``) it ends the program's process group only.
@@ -47,7 +47,7 @@ import socket
 import time
 from typing import Any
 
-#: Seconds a timed-out command's processes get to exit before everything in the sandbox ends.
+#: Seconds a timed-out command's processes get to exit before everything in the jail ends.
 END_PROGRAM_SECONDS = 5.0
 _IGNORED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGPIPE", "SIGUSR1", "SIGUSR2", "SIGTSTP")
 _LIMITS = {
@@ -70,7 +70,7 @@ def _emit(line: str) -> None:
 
 
 def _not_dumpable() -> None:
-    """Nothing in the sandbox may open this process's descriptors or memory through /proc."""
+    """Nothing in the jail may open this process's descriptors or memory through /proc."""
     try:
         import ctypes
 
@@ -155,7 +155,7 @@ class Supervisor:
             resource.setrlimit(limit, (value, value))
         if self.nice:
             os.nice(self.nice)
-        try:  # under memory pressure, the kernel ends sandboxed processes before the worker
+        try:  # under memory pressure, the kernel ends jailed processes before the worker
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write("1000")
         except OSError:
@@ -182,7 +182,7 @@ class Supervisor:
         os.execvpe(self.argv[0], self.argv, self.env)
 
     def end_all(self) -> None:
-        """End every process of the sandbox (background ones too), then reap the program."""
+        """End every process of the jail (background ones too), then reap the program."""
         if self.own_namespace:
             try:
                 os.kill(-1, signal.SIGKILL)
@@ -329,12 +329,12 @@ class Supervisor:
         return True
 
     def files_module(self):  # type: ignore[no-untyped-def]
-        """:mod:`sandbox_files`, loaded once (before any fork: helpers inherit it)."""
+        """:mod:`jail_files`, loaded once (before any fork: helpers inherit it)."""
         if self._files_module is None:
             import importlib.util
 
-            path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_files.py")
-            spec = importlib.util.spec_from_file_location("sandbox_files", path)
+            path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail_files.py")
+            spec = importlib.util.spec_from_file_location("jail_files", path)
             module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
             spec.loader.exec_module(module)  # type: ignore[union-attr]
             self._files_module = module

@@ -1,17 +1,17 @@
-"""Each session's processes run in a bubblewrap sandbox: the settings, the command, the process.
+"""Each session's processes run in a bubblewrap jail: the settings, the command, the process.
 
-A sandbox is ``bwrap`` with new user, pid, ipc, uts, cgroup and network namespaces (with ``network:
+A jail is ``bwrap`` with new user, pid, ipc, uts, cgroup and network namespaces (with ``network:
 true``, outbound access through a user-mode stack that never reaches the host's loopback:
-:mod:`backends.sandbox_net`), a read-only view of the system (``/usr``, ``/etc`` and the ``/bin``,
+:mod:`backends.jail_net`), a read-only view of the system (``/usr``, ``/etc`` and the ``/bin``,
 ``/lib`` links), private size-capped tmpfs mounts for ``/workspace`` (the home and default working
 directory), ``/tmp`` and ``/dev/shm``, and nothing else of the host: no ``/home``, ``/root``,
 ``/var``, ``/run``, no worker files. A worker running as root first drops to uid/gid 65534
-(``setpriv``), so the sandbox holds no root power over host files and ``RLIMIT_NPROC`` holds; an
-unprivileged worker's sandboxes run under its own uid (mapped to 65534 inside).
+(``setpriv``), so the jail holds no root power over host files and ``RLIMIT_NPROC`` holds; an
+unprivileged worker's jails run under its own uid (mapped to 65534 inside).
 
-Its first process is :mod:`backends.sandbox_init` (pid 1 of the namespace), which starts the
+Its first process is :mod:`backends.jail_init` (pid 1 of the namespace), which starts the
 session's program with resource limits and a clean environment, restarts it on request after
-ending every other process of the sandbox, and dies with the worker (``--die-with-parent``): a
+ending every other process of the jail, and dies with the worker (``--die-with-parent``): a
 timeout, a destroy or a lost worker leave nothing running, ``setsid`` daemons included.
 """
 
@@ -36,23 +36,23 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-from backends import sandbox_net
+from backends import jail_net
 
-INIT = Path(__file__).with_name("sandbox_init.py")
-#: File work inside the sandbox (fingerprint, archive, confined reads and writes); loaded by INIT.
-FILES = Path(__file__).with_name("sandbox_files.py")
-#: Where the sandbox sees the files the worker hands it (read-only).
+INIT = Path(__file__).with_name("jail_init.py")
+#: File work inside the jail (fingerprint, archive, confined reads and writes); loaded by INIT.
+FILES = Path(__file__).with_name("jail_files.py")
+#: Where the jail sees the files the worker hands it (read-only).
 INSIDE_DIR = "/run/durable-sessions"
 WORKSPACE = "/workspace"
 #: Directories a session may write; a working directory under them is created on start.
 WRITABLE = (WORKSPACE, "/tmp")
 #: The read-only view of the system (symlinks, as on merged-/usr systems, are kept as links).
 SYSTEM_VIEW = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
-#: The user the sandbox runs as ("nobody"); a root worker drops to it before bwrap starts.
-SANDBOX_UID = 65534
-SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: The user the jail runs as ("nobody"); a root worker drops to it before bwrap starts.
+JAIL_UID = 65534
+JAIL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: The environment of setpriv, bwrap and the supervisor themselves: never the session's (an
-#: ``LD_PRELOAD`` in a session's config must not reach a process that runs outside the sandbox).
+#: ``LD_PRELOAD`` in a session's config must not reach a process that runs outside the jail).
 _HOST_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 ISOLATION_MODES = ("bwrap", "none")
 PACKAGE_HINT = (
@@ -69,7 +69,7 @@ class Setting:
     unit: str
 
 
-#: Every numeric sandbox setting: default and allowed range (README, Security > Isolation).
+#: Every numeric jail setting: default and allowed range (README, Security > Isolation).
 SETTINGS: dict[str, Setting] = {
     "memory_mb": Setting(1024, 128, 65536, "MiB of address space per process (RLIMIT_AS)"),
     "processes": Setting(256, 16, 4096, "processes and threads in the sandbox (RLIMIT_NPROC)"),
@@ -82,7 +82,7 @@ SETTINGS: dict[str, Setting] = {
 }
 
 
-class SandboxUnavailable(RuntimeError):
+class JailUnavailable(RuntimeError):
     """Isolation was asked for and this machine cannot provide it."""
 
 
@@ -91,7 +91,7 @@ class ControlError(RuntimeError):
 
 
 class FileOpError(Exception):
-    """A file operation inside the sandbox was refused or failed; ``kind`` says how:
+    """A file operation inside the jail was refused or failed; ``kind`` says how:
     ``invalid`` (a path outside the workspace, a wrong kind of file), ``not_found``,
     ``too_large`` (no room) or ``error``."""
 
@@ -102,7 +102,7 @@ class FileOpError(Exception):
 
 
 @dataclass(frozen=True)
-class SandboxSettings:
+class JailSettings:
     """How one session's processes are isolated; read from its config by :func:`settings_from`."""
 
     isolation: str = "bwrap"
@@ -132,8 +132,8 @@ class SandboxSettings:
         }
 
 
-def settings_from(config: Mapping[str, Any]) -> SandboxSettings:
-    """Read and check the sandbox keys of a session's config; a clear ValueError otherwise."""
+def settings_from(config: Mapping[str, Any]) -> JailSettings:
+    """Read and check the jail keys of a session's config; a clear ValueError otherwise."""
     isolation = config.get("isolation", "bwrap")
     if isolation not in ISOLATION_MODES:
         raise ValueError(
@@ -150,17 +150,17 @@ def settings_from(config: Mapping[str, Any]) -> SandboxSettings:
         if not spec.low <= value <= spec.high:
             raise ValueError(f"{key} {value} is outside {spec.low}..{spec.high} ({spec.unit})")
         values[key] = value
-    return SandboxSettings(isolation=isolation, network=network, **values)
+    return JailSettings(isolation=isolation, network=network, **values)
 
 
-def base_env(settings: SandboxSettings) -> dict[str, str]:
-    """What every sandboxed program starts with, before the config's ``env``; never more.
+def base_env(settings: JailSettings) -> dict[str, str]:
+    """What every jailed program starts with, before the config's ``env``; never more.
 
     The worker's own environment (its encryption keys, cloud credentials) is never passed on.
     """
     if settings.isolated:
         return {
-            "PATH": SANDBOX_PATH,
+            "PATH": JAIL_PATH,
             "HOME": WORKSPACE,
             "TMPDIR": "/tmp",
             "LANG": "C.UTF-8",
@@ -168,13 +168,13 @@ def base_env(settings: SandboxSettings) -> dict[str, str]:
             "LOGNAME": "nobody",
         }
     return {
-        "PATH": os.environ.get("PATH", SANDBOX_PATH),
+        "PATH": os.environ.get("PATH", JAIL_PATH),
         "HOME": os.environ.get("HOME", "/"),
         "LANG": os.environ.get("LANG", "C.UTF-8"),
     }
 
 
-def default_cwd(settings: SandboxSettings) -> str:
+def default_cwd(settings: JailSettings) -> str:
     return WORKSPACE if settings.isolated else os.getcwd()
 
 
@@ -183,13 +183,13 @@ def under(path: str, roots: Sequence[str]) -> bool:
     return any(norm == r or norm.startswith(r.rstrip("/") + "/") for r in roots)
 
 
-def _drops_to_sandbox_user() -> bool:
+def _drops_to_jail_user() -> bool:
     return os.geteuid() == 0
 
 
 def _reachable(path: str) -> bool:
-    """Can the sandbox user run this file (every directory on the way searchable)?"""
-    if not _drops_to_sandbox_user():
+    """Can the jail user run this file (every directory on the way searchable)?"""
+    if not _drops_to_jail_user():
         return os.access(path, os.X_OK)
     for candidate in {path, os.path.realpath(path)}:
         try:
@@ -209,7 +209,7 @@ def _reachable(path: str) -> bool:
 
 
 def _python_binds() -> list[str]:
-    """Host directories the worker's own interpreter needs inside the sandbox."""
+    """Host directories the worker's own interpreter needs inside the jail."""
     binds = []
     for prefix in dict.fromkeys([sys.prefix, sys.base_prefix, sys.exec_prefix]):
         if prefix and not under(prefix, SYSTEM_VIEW):
@@ -218,10 +218,10 @@ def _python_binds() -> list[str]:
 
 
 @cache
-def sandbox_python(requested: str | None = None) -> tuple[str, tuple[str, ...]]:
-    """An interpreter the sandbox can run, and the host directories to show for it.
+def jail_python(requested: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """An interpreter the jail can run, and the host directories to show for it.
 
-    The worker's own when the sandbox user can reach it, else the system's ``python3``.
+    The worker's own when the jail user can reach it, else the system's ``python3``.
     A requested one must be the worker's or lie in the system view (``/usr``): config never
     adds a host directory to the view.
     """
@@ -241,7 +241,7 @@ def sandbox_python(requested: str | None = None) -> tuple[str, tuple[str, ...]]:
     for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
         if os.path.isfile(candidate) and _reachable(candidate):
             return candidate, ()
-    raise SandboxUnavailable(
+    raise JailUnavailable(
         "the sandbox needs a Python 3 interpreter the sandbox user can run (the worker's lies "
         "where uid 65534 cannot read it): install the Debian package 'python3'"
     )
@@ -256,23 +256,23 @@ def _bwrap_version() -> tuple[int, ...]:
     return tuple(int(p) for p in found.groups(default="0")) if found else (0,)
 
 
-def check_available(settings: SandboxSettings) -> None:
-    """Raise :class:`SandboxUnavailable`, naming what to install, when isolation cannot work."""
+def check_available(settings: JailSettings) -> None:
+    """Raise :class:`JailUnavailable`, naming what to install, when isolation cannot work."""
     if not settings.isolated:
         return
     if shutil.which("bwrap") is None:
-        raise SandboxUnavailable(f"isolated sessions need bubblewrap (bwrap): {PACKAGE_HINT}")
-    if _drops_to_sandbox_user() and shutil.which("setpriv") is None:
-        raise SandboxUnavailable(
+        raise JailUnavailable(f"isolated sessions need bubblewrap (bwrap): {PACKAGE_HINT}")
+    if _drops_to_jail_user() and shutil.which("setpriv") is None:
+        raise JailUnavailable(
             "a worker running as root needs setpriv (Debian package 'util-linux') to start "
             "sandboxes as an unprivileged user"
         )
-    if settings.network and (why := sandbox_net.missing()) is not None:
-        raise SandboxUnavailable(why)
+    if settings.network and (why := jail_net.missing()) is not None:
+        raise JailUnavailable(why)
 
 
 def bwrap_command(
-    settings: SandboxSettings,
+    settings: JailSettings,
     *,
     python: str,
     binds: Sequence[str],
@@ -280,18 +280,18 @@ def bwrap_command(
     sockets: Sequence[str] = (),
     info_fd: int | None = None,
 ) -> list[str]:
-    """The command that starts the supervisor inside a new sandbox.
+    """The command that starts the supervisor inside a new jail.
 
-    ``data_files`` maps a path inside the sandbox to a descriptor holding the file's bytes;
+    ``data_files`` maps a path inside the jail to a descriptor holding the file's bytes;
     ``sockets`` are host socket paths shown at the same place (an X display's socket);
-    ``info_fd`` receives bwrap's JSON facts (the host pid of the sandbox's first process).
+    ``info_fd`` receives bwrap's JSON facts (the host pid of the jail's first process).
     """
     mib = 1024 * 1024
     cmd: list[str] = []
-    if _drops_to_sandbox_user():
-        uid = str(SANDBOX_UID)
+    if _drops_to_jail_user():
+        uid = str(JAIL_UID)
         cmd += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
-    cmd += ["bwrap", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+    cmd += ["bwrap", "--unshare-user", "--uid", str(JAIL_UID), "--gid", str(JAIL_UID)]
     if _bwrap_version() >= (0, 8):
         cmd.append("--disable-userns")  # no nested user namespaces: less kernel surface
     # Always a network namespace of its own: never the host's loopback or abstract sockets.
@@ -320,8 +320,8 @@ def bwrap_command(
     return cmd
 
 
-class SandboxedProcess:
-    """One program of a session, run by a supervisor inside its own sandbox.
+class JailedProcess:
+    """One program of a session, run by a supervisor inside its own jail.
 
     ``fds`` names the program's descriptors in order: ``"in"`` (the worker writes it),
     ``"out"`` (the worker reads it) or ``"null"``. They are plain pipes made here, kept by the
@@ -330,7 +330,7 @@ class SandboxedProcess:
 
     def __init__(
         self,
-        settings: SandboxSettings,
+        settings: JailSettings,
         *,
         env: Mapping[str, str],
         cwd: str,
@@ -347,7 +347,7 @@ class SandboxedProcess:
         self.files = list(files)
         self.sockets = list(sockets)
         self._python = python
-        #: The workspace, where file operations work: /workspace in a sandbox, else the start cwd.
+        #: The workspace, where file operations work: /workspace in a jail, else the start cwd.
         self.root = WORKSPACE if settings.isolated else (root or cwd)
         self._control: socket.socket | None = None
         self._calls: dict[int, asyncio.Future[tuple[dict[str, Any], list[int]]]] = {}
@@ -364,7 +364,7 @@ class SandboxedProcess:
         self._ended = asyncio.Event()
         self._info: int | None = None  # bwrap's --info-fd, read once for the first pid
         self._first_pid: int | None = None
-        self._net: sandbox_net.UserNet | None = None  # the user-mode stack of network: true
+        self._net: jail_net.UserNet | None = None  # the user-mode stack of network: true
         self._failed = False  # the last start could not execute the program
         self.generation = 0
         self.exit_status: int | None = None
@@ -372,7 +372,7 @@ class SandboxedProcess:
 
     @property
     def pid(self) -> int | None:
-        """The host pid of the sandbox (bwrap, or the supervisor with ``isolation: none``)."""
+        """The host pid of the jail (bwrap, or the supervisor with ``isolation: none``)."""
         return self._proc.pid if self._proc else None
 
     @property
@@ -386,7 +386,7 @@ class SandboxedProcess:
     def end(self, fd: int) -> int:
         """The worker's end of the program's descriptor ``fd``, now the caller's to close.
 
-        Taken out of the box's own list: closed twice, a descriptor number another sandbox
+        Taken out of the box's own list: closed twice, a descriptor number another jail
         reused in between would be closed under it (a cleanup racing a start)."""
         return self._ends.pop(fd)
 
@@ -404,9 +404,9 @@ class SandboxedProcess:
         return reader
 
     async def start(self, argv: Sequence[str], *, timeout: float = 30) -> None:
-        """Start the sandbox and the program in it; raises with the sandbox's own words."""
+        """Start the jail and the program in it; raises with the jail's own words."""
         check_available(self.settings)
-        inside: list[int] = []  # the sandbox's ends, inherited by bwrap and kept by the supervisor
+        inside: list[int] = []  # the jail's ends, inherited by bwrap and kept by the supervisor
         spec_fds: list[list[int]] = []
         data: dict[str, int] = {}
         control, theirs_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -424,13 +424,13 @@ class SandboxedProcess:
                 inside.append(theirs)
                 spec_fds.append([child, theirs])
             if self.settings.isolated:
-                python, binds = sandbox_python(self._python)
+                python, binds = jail_python(self._python)
                 for host_file in [INIT, FILES, *self.files]:
                     data[self.path_of(host_file)] = _data_fd(host_file.read_bytes())
                 self._info, info_w = os.pipe()
                 inside.append(info_w)
-                if self.settings.network and (resolv := sandbox_net.resolv_conf_path()):
-                    data[resolv] = _data_fd(sandbox_net.RESOLV_CONF)
+                if self.settings.network and (resolv := jail_net.resolv_conf_path()):
+                    data[resolv] = _data_fd(jail_net.RESOLV_CONF)
                 cmd = bwrap_command(
                     self.settings,
                     python=python,
@@ -486,30 +486,30 @@ class SandboxedProcess:
         try:
             await self._proc.stdin.drain()
             await asyncio.wait_for(self._wait_started(), timeout)
-        except (ConnectionError, TimeoutError, SandboxUnavailable, RuntimeError) as exc:
+        except (ConnectionError, TimeoutError, JailUnavailable, RuntimeError) as exc:
             message = self.error or self.stderr_text() or str(exc) or type(exc).__name__
             await self.close()
             if self.settings.isolated and "bwrap" in message:
-                raise SandboxUnavailable(f"the sandbox could not start: {message}") from None
+                raise JailUnavailable(f"the sandbox could not start: {message}") from None
             raise RuntimeError(f"the session's program could not start: {message}") from None
 
     async def _attach_network(self, timeout: float) -> None:
-        """Start the sandbox's user-mode stack once bwrap is done setting the sandbox up."""
+        """Start the jail's user-mode stack once bwrap is done setting the jail up."""
         try:
             assert self._info is not None
             info, self._info = self._info, None
             try:
-                self._first_pid = await sandbox_net.first_pid(info, timeout)
+                self._first_pid = await jail_net.first_pid(info, timeout)
             finally:
                 os.close(info)
             # Not earlier: bwrap sets the namespace's loopback up itself, and a stack configuring
             # the namespace meanwhile makes that fail now and then.
-            await sandbox_net.until_exec(self._first_pid, "bwrap", timeout)
-            self._net = await sandbox_net.UserNet.start(self._first_pid, timeout=timeout)
-        except (OSError, TimeoutError, sandbox_net.NetworkUnavailable) as exc:
+            await jail_net.until_exec(self._first_pid, "bwrap", timeout)
+            self._net = await jail_net.UserNet.start(self._first_pid, timeout=timeout)
+        except (OSError, TimeoutError, jail_net.NetworkUnavailable) as exc:
             message = self.stderr_text() or str(exc) or type(exc).__name__
             await self.close()
-            raise SandboxUnavailable(f"the sandbox's network could not start: {message}") from None
+            raise JailUnavailable(f"the sandbox's network could not start: {message}") from None
 
     async def _wait_started(self) -> None:
         waiter = asyncio.ensure_future(self._started.wait())
@@ -523,7 +523,7 @@ class SandboxedProcess:
             raise RuntimeError(self.error or "the program could not be executed")
         if not self._started.is_set():
             await asyncio.sleep(0.05)  # let the last words on stderr arrive
-            raise SandboxUnavailable(self.error or self.stderr_text() or "the sandbox exited")
+            raise JailUnavailable(self.error or self.stderr_text() or "the sandbox exited")
 
     def stderr_text(self) -> str:
         return b"".join(self._stderr).decode(errors="replace").strip()[-2000:]
@@ -556,7 +556,7 @@ class SandboxedProcess:
             self._ended.set()
 
     def _read_info(self) -> None:
-        """The host pid of the sandbox's first process, from bwrap's info (written by now)."""
+        """The host pid of the jail's first process, from bwrap's info (written by now)."""
         if self._info is None:
             return
         fd, self._info = self._info, None
@@ -573,7 +573,7 @@ class SandboxedProcess:
             self._stderr.append(chunk)
 
     async def wait_exit(self) -> int | None:
-        """Until the program exits (its status) or the whole sandbox ends (None)."""
+        """Until the program exits (its status) or the whole jail ends (None)."""
         waiters = {
             asyncio.ensure_future(self._exited.wait()),
             asyncio.ensure_future(self._ended.wait()),
@@ -592,7 +592,7 @@ class SandboxedProcess:
         await self._proc.stdin.drain()
 
     async def restart(self, timeout: float = 30) -> None:
-        """End every process in the sandbox, then start the program afresh (files stay)."""
+        """End every process in the jail, then start the program afresh (files stay)."""
         self._started.clear()
         await self._command("restart")
         await asyncio.wait_for(self._wait_started(), timeout)
@@ -615,7 +615,7 @@ class SandboxedProcess:
                 return
             except OSError:
                 data, fds = b"", []
-            if not data and not fds:  # the sandbox is gone
+            if not data and not fds:  # the jail is gone
                 self._close_control()
                 return
             try:
@@ -694,7 +694,7 @@ class SandboxedProcess:
         limit: int,
         timeout: float = 120,
     ) -> tuple[dict[str, Any], bytes]:
-        """Run one :mod:`backends.sandbox_files` operation in a helper inside the sandbox.
+        """Run one :mod:`backends.jail_files` operation in a helper inside the jail.
 
         ``data`` is streamed to it; the answer is its header and at most ``limit`` bytes of
         payload. Raises :class:`FileOpError` with the helper's own verdict.
@@ -746,7 +746,7 @@ class SandboxedProcess:
         return header, payload
 
     async def close(self) -> None:
-        """End the sandbox and everything in it; release the pipes."""
+        """End the jail and everything in it; release the pipes."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.returncode is None:
             if not self.settings.isolated and proc.stdin is not None:
@@ -756,7 +756,7 @@ class SandboxedProcess:
                     await proc.stdin.drain()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(proc.wait(), 2)
-            # bwrap's end sends SIGKILL to the sandbox's pid 1 (--die-with-parent), and the end of
+            # bwrap's end sends SIGKILL to the jail's pid 1 (--die-with-parent), and the end of
             # a pid namespace's first process ends every other one in it. Not proc.kill(): Popen
             # polls first, and could reap the pid behind asyncio's back.
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -766,7 +766,7 @@ class SandboxedProcess:
                 await _ended(self._first_pid)
         self._first_pid = None
         net, self._net = self._net, None
-        if net is not None:  # after the sandbox: its stack has nothing left to serve
+        if net is not None:  # after the jail: its stack has nothing left to serve
             await net.close()
         self._close_control()
         for task in (self._events, self._errors):
@@ -807,7 +807,7 @@ async def _read_reply(reader: asyncio.StreamReader, limit: int) -> bytes:
 
 
 async def _ended(pid: int, timeout: float = 5) -> None:
-    """Until a process is gone or a zombie: for a sandbox's pid 1, the kernel has then ended
+    """Until a process is gone or a zombie: for a jail's pid 1, the kernel has then ended
     every other process of its pid namespace."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
