@@ -60,9 +60,9 @@ from client.transport import (
     call_timeout,
     checked_id,
     send,
-    session_start_operation,
     tracked,
 )
+from client.workflow_api import SessionWorkflows
 from client.workspace_files import DOWNLOAD_CHUNK_BYTES, UPLOAD_CHUNK_BYTES, download, upload
 from contract import (
     DEFAULT_TASK_QUEUE,
@@ -1319,10 +1319,9 @@ class Sandbox:
         reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     ) -> WithStartWorkflowOperation[Any, Any]:
         kind = "temporary " if inp.temporary else ""
-        return session_start_operation(
+        return SessionWorkflows(self.client, self.task_queue).start_operation(
             inp,
             workflow_id,
-            self.task_queue,
             summary=f"{kind}{inp.resource_type} session of sandbox {inp.sandbox_id}",
             reuse=reuse,
         )

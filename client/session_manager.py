@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.client import (
     WorkflowExecution as ListedExecution,
 )
@@ -33,16 +31,8 @@ from client.errors import (
     printable,
 )
 from client.streams import watch_output
-from client.transport import (
-    CALL_SLACK,
-    QUERY_TIMEOUT,
-    SessionGone,
-    call_problem,
-    call_timeout,
-    checked_id,
-    send,
-    session_start_operation,
-)
+from client.transport import CALL_SLACK, SessionGone, call_problem, checked_id
+from client.workflow_api import SessionQuery, SessionWorkflows
 from contract import (
     DEFAULT_TASK_QUEUE,
     AgentIdAttr,
@@ -61,7 +51,6 @@ from contract import (
     RenameRequest,
     ResourceTypeAttr,
     SaveCheckpointRequest,
-    SessionEvent,
     SessionInput,
     SessionStateAttr,
     SessionStatus,
@@ -70,9 +59,9 @@ from contract import (
     UserIdAttr,
 )
 from runtime.connection import connect
-from workflows import SessionWorkflow
 
 T = TypeVar("T")
+R = TypeVar("R")
 #: Live states: counted by get_active_session_count.
 _ACTIVE = (SessionStatus.STARTING, SessionStatus.ACTIVE, SessionStatus.IDLE)
 DEFAULT_MANAGED_TTL = 3600.0
@@ -192,6 +181,11 @@ class SessionManager:
             raise RuntimeError("SessionManager is not started: use `async with SessionManager()`")
         return self._client
 
+    @property
+    def workflows(self) -> SessionWorkflows:
+        """The typed gateway to the session workflows, on this manager's client and queue."""
+        return SessionWorkflows(self.client, self.task_queue)
+
     # --- sessions ----------------------------------------------------------------------------
 
     async def create_session(
@@ -232,17 +226,11 @@ class SessionManager:
         except ValidationError as exc:
             raise _refusal(exc) from None
         what = f"{resource_type} session" if resource_type else "session record"
-        view = await send(
-            lambda: self.client.execute_update_with_start_workflow(
-                SessionWorkflow.open,
-                OpenRequest(request_id=request_id, user_id=user_id, admin=self.admin),
-                start_workflow_operation=session_start_operation(
-                    inp, session_id, self.task_queue, summary=f"{what} of {user_id} ({agent_id})"
-                ),
-                rpc_timeout=CALL_SLACK * 3,
-            ),
-            client=self.client,
-            task_queue=self.task_queue,
+        view = await self.workflows.open(
+            inp,
+            OpenRequest(request_id=request_id, user_id=user_id, admin=self.admin),
+            workflow_id=session_id,
+            summary=f"{what} of {user_id} ({agent_id})",
         )
         return SessionRecord.from_view(view)
 
@@ -282,7 +270,7 @@ class SessionManager:
         req = self._request(
             SetStateRequest, state=value, checkpoint_id=checkpoint_id, **self._acting(user_id)
         )
-        return await self._update_record(session_id, SessionWorkflow.set_state, req)
+        return await self._update_record(session_id, self.workflows.set_state, req)
 
     async def update_session_metadata(
         self,
@@ -296,20 +284,20 @@ class SessionManager:
         req = self._request(
             MetadataRequest, metadata=dict(metadata), replace=replace, **self._acting(user_id)
         )
-        return await self._update_record(session_id, SessionWorkflow.update_metadata, req)
+        return await self._update_record(session_id, self.workflows.update_metadata, req)
 
     async def rename(
         self, session_id: str, name: str, *, user_id: str | None = None
     ) -> SessionRecord:
         req = self._request(RenameRequest, name=name, **self._acting(user_id))
-        return await self._update_record(session_id, SessionWorkflow.rename, req)
+        return await self._update_record(session_id, self.workflows.rename, req)
 
     async def refresh_session(
         self, session_id: str, ttl: float | None = None, *, user_id: str | None = None
     ) -> SessionRecord:
         """Move the deadline to now + TTL (optionally a new TTL)."""
         req = self._request(RefreshRequest, ttl_seconds=ttl, **self._acting(user_id))
-        return await self._update_record(session_id, SessionWorkflow.refresh, req)
+        return await self._update_record(session_id, self.workflows.refresh, req)
 
     async def execute(
         self,
@@ -338,15 +326,9 @@ class SessionManager:
         except ValidationError as exc:
             refused = _refusal(exc)
             return error_envelope(refused.code, refused.message, meta).model_dump(mode="json")
-        handle = self._handle(session_id)
+        workflow_id = _checked_id(session_id, "session_id")
         try:
-            envelope = await send(
-                lambda: handle.execute_update(
-                    SessionWorkflow.execute, req, id=request_id, rpc_timeout=call_timeout(params)
-                ),
-                client=self.client,
-                task_queue=self.task_queue,
-            )
+            envelope = await self.workflows.execute(workflow_id, req)
         except SessionGone:
             envelope = error_envelope(ErrorCode.NO_SESSION, f"no live session {session_id!r}", meta)
         except SessionError as error:
@@ -382,27 +364,21 @@ class SessionManager:
         if not view.status.is_final:
             await self._destroy(session_id, "deleted", user_id)
             # Delete a closed run: deleting one that is completing at that moment is lost.
-            await asyncio.wait_for(self._handle(session_id).result(), CALL_SLACK.total_seconds())
-        await self.client.workflow_service.delete_workflow_execution(
-            DeleteWorkflowExecutionRequest(
-                namespace=self.client.namespace,
-                workflow_execution=WorkflowExecution(workflow_id=session_id),
-            )
-        )
+            await asyncio.wait_for(self.workflows.summary(session_id), CALL_SLACK.total_seconds())
+        await self.workflows.delete(session_id)
         return True
 
     async def delete_user_sessions(self, user_id: str) -> int:
         """Delete every session of a user; answers how many live ones it ended."""
         owner = _checked_id(self._caller(user_id) or user_id, "user_id")
-        return await self._delete_where(f"{UserIdAttr.name} = '{owner}'", owner)
+        return await self._delete_where(SessionQuery(running=None, user_id=owner), owner)
 
     async def delete_agent_sessions(self, agent_id: str, *, user_id: str | None = None) -> int:
         """Delete every session of an agent (of the caller's user, when there is one); answers
         how many live ones it ended."""
-        query = f"{AgentIdAttr.name} = '{_checked_id(agent_id, 'agent_id')}'"
+        agent = _checked_id(agent_id, "agent_id")
         owner = self._caller(user_id)
-        if owner:
-            query += f" AND {UserIdAttr.name} = '{owner}'"
+        query = SessionQuery(running=None, agent_id=agent, user_id=owner or None)
         return await self._delete_where(query, owner)
 
     # --- listing and counting (Temporal visibility) -------------------------------------------
@@ -411,10 +387,8 @@ class SessionManager:
         self, user_id: str, *, include_closed: bool = False
     ) -> list[SessionRecord]:
         """A user's sessions, newest first; live ones with their full record."""
-        owner = self._caller(user_id) or user_id
-        query = f"{UserIdAttr.name} = '{_checked_id(owner, 'user_id')}'"
-        if not include_closed:
-            query += " AND ExecutionStatus = 'Running'"
+        owner = _checked_id(self._caller(user_id) or user_id, "user_id")
+        query = SessionQuery(running=None if include_closed else True, user_id=owner)
         return await self._records(await self._list(query))
 
     async def get_recent_sessions(
@@ -423,34 +397,29 @@ class SessionManager:
         """The most recently created sessions (of the caller's user, when there is one)."""
         if not 1 <= limit <= 100:
             raise SessionError(ErrorCode.INVALID_INPUT, f"limit must be 1..100, not {limit}")
-        owner = self._caller(user_id)
-        query = f"{UserIdAttr.name} = '{owner}'" if owner else f"{UserIdAttr.name} IS NOT NULL"
+        query = self._owned(user_id, running=None)
         return await self._records((await self._list(query))[:limit])
 
     async def get_active_session_count(self, user_id: str | None = None) -> int:
         """Live sessions in STARTING, ACTIVE or IDLE (of one user, or of all)."""
-        states = ", ".join(f"'{s.value}'" for s in _ACTIVE)
-        return await self._count(
-            f"ExecutionStatus = 'Running' AND {SessionStateAttr.name} IN ({states})", user_id
-        )
+        states = tuple(s.value for s in _ACTIVE)
+        return await self.workflows.count(self._owned(user_id, states=states))
 
     async def stats(self, user_id: str | None = None) -> dict[str, Any]:
         """Totals over owned sessions: total, active, paused, expired, closed, average duration."""
-        running = "ExecutionStatus = 'Running'"
-        closed = await self._list(self._owned("ExecutionStatus != 'Running'", user_id))
+        count = self.workflows.count
+        closed = await self._list(self._owned(user_id, running=False))
         durations = [
             (e.close_time - e.start_time).total_seconds()
             for e in closed
             if e.close_time is not None
         ]
         return {
-            "total": await self._count(None, user_id),
-            "live": await self._count(running, user_id),
+            "total": await count(self._owned(user_id, running=None)),
+            "live": await count(self._owned(user_id)),
             "active": await self.get_active_session_count(user_id),
-            "paused": await self._count(
-                f"{running} AND {SessionStateAttr.name} = 'paused'", user_id
-            ),
-            "expired": await self._count(f"{SessionStateAttr.name} = 'expired'", user_id),
+            "paused": await count(self._owned(user_id, states=("paused",))),
+            "expired": await count(self._owned(user_id, running=None, states=("expired",))),
             "closed": len(closed),
             "average_duration_seconds": (
                 round(sum(durations) / len(durations), 3) if durations else 0.0
@@ -464,9 +433,7 @@ class SessionManager:
     ) -> str:
         """Save ``data`` (JSON) with the resource's latest snapshot; answers the checkpoint id."""
         req = self._request(SaveCheckpointRequest, data=data, label=label, **self._acting(user_id))
-        checkpoint: Checkpoint = await self._update(
-            session_id, SessionWorkflow.save_checkpoint, req
-        )
+        checkpoint = await self._update(session_id, self.workflows.save_checkpoint, req)
         return checkpoint.checkpoint_id
 
     async def list_checkpoints(
@@ -496,12 +463,11 @@ class SessionManager:
         self, session_id: str, checkpoint_id: str, *, user_id: str | None = None
     ) -> bool:
         req = self._request(CheckpointRequest, checkpoint_id=checkpoint_id, **self._acting(user_id))
-        return bool(await self._update(session_id, SessionWorkflow.delete_checkpoints, req))
+        return bool(await self._update(session_id, self.workflows.delete_checkpoints, req))
 
     async def clear_checkpoints(self, session_id: str, *, user_id: str | None = None) -> int:
         req = self._request(CheckpointRequest, **self._acting(user_id))
-        deleted: int = await self._update(session_id, SessionWorkflow.delete_checkpoints, req)
-        return deleted
+        return await self._update(session_id, self.workflows.delete_checkpoints, req)
 
     # --- history --------------------------------------------------------------------------------
 
@@ -510,7 +476,7 @@ class SessionManager:
     ) -> dict[str, Any]:
         """Append a chat message (role: user, assistant, system or tool) to the session's log."""
         req = self._request(AppendRequest, role=role, content=content, **self._acting(user_id))
-        event: SessionEvent = await self._update(session_id, SessionWorkflow.append, req)
+        event = await self._update(session_id, self.workflows.append, req)
         return event.model_dump(mode="json")
 
     async def add_event(
@@ -532,7 +498,7 @@ class SessionManager:
             message=message,
             **self._acting(user_id),
         )
-        event: SessionEvent = await self._update(session_id, SessionWorkflow.append, req)
+        event = await self._update(session_id, self.workflows.append, req)
         return event.model_dump(mode="json")
 
     async def search_events(
@@ -555,9 +521,7 @@ class SessionManager:
                 ErrorCode.INVALID_INPUT, f"end_id {end_id} is before start_id {start_id}"
             )
         await self._require(session_id, user_id)
-        page = await self._handle(session_id).query(
-            SessionWorkflow.events, query, rpc_timeout=QUERY_TIMEOUT
-        )
+        page = await self.workflows.events(session_id, query)
         return page.model_dump(mode="json")
 
     async def get_chat_history(
@@ -599,17 +563,10 @@ class SessionManager:
             return user_id
         return self.user_id
 
-    def _handle(self, session_id: str) -> WorkflowHandle[Any, Any]:
-        return self.client.get_workflow_handle_for(
-            SessionWorkflow.run, _checked_id(session_id, "session_id")
-        )
-
     async def _view(self, session_id: str, user_id: str | None) -> SessionView | None:
         caller = self._caller(user_id)
         try:
-            view: SessionView = await self._handle(session_id).query(
-                SessionWorkflow.describe, rpc_timeout=QUERY_TIMEOUT
-            )
+            view = await self.workflows.describe(_checked_id(session_id, "session_id"))
         except RPCError as exc:
             if is_gone(exc):
                 return None
@@ -627,14 +584,10 @@ class SessionManager:
             raise SessionNotFound(ErrorCode.NO_SESSION, f"no session {session_id!r}")
         return view
 
-    async def _update(self, session_id: str, update: Any, req: Any) -> Any:
-        handle = self._handle(session_id)
+    async def _update(self, session_id: str, update: Callable[[str, R], Awaitable[T]], req: R) -> T:
+        """``update`` (one of the gateway's) of the session; a gone session said as such."""
         try:
-            return await send(
-                lambda: handle.execute_update(update, req, rpc_timeout=CALL_SLACK),
-                client=self.client,
-                task_queue=self.task_queue,
-            )
+            return await update(_checked_id(session_id, "session_id"), req)
         except SessionGone:
             # Gone or already closed: tell which.
             view = await self._view(session_id, getattr(req, "user_id", None))
@@ -644,23 +597,22 @@ class SessionManager:
                 ErrorCode.SESSION_CLOSED, f"session {session_id} is {view.status.value}"
             ) from None
 
-    async def _update_record(self, session_id: str, update: Any, req: Any) -> SessionRecord:
+    async def _update_record(
+        self, session_id: str, update: Callable[[str, R], Awaitable[SessionView]], req: R
+    ) -> SessionRecord:
         return SessionRecord.from_view(await self._update(session_id, update, req))
 
     async def _destroy(self, session_id: str, reason: str, user_id: str | None) -> None:
         req = DestroyRequest(reason=reason, **self._acting(user_id))
         try:
-            await self._update(session_id, SessionWorkflow.destroy, req)
+            await self._update(session_id, self.workflows.destroy, req)
         except SessionError as exc:
             if exc.code != ErrorCode.SESSION_CLOSED:
                 raise
 
     async def _checkpoints(self, session_id: str, user_id: str | None) -> list[Checkpoint]:
         await self._require(session_id, user_id)
-        result: list[Checkpoint] = await self._handle(session_id).query(
-            SessionWorkflow.checkpoints, rpc_timeout=QUERY_TIMEOUT
-        )
-        return result
+        return await self.workflows.checkpoints(session_id)
 
     async def _all_events(
         self, session_id: str, user_id: str | None, *, kind: str | None = None
@@ -682,7 +634,7 @@ class SessionManager:
         limit = self.max_sessions_per_user
         if limit is None:
             return
-        live = await self._list(f"{UserIdAttr.name} = '{user_id}' AND ExecutionStatus = 'Running'")
+        live = await self._list(SessionQuery(user_id=user_id))
         if len(live) < limit:
             return
         if self.on_limit == "reject":
@@ -698,27 +650,13 @@ class SessionManager:
                 user_id,
             )
 
-    def _owned(self, condition: str | None, user_id: str | None) -> str:
-        owner = self._caller(user_id)
-        parts = ["WorkflowType = 'SessionWorkflow'"]
-        parts.append(
-            f"{UserIdAttr.name} = '{owner}'" if owner else f"{UserIdAttr.name} IS NOT NULL"
-        )
-        if condition:
-            parts.append(condition)
-        return " AND ".join(parts)
+    def _owned(self, user_id: str | None, **filters: Any) -> SessionQuery:
+        """Sessions of the caller's user, or (with none) of any owner."""
+        return SessionQuery(user_id=self._caller(user_id), owned=True, **filters)
 
-    async def _count(self, condition: str | None, user_id: str | None) -> int:
-        return (await self.client.count_workflows(self._owned(condition, user_id))).count
-
-    async def _list(self, query: str) -> list[ListedExecution]:
+    async def _list(self, query: SessionQuery) -> list[ListedExecution]:
         """Matching session workflows, newest first."""
-        found = [
-            e
-            async for e in self.client.list_workflows(
-                f"WorkflowType = 'SessionWorkflow' AND {query}"
-            )
-        ]
+        found = [e async for e in self.workflows.list(query)]
         return sorted(found, key=lambda e: e.start_time, reverse=True)
 
     async def _records(self, executions: list[ListedExecution]) -> list[SessionRecord]:
@@ -735,7 +673,7 @@ class SessionManager:
 
         return list(await asyncio.gather(*(record(e) for e in executions)))
 
-    async def _delete_where(self, query: str, owner: str | None) -> int:
+    async def _delete_where(self, query: SessionQuery, owner: str | None) -> int:
         """Delete every matching session, acting for ``owner``; answers how many were live
         (closed ones are deleted too, but the server may list them for a while, so they are not
         counted again)."""

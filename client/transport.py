@@ -28,12 +28,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -54,7 +49,6 @@ from contract import (
 )
 from contract.limits import ID_PATTERN, json_problem, tool_timeout
 from runtime.connection import START_SERVER_HINT, env_float
-from workflows import SessionWorkflow
 
 T = TypeVar("T")
 Op = TypeVar("Op", bound=WithStartWorkflowOperation[Any, Any])
@@ -285,31 +279,6 @@ async def patiently(call: Callable[[], Awaitable[T]], *, budget: float = 60.0) -
         await asyncio.sleep(delay)
         waited += delay
         delay = min(delay * 2, 1.0)
-
-
-def session_start_operation(
-    inp: SessionInput,
-    workflow_id: str,
-    task_queue: str,
-    *,
-    summary: str,
-    reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-) -> WithStartWorkflowOperation[Any, Any]:
-    """Start a session workflow with the search attributes the UI and listings filter on.
-
-    An operation serves one call only: build a fresh one for every attempt.
-    """
-    operation = WithStartWorkflowOperation(
-        SessionWorkflow.run,
-        inp,
-        id=workflow_id,
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=reuse,
-        search_attributes=start_search_attributes(inp),
-        static_summary=summary,
-    )
-    return tracked(operation)
 
 
 def start_search_attributes(inp: SessionInput) -> TypedSearchAttributes:
