@@ -34,7 +34,8 @@ from temporalio.service import RPCError
 
 from client import SessionError, SessionManager
 from client.errors import is_gone
-from client.transport import CALL_SLACK, QUERY_TIMEOUT, checked_id, send
+from client.transport import QUERY_TIMEOUT, checked_id
+from client.workflow_api import SessionQuery, SessionWorkflows, session_kind
 from contract import (
     DEFAULT_TASK_QUEUE,
     AgentIdAttr,
@@ -43,7 +44,6 @@ from contract import (
     EventsQuery,
     ResourceTypeAttr,
     SandboxIdAttr,
-    SessionKindAttr,
     SessionNameAttr,
     SessionStateAttr,
     SessionStatus,
@@ -51,7 +51,6 @@ from contract import (
     UserIdAttr,
 )
 from runtime.connection import TemporalUnreachable, connect
-from workflows import SessionWorkflow
 
 T = TypeVar("T")
 
@@ -138,14 +137,6 @@ def _local(when: datetime | None) -> str:
 # --- ls ----------------------------------------------------------------------------------------
 
 
-def _quote(value: str, what: str) -> str:
-    """A value for a visibility query; only id characters pass (no quoting tricks)."""
-    try:
-        return f"'{checked_id(value, what)}'"
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 def listing_query(
     *,
     owner: str | None = None,
@@ -153,21 +144,21 @@ def listing_query(
     resource_type: str | None = None,
     sandbox: str | None = None,
     include_closed: bool = False,
-) -> str:
-    """The visibility query ``ls`` sends (the Temporal UI takes the same text)."""
-    parts = ["WorkflowType = 'SessionWorkflow'"]
-    if not include_closed:
-        parts.append("ExecutionStatus = 'Running'")
-    if owner:
-        parts.append(f"{UserIdAttr.name} = {_quote(owner, 'owner')}")
-    if resource_type:
-        parts.append(f"{ResourceTypeAttr.name} = {_quote(resource_type, 'resource type')}")
-    if sandbox:
-        parts.append(f"{SandboxIdAttr.name} = {_quote(sandbox, 'sandbox')}")
-    wanted = [SessionStatus(s).value for s in states]
-    if wanted:
-        parts.append(f"{SessionStateAttr.name} IN ({', '.join(repr(s) for s in wanted)})")
-    return " AND ".join(parts)
+    temporary: bool = True,
+) -> SessionQuery:
+    """The visibility query ``ls`` sends (the Temporal UI takes the same text); only id
+    characters pass in its values (no quoting tricks)."""
+    try:
+        return SessionQuery(
+            running=None if include_closed else True,
+            user_id=owner or None,
+            resource_type=resource_type or None,
+            sandbox_id=sandbox or None,
+            states=tuple(SessionStatus(s).value for s in states),
+            temporary=temporary,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def listing_row(execution: WorkflowExecution) -> dict[str, Any]:
@@ -186,7 +177,7 @@ def listing_row(execution: WorkflowExecution) -> dict[str, Any]:
         "agent": attrs.get(AgentIdAttr),
         "resource_type": attrs.get(ResourceTypeAttr),
         "state": state,
-        "kind": attrs.get(SessionKindAttr) or ("temporary" if ":tmp-" in execution.id else None),
+        "kind": session_kind(execution),
         "name": attrs.get(SessionNameAttr) or "",
         "deadline": attrs.get(DeadlineAttr) if running else None,
         "started_at": execution.start_time,
@@ -195,16 +186,11 @@ def listing_row(execution: WorkflowExecution) -> dict[str, Any]:
     }
 
 
-async def list_sessions(
-    client: Client, query: str, *, limit: int, temporary: bool
-) -> list[dict[str, Any]]:
-    """Matching sessions, newest first; temporary one-call sessions only when asked."""
+async def list_sessions(client: Client, query: SessionQuery, *, limit: int) -> list[dict[str, Any]]:
+    """Matching sessions, newest first."""
     rows: list[dict[str, Any]] = []
-    async for execution in client.list_workflows(query):  # newest first
-        row = listing_row(execution)
-        if row["kind"] == "temporary" and not temporary:
-            continue
-        rows.append(row)
+    async for execution in SessionWorkflows(client).list(query):  # newest first
+        rows.append(listing_row(execution))
         if len(rows) >= limit:
             break
     rows.sort(key=lambda r: r["started_at"], reverse=True)
@@ -260,11 +246,12 @@ def ls(
         resource_type=resource_type,
         sandbox=sandbox,
         include_closed=include_closed or any(SessionStatus(s).is_final for s in states),
+        temporary=temporary,
     )
 
     async def go() -> list[dict[str, Any]]:
         client = await connect(address, namespace)
-        return await list_sessions(client, query, limit=limit, temporary=temporary)
+        return await list_sessions(client, query, limit=limit)
 
     rows = _run(go())
     if as_json:
@@ -276,7 +263,7 @@ def ls(
         return
     console = _console()
     if not rows:
-        console.print(f"no sessions match: {escape(query)}")
+        console.print(f"no sessions match: {escape(str(query))}")
         return
     now = datetime.now(UTC)
     table = Table(title=f"{len(rows)} session{'s' if len(rows) != 1 else ''}", title_justify="left")
@@ -310,9 +297,8 @@ def _state_text(state: str) -> str:
 
 
 async def _describe(client: Client, session_id: str) -> SessionView:
-    handle = client.get_workflow_handle_for(SessionWorkflow.run, session_id)
     try:
-        view: SessionView = await handle.query(SessionWorkflow.describe, rpc_timeout=QUERY_TIMEOUT)
+        view = await SessionWorkflows(client).describe(session_id)
     except RPCError as exc:
         if is_gone(exc):
             raise Failed(f"no session {session_id!r} on {_where(client)}") from None
@@ -326,9 +312,7 @@ async def _describe(client: Client, session_id: str) -> SessionView:
 
 
 async def _events(client: Client, session_id: str, query: EventsQuery) -> dict[str, Any]:
-    page = await client.get_workflow_handle_for(SessionWorkflow.run, session_id).query(
-        SessionWorkflow.events, query, rpc_timeout=QUERY_TIMEOUT
-    )
+    page = await SessionWorkflows(client).events(session_id, query)
     answer: dict[str, Any] = page.model_dump(mode="json")
     return answer
 
@@ -505,7 +489,6 @@ def tail(
     async def go() -> str:
         client = await connect(address, namespace)
         view = await _describe(client, session_id)
-        handle = client.get_workflow_handle(session_id)
         # Where following starts, read first: an event recorded meanwhile is followed, not lost.
         newest = await _events(client, session_id, EventsQuery(reverse=True, limit=1))
         next_id = newest["events"][0]["id"] + 1 if newest["events"] else 1
@@ -516,7 +499,8 @@ def tail(
         if not as_json:
             console.print(f"[dim]following {session_id} ({view.status.value}); Ctrl-C stops[/dim]")
         while True:
-            closed = (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING
+            execution = await SessionWorkflows(client).execution(session_id)
+            closed = execution.status is not WorkflowExecutionStatus.RUNNING
             while True:  # everything new, a page at a time
                 try:
                     page = await _events(
@@ -678,14 +662,8 @@ def destroy(
 
 
 async def _destroy(client: Client, session_id: str, reason: str, task_queue: str) -> SessionView:
-    handle = client.get_workflow_handle_for(SessionWorkflow.run, session_id)
     request = DestroyRequest(reason=reason, admin=True)
-    view: SessionView = await send(
-        lambda: handle.execute_update(SessionWorkflow.destroy, request, rpc_timeout=CALL_SLACK * 2),
-        client=client,
-        task_queue=task_queue,
-    )
-    return view
+    return await SessionWorkflows(client, task_queue).destroy(session_id, request)
 
 
 def main(argv: list[str]) -> int:

@@ -110,6 +110,9 @@ class SessionQuery:
     temporary: bool = True
     extra: str | None = None
 
+    def __post_init__(self) -> None:
+        self.text()  # a bad value is refused here, where the query is made
+
     def text(self) -> str:
         parts = ["WorkflowType = 'SessionWorkflow'"]
         if self.running is not None:
