@@ -8,7 +8,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from contract import Envelope, ExecuteRequest
-    from workflows.caller import SessionCaller
+    from workflows.session_caller import SessionCaller
 
 CALLER_QUEUE = "reply-callers"
 

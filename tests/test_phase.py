@@ -8,9 +8,9 @@ import pytest
 
 from contract import AppendRequest, CarriedState, ExecuteRequest, SessionStatus
 from contract.limits import MAX_LOG_BYTES, MAX_METADATA_BYTES, tool_timeout
-from workflows.calls import Rejected
 from workflows.checks import check_call, check_entry, check_owner, merged_metadata
 from workflows.event_log import EventLog
+from workflows.failures import Rejected
 from workflows.phase import (
     FINAL,
     OPEN,

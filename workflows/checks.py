@@ -27,7 +27,7 @@ from contract.limits import (
     json_size,
     timeout_problem,
 )
-from workflows.calls import Rejected
+from workflows.failures import Rejected
 from workflows.params_check import check_params
 
 ROLES = frozenset({"user", "assistant", "system", "tool"})

@@ -1,8 +1,10 @@
 """SessionCore: a session's state and every change of it, for SessionWorkflow's handlers.
 
 Deterministic helper (no handlers of its own): the phase (``workflows.phase``), the clock, the
-event log, the instance's lifecycle (create, release, pause, resume, reinitialize) and admission
-of requests. The workflow class keeps the handlers, validators and the run loop.
+event log, the instance's lifecycle (create, release, pause, resume, reinitialize, lost), the
+caller's data (metadata, name, checkpoints), answered calls and admission of requests. The
+workflow class keeps the handlers, validators and the run loop; ``ExecutePath`` runs a call and
+hands its answer here. Nothing else assigns to ``state``.
 """
 
 from __future__ import annotations
@@ -13,35 +15,44 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
+from temporalio.contrib.workflow_streams import WorkflowStreamState
 from temporalio.exceptions import ApplicationError
 
 from contract import (
     AppendRequest,
     CarriedState,
+    Checkpoint,
+    CheckpointRequest,
     DeadlineAttr,
     Envelope,
     ErrorCode,
     InstanceInfo,
+    InstanceReleased,
+    MetadataRequest,
     OwnedRequest,
     RefreshRequest,
     ReinitializeRequest,
     ReinitializeResult,
+    RenameRequest,
+    SaveCheckpointRequest,
     SessionEvent,
     SessionInput,
     SessionNameAttr,
     SessionStateAttr,
     SessionStatus,
     SessionView,
+    ToolOutcome,
 )
-from contract.limits import CONTINUING_AS_NEW
-from workflows import instance_calls as calls
-from workflows.calls import Rejected
-from workflows.checks import check_entry, check_owner, find_checkpoint
+from contract.limits import CONTINUING_AS_NEW, MAX_REMEMBERED_RESULTS, json_size
+from workflows import instance_activities
+from workflows.checks import check_entry, check_owner, find_checkpoint, merged_metadata
 from workflows.clock import Clock
 from workflows.event_log import EventLog
+from workflows.failures import Rejected
 from workflows.patches import SESSIONS_V2, UI_ATTRIBUTES, patched
 from workflows.phase import Answer, Lifecycle, Phase, Request, answer
 from workflows.redaction import redact
+from workflows.remembered_answers import remember
 from workflows.views import current_details, session_view
 
 DEADLINE_SLACK = timedelta(seconds=60)
@@ -127,7 +138,7 @@ class SessionCore:
                     message=message,
                 )  # fmt: skip
             try:
-                new = await calls.start_instance(self.input, req.config)
+                new = await instance_activities.start_instance(self.input, req.config)
             except Rejected as exc:
                 self.record("reinitialize", code=exc.code, message=exc.message)
                 return ReinitializeResult(
@@ -184,6 +195,88 @@ class SessionCore:
         if self.life.close(Phase.CLOSED, reason):
             self.record("destroy", message=reason)
 
+    # --- the caller's data: metadata, name, checkpoints --------------------------------------
+
+    def update_metadata(self, req: MetadataRequest) -> None:
+        """Merge into the metadata (a None value removes a key), or replace it."""
+        self.state.metadata = merged_metadata(
+            self.state.metadata, req.metadata, replace=req.replace
+        )
+        self.record("metadata", message=", ".join(sorted(req.metadata))[:200] or "cleared")
+
+    def rename(self, req: RenameRequest) -> None:
+        previous, self.state.name = self.state.name, req.name
+        self.record("rename", message=f"{previous!r} -> {req.name!r}")
+        self.show_details()
+
+    def save_checkpoint(self, req: SaveCheckpointRequest) -> Checkpoint:
+        """Keep the caller's data with the instance's latest snapshot."""
+        checkpoint = Checkpoint(
+            checkpoint_id=f"ckpt_{workflow.uuid4().hex[:12]}",
+            created_at=workflow.now(),
+            label=req.label,
+            data=req.data,
+            snapshot=self.state.snapshot,
+            size_bytes=json_size(req.data),
+        )
+        self.state.checkpoints.append(checkpoint)
+        self.record("checkpoint", message=f"saved {checkpoint.checkpoint_id} {req.label}".strip())
+        return checkpoint
+
+    def delete_checkpoints(self, req: CheckpointRequest) -> int:
+        """Delete one checkpoint, or all of them when none is named; answers how many went."""
+        before = len(self.state.checkpoints)
+        self.state.checkpoints = [
+            c
+            for c in self.state.checkpoints
+            if req.checkpoint_id is not None and c.checkpoint_id != req.checkpoint_id
+        ]
+        deleted = before - len(self.state.checkpoints)
+        self.record("checkpoint", message=f"deleted {req.checkpoint_id or 'all'} ({deleted})")
+        return deleted
+
+    # --- calls: what ExecutePath hands back ----------------------------------------------------
+
+    def remember(self, request_id: str, envelope: Envelope) -> None:
+        """Keep the answer: a repeat of ``request_id`` is answered with it, not run."""
+        remember(self.state.recent_results, request_id, envelope)
+
+    def call_answered(self, envelope: Envelope, params: dict[str, Any]) -> None:
+        """A call ran, whatever its outcome: count it, move the deadline, log it (parameters
+        redacted) and show its outcome."""
+        self.state.call_count += 1
+        self.touch()
+        self.clock.move_deadline()
+        self.record(
+            "execute",
+            request_id=envelope.meta.request_id,
+            tool=envelope.meta.tool,
+            code=envelope.code,
+            message=envelope.message if envelope.code else "",
+            session_id=envelope.meta.session_id,
+            content={"params": redact(params)},
+        )
+        self.last_envelope = envelope
+        self.show_details()
+
+    def first_reply(self, key: str) -> bool:
+        """True once per ``key`` (request and id): a repeated signal is not answered twice."""
+        replied = self.state.replied
+        if key in replied:
+            return False
+        replied.append(key)
+        del replied[:-MAX_REMEMBERED_RESULTS]
+        return True
+
+    def new_temporary_instance(self) -> str:
+        """The id of a temporary session's one instance (made by its one call)."""
+        self.temporary_session_id = instance_activities.new_session_id(self.input.resource_type)
+        return self.temporary_session_id
+
+    def keep_snapshot(self, snapshot: dict[str, Any]) -> None:
+        """The instance's latest state: a new instance (lost, moved, resumed) starts from it."""
+        self.state.snapshot = snapshot
+
     # --- instances ---------------------------------------------------------------------------
 
     async def ensure_instance(self) -> None:
@@ -197,7 +290,7 @@ class SessionCore:
             return
         try:
             # After a lost or moved instance the snapshot brings the new one back to its state.
-            instance = await calls.start_instance(
+            instance = await instance_activities.start_instance(
                 self.input, self.state.config, self.state.snapshot
             )
         except Rejected as exc:
@@ -216,11 +309,30 @@ class SessionCore:
         self.show_details()
 
     async def ensure_instance_or_fail(self) -> None:
-        """``_ensure_instance``, where a failure is recorded and closing is all that is left."""
+        """``ensure_instance``, where a failure is recorded and closing is all that is left."""
         try:
             await self.ensure_instance()
         except Rejected:
             pass
+
+    def instance_lost(self, lost: InstanceInfo, outcome: ToolOutcome) -> None:
+        """Its worker is gone: the next ``ensure_instance`` makes a new one (from the snapshot)."""
+        self.record(
+            "resource_lost", code=outcome.code, message=outcome.message, session_id=lost.session_id
+        )
+        self.state.instance = None
+
+    async def instance_released(self, released: InstanceReleased) -> None:
+        """A stopping worker released the instance: the next call makes a new one, restored."""
+        async with self.lock:
+            instance = self.state.instance
+            if instance is None or instance.session_id != released.session_id:
+                return  # already replaced
+            self.state.instance = None
+            if released.snapshot is not None:
+                self.state.snapshot = released.snapshot
+            self.record("released", session_id=released.session_id, message=released.reason)
+            self.show_details()
 
     async def release_instance(self) -> None:
         instance, self.state.instance = self.state.instance, None
@@ -228,7 +340,7 @@ class SessionCore:
             await self.release(instance)
 
     async def release(self, instance: InstanceInfo) -> None:
-        problem = await calls.release(instance, self.input.resource_type)
+        problem = await instance_activities.release(instance, self.input.resource_type)
         if problem is None:
             self.record("cleanup", session_id=instance.session_id)
         else:  # the worker is gone, and the instance with it: nothing is left to release
@@ -236,6 +348,20 @@ class SessionCore:
                 "cleanup", code=ErrorCode.RESOURCE_LOST, session_id=instance.session_id,
                 message=problem,
             )  # fmt: skip
+
+    # --- runs: what one run takes from the last and carries to the next -------------------------
+
+    def take_output_stream(self) -> WorkflowStreamState | None:
+        """The live output the previous run carried; the stream holds it now, so it is not kept
+        twice in the state."""
+        carried, self.state.output_stream = self.state.output_stream, None
+        return carried
+
+    def next_run(self, output: WorkflowStreamState) -> SessionInput:
+        """The input continue-as-new starts the next run with: this one's state, carried."""
+        self.state.status = self.life.status
+        self.state.output_stream = output
+        return self.input.model_copy(update={"carried": self.state})
 
     # --- state helpers -----------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from temporalio import workflow
 
 from contract import Envelope, ErrorCode, Replyable, SessionReply
-from contract.limits import MAX_REMEMBERED_RESULTS
 from workflows.core import SessionCore
 
 
@@ -19,12 +18,8 @@ class Replies:
         request_id = req.request_id or envelope.meta.request_id
         if to is None or not request_id:
             return
-        key = f"{request}:{request_id}"
-        replied = self.core.state.replied
-        if key in replied:
+        if not self.core.first_reply(f"{request}:{request_id}"):
             return
-        replied.append(key)
-        del replied[:-MAX_REMEMBERED_RESULTS]
         reply = SessionReply(request_id=request_id, request=request, envelope=envelope)
         try:
             await workflow.get_external_workflow_handle(to.workflow_id, run_id=to.run_id).signal(

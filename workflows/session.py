@@ -2,8 +2,8 @@
 
 The class keeps the handlers, validators and the run loop. What a session may do in each phase is
 ``workflows.phase``; its state and every change of it ``workflows.core`` (with the clock, the
-bounded event log and the views beside it); one execute ``workflows.call_path``; the activities it
-runs ``workflows.instance_calls``.
+bounded event log and the views beside it); one execute ``workflows.execute_path``; the activities
+it runs on its instance ``workflows.instance_activities``.
 
 It never fails a workflow task on a bad request: validators refuse bad updates before they reach
 history, signal handlers record a refusal, and handlers turn every failure into an envelope.
@@ -42,9 +42,6 @@ with workflow.unsafe.imports_passed_through():
         SessionView,
         SetStateRequest,
     )
-    from contract.limits import json_size
-    from workflows.call_path import CallPath
-    from workflows.calls import Rejected
     from workflows.checks import (
         check_call,
         check_entry,
@@ -53,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
         merged_metadata,
     )
     from workflows.core import SessionCore
+    from workflows.execute_path import ExecutePath
+    from workflows.failures import Rejected
     from workflows.output_stream import SessionOutput
     from workflows.phase import Answer, Phase, Request
     from workflows.replies import Replies
@@ -68,10 +67,10 @@ class SessionWorkflow:
     def __init__(self, inp: SessionInput) -> None:
         self._core = SessionCore(inp)
         # Live output: the stream registers its handlers here (it must be made in init), from
-        # where the previous run left it; the carried copy is not kept twice.
-        carried, self._core.state.output_stream = self._core.state.output_stream, None
+        # where the previous run left it.
+        carried = self._core.take_output_stream()
         self._output = SessionOutput(WorkflowStream(prior_state=carried))
-        self._calls = CallPath(self._core, self._output)
+        self._executes = ExecutePath(self._core, self._output)
         self._replies = Replies(self._core)
 
     # --- run loop ----------------------------------------------------------------------------
@@ -128,7 +127,7 @@ class SessionWorkflow:
         # polls (which never finish by themselves) are let go: they follow to the next run.
         await workflow.wait_condition(
             lambda: (
-                (not self._core.lock.locked() and self._calls.idle)
+                (not self._core.lock.locked() and self._executes.idle)
                 or self._core.phase is Phase.CLOSING
             )
         )
@@ -140,11 +139,7 @@ class SessionWorkflow:
             )
         )
         if self._core.phase is Phase.DRAINING:
-            self._core.state.status = self._core.life.status
-            self._core.state.output_stream = self._output.carried()
-            workflow.continue_as_new(
-                self._core.input.model_copy(update={"carried": self._core.state})
-            )
+            workflow.continue_as_new(self._core.next_run(self._output.carried()))
 
     async def _run_temporary(self) -> SessionSummary:
         """One call, one instance, created and cleaned up inside a single activity."""
@@ -197,7 +192,7 @@ class SessionWorkflow:
     @workflow.update
     async def execute(self, req: ExecuteRequest) -> Envelope:
         """Run one tool call on the session's instance; the answer is always an envelope."""
-        return await self._calls.execute(req)
+        return await self._executes.execute(req)
 
     @execute.validator
     def _validate_execute(self, req: ExecuteRequest) -> None:
@@ -207,7 +202,7 @@ class SessionWorkflow:
     @workflow.update
     async def execute_batch(self, req: BatchRequest) -> list[Envelope]:
         """Several calls, one after another, answered in order, each with its own envelope."""
-        return [await self._calls.execute(call) for call in req.calls]
+        return [await self._executes.execute(call) for call in req.calls]
 
     @execute_batch.validator
     def _validate_execute_batch(self, req: BatchRequest) -> None:
@@ -250,10 +245,7 @@ class SessionWorkflow:
     @workflow.update
     async def update_metadata(self, req: MetadataRequest) -> SessionView:
         """Merge into the metadata (a None value removes a key), or replace it."""
-        self._core.state.metadata = merged_metadata(
-            self._core.state.metadata, req.metadata, replace=req.replace
-        )
-        self._core.record("metadata", message=", ".join(sorted(req.metadata))[:200] or "cleared")
+        self._core.update_metadata(req)
         return self._core.view()
 
     @update_metadata.validator
@@ -263,9 +255,8 @@ class SessionWorkflow:
 
     @workflow.update
     async def rename(self, req: RenameRequest) -> SessionView:
-        previous, self._core.state.name = self._core.state.name, req.name
-        self._core.record("rename", message=f"{previous!r} -> {req.name!r}")
-        self._core.show_details()
+        """Give the session a new name (shown in the UI's list)."""
+        self._core.rename(req)
         return self._core.view()
 
     @rename.validator
@@ -298,19 +289,7 @@ class SessionWorkflow:
     @workflow.update
     async def save_checkpoint(self, req: SaveCheckpointRequest) -> Checkpoint:
         """Keep the caller's data with the instance's latest snapshot."""
-        checkpoint = Checkpoint(
-            checkpoint_id=f"ckpt_{workflow.uuid4().hex[:12]}",
-            created_at=workflow.now(),
-            label=req.label,
-            data=req.data,
-            snapshot=self._core.state.snapshot,
-            size_bytes=json_size(req.data),
-        )
-        self._core.state.checkpoints.append(checkpoint)
-        self._core.record(
-            "checkpoint", message=f"saved {checkpoint.checkpoint_id} {req.label}".strip()
-        )
-        return checkpoint
+        return self._core.save_checkpoint(req)
 
     @save_checkpoint.validator
     def _validate_save_checkpoint(self, req: SaveCheckpointRequest) -> None:
@@ -320,15 +299,7 @@ class SessionWorkflow:
     @workflow.update
     async def delete_checkpoints(self, req: CheckpointRequest) -> int:
         """Delete one checkpoint, or all of them when none is named; answers how many went."""
-        before = len(self._core.state.checkpoints)
-        self._core.state.checkpoints = [
-            c
-            for c in self._core.state.checkpoints
-            if req.checkpoint_id is not None and c.checkpoint_id != req.checkpoint_id
-        ]
-        deleted = before - len(self._core.state.checkpoints)
-        self._core.record("checkpoint", message=f"deleted {req.checkpoint_id or 'all'} ({deleted})")
-        return deleted
+        return self._core.delete_checkpoints(req)
 
     @delete_checkpoints.validator
     def _validate_delete_checkpoints(self, req: CheckpointRequest) -> None:
@@ -351,7 +322,7 @@ class SessionWorkflow:
 
     @workflow.signal(name="execute")
     async def execute_signal(self, req: ExecuteRequest) -> None:
-        envelope = await self._calls.execute(req, signal=True)
+        envelope = await self._executes.execute(req, signal=True)
         await self._replies.send("execute", req, envelope)
 
     @workflow.signal(name="refresh")
@@ -392,15 +363,7 @@ class SessionWorkflow:
     @workflow.signal
     async def instance_released(self, released: InstanceReleased) -> None:
         """A stopping worker released the instance: the next call makes a new one, restored."""
-        async with self._core.lock:
-            instance = self._core.state.instance
-            if instance is None or instance.session_id != released.session_id:
-                return  # already replaced
-            self._core.state.instance = None
-            if released.snapshot is not None:
-                self._core.state.snapshot = released.snapshot
-            self._core.record("released", session_id=released.session_id, message=released.reason)
-            self._core.show_details()
+        await self._core.instance_released(released)
 
     # --- queries -----------------------------------------------------------------------------
 

@@ -26,7 +26,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from contract import activities as stubs
     from contract.limits import TOOL_TIMEOUT_MARGIN, timeout_problem, tool_timeout
-    from workflows.calls import NO_RETRY, Rejected, describe_failure, remember
+    from workflows.activity_options import NO_RETRY
+    from workflows.failures import Rejected, describe_failure
+    from workflows.remembered_answers import remember
 
 
 # A malformed input fails the workflow (or update) at once, not its task again and again.

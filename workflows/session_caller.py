@@ -1,4 +1,4 @@
-"""Calling a session from workflow code, by signal, and getting the answer.
+"""SessionCaller: the calling side, for other workflows that call a session by signal.
 
 A workflow cannot send another workflow an update; it can signal it. Mix ``SessionCaller`` into
 your workflow class: ``call_session`` signals the request with ``reply_to`` pointing back here,

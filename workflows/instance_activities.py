@@ -1,4 +1,5 @@
-"""The activities a session runs: create an instance, call a tool on it, release it.
+"""The activities a session runs on its instance: initialize, call a tool, release, and ask
+the holding worker whether it is alive.
 
 Each function is one activity invocation with its options; failures come back as values
 (``ToolOutcome`` codes, or ``Rejected``), never as exceptions a handler could let escape.
@@ -25,22 +26,19 @@ from contract import (
 )
 from contract import activities as stubs
 from contract.limits import TOOL_TIMEOUT_MARGIN, tool_timeout
-from workflows.calls import (
+from workflows.activity_options import (
     ALIVE_WITHIN,
     HEARTBEAT_TIMEOUT,
+    INITIALIZE_TIMEOUT,
     LIFECYCLE_RETRY,
     NO_RETRY,
     PROBE_AFTER,
     SCHEDULE_TO_START,
-    Rejected,
-    describe_failure,
-    worker_lost,
 )
+from workflows.failures import Rejected, describe_failure, worker_lost
 from workflows.patches import INITIALIZE_LOCALLY, PROBE_WORKER, TEMPORARY_LOCALLY, patched
 from workflows.views import call_summary
 
-#: After a local try missed (patch ``remember-elsewhere``), every this many calls try here again.
-PROBE_HERE_EVERY = 16
 #: A call that may run longer than this stays a regular activity (heartbeats, and the session
 #: keeps answering): a local activity holds the workflow task, so a query or another request to
 #: the same session waits for it (up to ~8 s, when the SDK heartbeats the task).
@@ -57,13 +55,12 @@ def call_timeout(call: ToolCallInput, instance: InstanceInfo) -> float:
 
 
 def runs_locally(call: ToolCallInput, instance: InstanceInfo) -> bool:
+    """Short enough to hold the workflow task: see ``LOCAL_CALL_MAX_SECONDS``."""
     return call_timeout(call, instance) <= LOCAL_CALL_MAX_SECONDS
 
 
-INITIALIZE_TIMEOUT = timedelta(seconds=120)
-
-
 def new_session_id(resource_type: str) -> str:
+    """A new instance id (AgentFlow's ``session_id``), made deterministically."""
     return f"{resource_type}-{workflow.uuid4().hex[:12]}"
 
 

@@ -1,9 +1,9 @@
-"""CallPath: one execute, from the request to its envelope.
+"""ExecutePath: one execute inside the session, from the request to its envelope.
 
 Answers a repeated request id once, runs the call on the instance (or once, for a temporary
-session), recovers a lost instance (retrying an idempotent tool at most once), and records the
-call in the session's log and metrics. A streaming call runs as a regular activity and its end is
-marked on the session's live output stream (``workflows.output_stream``).
+session), recovers a lost instance (retrying an idempotent tool at most once), and hands the
+answer to ``SessionCore`` (which records it). A streaming call runs as a regular activity and its
+end is marked on the session's live output stream (``workflows.output_stream``).
 """
 
 from __future__ import annotations
@@ -21,17 +21,21 @@ from contract import (
     ToolCallInput,
     ToolOutcome,
 )
-from workflows import instance_calls as calls
-from workflows.calls import Rejected, remember
+from workflows import instance_activities
 from workflows.checks import check_call
 from workflows.core import SessionCore
+from workflows.failures import Rejected
 from workflows.output_stream import SessionOutput
 from workflows.patches import CALL_LOCALLY, LIVE_OUTPUT, REMEMBER_ELSEWHERE, patched
 from workflows.phase import Request
-from workflows.redaction import redact
+
+#: After a local try found the instance on another worker, every this many calls try here again.
+PROBE_HERE_EVERY = 16
 
 
-class CallPath:
+class ExecutePath:
+    """The execute updates and signals of one session: each answered once, one at a time."""
+
     def __init__(self, core: SessionCore, output: SessionOutput) -> None:
         self.core = core
         self.output = output
@@ -67,7 +71,7 @@ class CallPath:
                 envelope = await self._execute_locked(req, request_id, signal)
         finally:
             self._inflight.discard(request_id)
-        remember(self.core.state.recent_results, request_id, envelope)
+        self.core.remember(request_id, envelope)
         self._measure_execute(envelope, workflow.now() - started)
         return envelope
 
@@ -88,9 +92,8 @@ class CallPath:
             return self._envelope(req, request_id, ToolOutcome(code=exc.code, message=exc.message))
         self.core.clock.move_deadline()
         if self.core.input.temporary:
-            session_id = calls.new_session_id(self.core.input.resource_type)
-            self.core.temporary_session_id = session_id
-            outcome = await calls.call_once(
+            session_id = self.core.new_temporary_instance()
+            outcome = await instance_activities.call_once(
                 self.core.input,
                 self._tool_call(req, request_id, session_id),
                 self.core.state.config,
@@ -110,20 +113,20 @@ class CallPath:
         outcome = None
         if (
             not call.stream
-            and calls.runs_locally(call, instance)
+            and instance_activities.runs_locally(call, instance)
             and self._may_be_here(instance)
             and patched(CALL_LOCALLY)
         ):
-            outcome = await calls.call_here(call)
+            outcome = await instance_activities.call_here(call)
             if outcome.held_elsewhere:
                 self._elsewhere[instance.session_id] = 0
                 outcome = None
             else:
                 self._elsewhere.pop(instance.session_id, None)
         if outcome is None:
-            outcome = await calls.call_on_instance(instance, call)
+            outcome = await instance_activities.call_on_instance(instance, call)
         if outcome.snapshot is not None:
-            self.core.state.snapshot = outcome.snapshot
+            self.core.keep_snapshot(outcome.snapshot)
         if outcome.code != ErrorCode.RESOURCE_LOST:
             return outcome
         recovered = await self._recover(instance, outcome)
@@ -143,7 +146,7 @@ class CallPath:
         if since is None or not patched(REMEMBER_ELSEWHERE):
             return True
         self._elsewhere[instance.session_id] = since + 1
-        return (since + 1) % calls.PROBE_HERE_EVERY == 0
+        return (since + 1) % PROBE_HERE_EVERY == 0
 
     def _idempotent(self, req: ExecuteRequest) -> bool:
         instance = self.core.state.instance
@@ -152,10 +155,7 @@ class CallPath:
 
     async def _recover(self, lost: InstanceInfo, outcome: ToolOutcome) -> ToolOutcome:
         """The worker holding the instance is gone: make a new instance and tell the caller."""
-        self.core.record(
-            "resource_lost", code=outcome.code, message=outcome.message, session_id=lost.session_id
-        )
-        self.core.state.instance = None
+        self.core.instance_lost(lost, outcome)
         try:
             await self.core.ensure_instance_or_fail()
         except Rejected as exc:
@@ -187,21 +187,8 @@ class CallPath:
         )
 
     def _finish_call(self, req: ExecuteRequest, request_id: str, outcome: ToolOutcome) -> Envelope:
-        self.core.state.call_count += 1
-        self.core.touch()
-        self.core.clock.move_deadline()
         envelope = self._envelope(req, request_id, outcome)
-        self.core.record(
-            "execute",
-            request_id=request_id,
-            tool=req.tool,
-            code=outcome.code,
-            message=outcome.message if outcome.code else "",
-            session_id=envelope.meta.session_id,
-            content={"params": redact(req.params)},
-        )
-        self.core.last_envelope = envelope
-        self.core.show_details()
+        self.core.call_answered(envelope, req.params)
         return envelope
 
     def _envelope(self, req: ExecuteRequest, request_id: str, outcome: ToolOutcome) -> Envelope:
