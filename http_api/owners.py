@@ -9,13 +9,11 @@ with no owner only, as they may call only those.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from client.errors import PermissionDenied
 from contract import ErrorCode
-
-if TYPE_CHECKING:
-    from http_api.app import Caller
+from http_api.caller import Caller
 
 
 def may_read(who: Caller, owner: str | None) -> bool:

@@ -1,0 +1,17 @@
+"""The HTTP API's routes, one router per concern, in the order the API documents them."""
+
+from fastapi import APIRouter
+
+from http_api.routes import execute, health, init, lifecycle, sessions, tools
+
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    execute.router,
+    lifecycle.router,
+    sessions.router,
+    init.router,
+    tools.router,
+    lifecycle.server,
+)
+
+__all__ = ["ROUTERS"]
