@@ -9,8 +9,12 @@ COPY backends backends
 COPY runtime runtime
 COPY client client
 COPY cli cli
+COPY integrations integrations
+COPY http_api http_api
 COPY worker.py ./
-RUN pip install --no-cache-dir . && apt-get update \
+# The worker's extras: the vm backend (Pillow) and the rag backend (bm25s); no HTTP API, MCP
+# or agent SDKs, which run elsewhere.
+RUN pip install --no-cache-dir ".[vm,rag]" && apt-get update \
     && apt-get install -y --no-install-recommends procps bubblewrap slirp4netns xvfb xdotool xterm \
     && rm -rf /var/lib/apt/lists/*
 # SIGTERM lets in-flight calls finish and releases instances before the container stops.

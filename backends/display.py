@@ -9,14 +9,13 @@ import os
 import shutil
 import signal
 
-from PIL import Image, ImageGrab
-
 from backends.jail import (
     JailedProcess,
     JailSettings,
     base_env,
     default_cwd,
 )
+from contract.extras import require
 
 #: Debian packages that provide what a display needs (installed by scripts/setup.sh).
 REQUIRED = {"Xvfb": "xvfb", "xdotool": "xdotool"}
@@ -119,7 +118,7 @@ class Display:
         return await asyncio.to_thread(self._grab_png)
 
     def _grab_png(self) -> bytes:
-        image: Image.Image = ImageGrab.grab(xdisplay=self.name)
+        image = require("PIL.ImageGrab", "the vm backend").grab(xdisplay=self.name)
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", optimize=False)
         return buffer.getvalue()

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from backends.base import Backend, tool
+from contract.extras import require
 
 CORPUS_ENV = "DURABLE_SESSIONS_RAG_CORPUS"
 DEFAULT_CORPUS = Path(__file__).with_name("rag_corpus")
@@ -78,8 +79,7 @@ class RagBackend(Backend):
     ) -> dict[str, Any]:
         """Rank the corpus for ``query``; returns results (doc_id, source, score, content), best
         first, and corpus_size (chunks indexed)."""
-        import bm25s
-
+        bm25s = require("bm25s", "the rag backend")
         tokens = bm25s.tokenize([query], stopwords="en", show_progress=False)
         if not any(tokens.ids[0]):
             return {"results": [], "corpus_size": len(self._chunks)}
@@ -99,7 +99,8 @@ class RagBackend(Backend):
 
 
 def _build(root: Path) -> tuple[list[Chunk], Any]:
-    import bm25s  # imported on warmup: a worker that never searches never loads it
+    # Imported on warmup: a worker that never searches never loads it (nor needs the [rag] extra).
+    bm25s = require("bm25s", "the rag backend")
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 

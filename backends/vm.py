@@ -15,6 +15,7 @@ from backends.base import Backend, tool
 from backends.display import Display, missing_tools
 from backends.jail import settings_from
 from contract import ErrorCode, ToolOutcome
+from contract.extras import require
 
 DEFAULT_SCREEN = "1024x768"
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
@@ -75,6 +76,7 @@ class VmBackend(Backend):
     name = "vm"
 
     async def warmup(self) -> None:
+        require("PIL.ImageGrab", "the vm backend")  # its screenshots: Pillow, the [vm] extra
         missing = missing_tools()
         if missing:
             raise RuntimeError(

@@ -24,6 +24,7 @@ from cli.preflight import Listener, PreflightError, check_ports, lock_data_dir
 from client.errors import SessionError
 from client.transport import missing_worker
 from contract import DEFAULT_TASK_QUEUE
+from contract.extras import MissingExtra
 from contract.naming import NEXUS_ENDPOINT
 from runtime.connection import TemporalUnreachable, connect
 from runtime.embedded import dev_server_command, dev_server_env
@@ -149,7 +150,7 @@ def _exit_code(argv: Sequence[str] | None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except (TemporalUnreachable, PreflightError, SessionError) as exc:
+    except (TemporalUnreachable, PreflightError, SessionError, MissingExtra) as exc:
         print(f"durable-sessions: {exc}", file=sys.stderr)
         return 1
     except Exception:

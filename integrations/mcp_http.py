@@ -23,7 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp.server.transport_security import TransportSecuritySettings
+from contract.extras import missing_extra
+
+try:
+    from mcp.server.transport_security import TransportSecuritySettings
+except ModuleNotFoundError as exc:  # the [mcp] extra
+    raise (missing_extra(exc, "integrations.mcp_http") or exc) from None
 
 from runtime.body_limit import App, BodyLimit, Receive, Scope, Send
 

@@ -23,10 +23,15 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
-from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
-from mcp_types import Tool as MCPTool
+from contract.extras import missing_extra
+
+try:
+    from mcp.server.mcpserver import Context, MCPServer
+    from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+    from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
+    from mcp_types import Tool as MCPTool
+except ModuleNotFoundError as exc:  # the [mcp] extra
+    raise (missing_extra(exc, "integrations.mcp_server") or exc) from None
 
 from backends.jail_policy import MCP, JailCeiling, JailPolicyError
 from client import Sandbox

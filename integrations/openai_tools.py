@@ -18,7 +18,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from agents import FunctionTool, RunContextWrapper, Tool
+from contract.extras import missing_extra
+
+try:
+    from agents import FunctionTool, RunContextWrapper, Tool
+except ModuleNotFoundError as exc:  # the [agents] extra
+    raise (missing_extra(exc, "integrations.openai_tools") or exc) from None
 
 from contract import ToolSpec
 from integrations import calls

