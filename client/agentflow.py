@@ -159,3 +159,201 @@ def batch_answer(
         code = ErrorCode.PARTIAL_FAILURE
         message = f"{len(results) - succeeded} out of {len(results)} actions failed"
     return envelope(code, message, data, tool="batch:execute", started=started, trace_id=trace_id)
+
+
+# --- the answers of Sandbox's calls ----------------------------------------------------------
+
+#: AgentFlow's Sandbox options that have no meaning here (it starts its own server process;
+#: ours runs as a service): accepted so AgentFlow code runs, and otherwise ignored.
+AGENTFLOW_ONLY_OPTIONS = frozenset(
+    {
+        "auto_start_server",
+        "server_config_path",
+        "server_startup_timeout",
+        "server_check_interval",
+        "log_level",
+    }
+)
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """TypeError for a keyword that is neither ours nor one of AgentFlow's ignored options."""
+    unknown = sorted(set(options) - AGENTFLOW_ONLY_OPTIONS)
+    if unknown:
+        raise TypeError(f"Sandbox() got unexpected keyword arguments {unknown}")
+
+
+def wanted_sessions(
+    resource_type: str | Iterable[str] | Mapping[str, Mapping[str, Any] | None],
+    config: Mapping[str, Any] | None,
+) -> dict[str, dict[str, Any]]:
+    """``create_session``'s first two arguments in any of AgentFlow's forms (one type, several,
+    or a config per type), as a config per type."""
+    if isinstance(resource_type, str):
+        return {resource_type: dict(config or {})}
+    if isinstance(resource_type, Mapping):
+        return {k: dict(v or {}) for k, v in resource_type.items()}
+    return {k: dict(config or {}) for k in resource_type}
+
+
+def merged_params(params: Mapping[str, Any] | None, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with the other keyword arguments of a call added (AgentFlow's rule)."""
+    merged = dict(params or {})
+    for key, value in extra.items():
+        if key not in merged and value is not None:
+            merged[key] = value
+    return merged
+
+
+def opened(
+    view: Mapping[str, Any], *, created: bool, failed: bool, code: int | None
+) -> dict[str, Any]:
+    """What opening a session answers: its view with ``status`` success (made), exists (found
+    live) or error (its instance could not be made: ``code``) and ``session_status``."""
+    out = dict(view)
+    if failed:
+        out["status"] = "error"
+        out["code"] = code or ErrorCode.INITIALIZE_FAILED
+    else:
+        out["status"] = "success" if created else "exists"
+    out["session_status"] = view.get("status")
+    return out
+
+
+def open_refused(
+    resource_type: str, sandbox_id: str, name: str, code: int, message: str
+) -> dict[str, Any]:
+    """What opening a session answers when the request was refused."""
+    return {
+        "status": "error",
+        "code": code,
+        "message": message,
+        "resource_type": resource_type,
+        "sandbox_id": sandbox_id,
+        "session_id": None,
+        "name": name,
+    }
+
+
+def refresh_answer(
+    types: list[str],
+    refreshed: Mapping[str, Mapping[str, Any]],
+    failed: Mapping[str, tuple[int, str]],
+    resource_type: str | Iterable[str] | None,
+) -> dict[str, Any]:
+    """``refresh_sessions``' answer: ``status`` (success, partial, not_found), ``refreshed``
+    (views with names), ``not_found``, and AgentFlow's ``refreshed_count`` and ``details``;
+    ``expires_at`` and ``session_id`` at the top for one type."""
+    views = {rt: with_names(v) for rt, v in refreshed.items()}
+    details: dict[str, Any] = {}
+    for rt in types:
+        if rt in views:
+            details[rt] = {"status": "refreshed", "expires_at": views[rt]["expires_at"]}
+        elif rt in failed:
+            details[rt] = {"status": "error", "code": failed[rt][0], "error": failed[rt][1]}
+    missing = [rt for rt in types if rt in failed]
+    errors = [d for d in details.values() if d["status"] == "error"]
+    answer: dict[str, Any] = {
+        "status": "success" if not missing else ("partial" if views else "not_found"),
+        "code": errors[0]["code"] if errors and not views else ErrorCode.SUCCESS,
+        "message": f"Refreshed {len(views)} sessions"
+        + "".join(f"; {rt}: {d['error']}" for rt, d in details.items() if d in errors),
+        "refreshed": views,
+        "not_found": missing,
+        "refreshed_count": len(views),
+        "details": details,
+    }
+    if isinstance(resource_type, str):
+        one = views.get(resource_type, {})
+        answer["resource_type"] = resource_type
+        answer["session_id"] = one.get("session_id")
+        answer["expires_at"] = one.get("expires_at")
+    return answer
+
+
+def destroy_answer(
+    types: list[str],
+    destroyed: Mapping[str, Mapping[str, Any]],
+    failed: Mapping[str, tuple[int, str]],
+) -> dict[str, Any]:
+    """``destroy_session``'s answer: AgentFlow's ``status`` (success, or partial), ``total``,
+    ``success``, ``details`` (per type), and our ``destroyed`` (final views) and ``not_found``."""
+    views = {rt: with_names(v) for rt, v in destroyed.items()}
+    details: dict[str, Any] = {}
+    for rt in types:
+        if rt in views:
+            details[rt] = {
+                "status": "success",
+                "session_id": views[rt].get("destroyed_session_id"),
+                "session_name": views[rt].get("session_name"),
+                "message": f"Session destroyed for {rt}",
+            }
+        elif rt in failed:
+            details[rt] = {"status": "error", "code": failed[rt][0], "error": failed[rt][1]}
+    return {
+        "status": "success" if len(views) == len(details) else "partial",
+        "total": len(details),
+        "success": len(views),
+        "details": details,
+        "destroyed": views,
+        "not_found": [rt for rt in types if rt in failed],
+    }
+
+
+def reinitialized_by_open(opened: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """``reinitialize``'s answer when there was no live session and one was opened instead."""
+    return {
+        "status": "success" if opened["status"] != "error" else "error",
+        "old_session_id": None,
+        "new_session_id": opened["session_id"],
+        "new_session_name": session_name(opened),
+        "config_applied": dict(config),
+        **({"code": opened["code"], "message": opened["message"]} if "code" in opened else {}),
+    }
+
+
+def warmup_answer(
+    warmed: list[str], worker: str, tools: list[ToolSpec], summary: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``warmup``'s answer when it ran: ours (``warmed``, ``worker``, ``tools``) and AgentFlow's
+    (``results``, ``summary``)."""
+    return {
+        "status": "success",
+        "warmed": warmed,
+        "worker": worker,
+        "tools": [t.model_dump(mode="json") for t in tools],
+        "results": {n: True for n in warmed},
+        "summary": summary["summary"],
+    }
+
+
+def warmup_failed(
+    code: int, message: str, names: list[str] | None, summary: Mapping[str, Any]
+) -> dict[str, Any]:
+    failed = names or []
+    return {
+        "status": "error",
+        "code": code,
+        "message": message,
+        "results": {n: False for n in failed},
+        "errors": {n: message for n in failed},
+        "summary": dict(summary),
+    }
+
+
+def status_answer(
+    sandbox_id: str, sessions: list[dict[str, Any]], tools: int, started: float
+) -> dict[str, Any]:
+    """AgentFlow's status envelope: ``data`` has ``worker_id``, ``active_resources``,
+    ``sessions`` (per type) and ``tools_available``."""
+    keys = ("session_id", "session_name", "status", "created_at", "last_activity", "expires_at")
+    data = {
+        "worker_id": sandbox_id,
+        "active_resources": [s["resource_type"] for s in sessions],
+        "sessions": {s["resource_type"]: {k: s.get(k) for k in keys} for s in sessions},
+        "tools_available": tools,
+    }
+    return envelope(
+        ErrorCode.SUCCESS, "success", data, tool="session:status", started=started,
+        resource_type="session",
+    )  # fmt: skip

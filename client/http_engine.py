@@ -9,13 +9,17 @@ repeated id once) and creating, refreshing and destroying a session are idempote
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+from temporalio.client import Client
 
 from client.errors import SessionError
-from client.transport import SessionGone
+from client.transport import CALL_SLACK, SessionGone, call_timeout
 from contract import ErrorCode
 
 #: The API key the client sends when none is given (``Authorization: Bearer <key>``).
@@ -23,7 +27,8 @@ API_KEY_ENV = "DURABLE_SESSIONS_API_KEY"
 
 
 class HttpEngine:
-    """The HTTP side of one Sandbox: its worker id, key, timeouts and connection pool."""
+    """The HTTP side of one Sandbox: its worker id, key, timeouts and connection pool (the
+    surface of ``client.engine.Engine``)."""
 
     def __init__(
         self,
@@ -45,8 +50,20 @@ class HttpEngine:
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
         self._http: aiohttp.ClientSession | None = None
+        self._started = False
+        self.created: set[str] = set()
 
     # --- connection --------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._started
+
+    @property
+    def client(self) -> Client:
+        raise RuntimeError(
+            f"this Sandbox talks HTTP to {self.server_url}: it has no Temporal client"
+        )
 
     async def start(self) -> None:
         """Open the connection pool and check that the server answers (raises ConnectionError)."""
@@ -55,8 +72,10 @@ class HttpEngine:
         status, body = await self.request("GET", "/health", retries=1, timeout=10)
         if status != 200:
             raise ConnectionError(f"server at {self.server_url} answered {status}: {body}")
+        self._started = True
 
     async def close(self) -> None:
+        self._started = False
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -112,9 +131,11 @@ class HttpEngine:
             },
         )
         session = _data(body).get("session")
-        if isinstance(session, dict):
-            return session
-        return _failed(body, resource_type)
+        if not isinstance(session, dict):
+            return _failed(body, resource_type)
+        if session.get("status") != "error":
+            self.created.add(resource_type)
+        return session
 
     async def destroy(self, resource_type: str) -> dict[str, Any]:
         """The destroyed session's view; raises SessionGone when there was none."""
@@ -125,7 +146,11 @@ class HttpEngine:
         body = await self._session_call("/api/v1/session/refresh", resource_type, ttl=ttl)
         return dict(_data(body)["session"])
 
-    async def reinitialize(self, resource_type: str, config: dict[str, Any]) -> dict[str, Any]:
+    async def reinitialize(
+        self, resource_type: str, config: dict[str, Any], name: str
+    ) -> dict[str, Any]:
+        if name:
+            config = {**config, "custom_name": name}
         _, body = await self.post(
             "/api/v1/session/reinitialize", {"resource_type": resource_type, "config": config}
         )
@@ -153,16 +178,73 @@ class HttpEngine:
         _raise_for(body)
         return list(_data(body).get("sessions", []))
 
-    async def execute(self, body: dict[str, Any], wait: float) -> dict[str, Any]:
-        _, answer = await self.post("/api/v1/execute", body, timeout=wait)
-        return _envelope(answer, body.get("action", ""))
+    async def execute(
+        self,
+        action: str,
+        params: dict[str, Any],
+        timeout: float | None,
+        *,
+        request_id: str,
+        session_id: str | None,
+        trace_id: str | None,
+        stream: bool = False,
+    ) -> dict[str, Any]:
+        """One call (the server answers its output at the end: ``stream`` has no effect)."""
+        body = {
+            "action": action,
+            "params": params,
+            "timeout": timeout,
+            "request_id": request_id,
+            "session_id": session_id,
+            "trace_id": trace_id,
+        }
+        _, answer = await self.post(
+            "/api/v1/execute", body, timeout=self._wait_for(params, timeout)
+        )
+        return _envelope(answer, action)
 
-    async def execute_batch(self, body: dict[str, Any], wait: float) -> dict[str, Any]:
+    async def execute_batch(
+        self, items: list[dict[str, Any]], parallel: bool, stop_on_error: bool, trace_id: str
+    ) -> dict[str, Any]:
+        body = {
+            "actions": items,
+            "parallel": parallel,
+            "stop_on_error": stop_on_error,
+            "trace_id": trace_id,
+        }
+        wait = sum(self._wait_for(dict(i.get("params") or {}), None) for i in items)
         _, answer = await self.post("/api/v1/execute/batch", body, timeout=wait)
         return _envelope(answer, "batch:execute")
 
+    async def stream_target(self, action: str) -> str | None:
+        return None  # the server answers a call whole: no live output to follow
+
+    def _wait_for(self, params: Mapping[str, Any], timeout: float | None) -> float:
+        """How long a call may take: the constructor's timeout, or the call's own bound plus
+        slack when that is longer."""
+        own = call_timeout(params).total_seconds()
+        if isinstance(timeout, int | float) and math.isfinite(timeout):
+            own = max(own, float(timeout) + CALL_SLACK.total_seconds())
+        return max(self.timeout, own)
+
     async def warmup(self, names: list[str] | None) -> dict[str, Any]:
         _, answer = await self.post("/api/v1/warmup", {"backends": names}, timeout=900)
+        return dict(answer)
+
+    async def warmup_status(self) -> dict[str, Any]:
+        return dict(await self.get("/api/v1/warmup/status"))
+
+    async def tools(self, include_hidden: bool) -> list[dict[str, Any]]:
+        flag = "true" if include_hidden else "false"
+        answer = await self.get(f"/api/v1/tools?include_hidden={flag}")
+        return list(answer.get("tools", []))
+
+    async def tool_schema(self, tool_name: str) -> dict[str, Any] | None:
+        answer = await self.get(f"/api/v1/tools/{quote(tool_name, safe=':')}/schema")
+        return dict(answer) if "full_name" in answer else None
+
+    async def status(self) -> dict[str, Any]:
+        _, answer = await self.post("/api/v1/lifecycle/status", {})
         return dict(answer)
 
     async def get(self, path: str) -> Any:

@@ -1,0 +1,98 @@
+"""What a Sandbox's engine offers: the same calls straight to Temporal (``TemporalEngine``) or
+over HTTP to our server (``HttpEngine``), so ``Sandbox`` picks one engine once.
+
+Both answer the same dicts: a session's view with AgentFlow's ``status`` for ``open``, an
+envelope for ``execute``, a view for ``refresh`` and ``destroy``. ``client.agentflow`` builds the
+shapes; the HTTP server builds its answers with the same functions, so both engines agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
+
+from pydantic import ValidationError
+from temporalio.client import Client
+
+from client.agentflow import open_refused
+from client.errors import SessionError
+from contract import ErrorCode
+
+
+class SandboxIdentity(Protocol):
+    """Who a Sandbox acts for and how its sessions live (``Sandbox`` is one)."""
+
+    sandbox_id: str
+    user_id: str | None
+    agent_id: str | None
+    metadata: dict[str, Any]
+    admin: bool
+    session_ttl: float
+    task_queue: str
+    after_expiry: Literal["error", "temporary"]
+
+
+class Engine(Protocol):
+    """One transport for every call a Sandbox makes."""
+
+    #: Resource types whose sessions this engine opened (destroyed on ``async with`` exit).
+    created: set[str]
+
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def client(self) -> Client: ...
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def open(
+        self, resource_type: str, config: dict[str, Any], name: str, ttl: float | None
+    ) -> dict[str, Any]: ...
+    async def execute(
+        self,
+        action: str,
+        params: dict[str, Any],
+        timeout: float | None,
+        *,
+        request_id: str,
+        session_id: str | None,
+        trace_id: str | None,
+        stream: bool = False,
+    ) -> dict[str, Any]: ...
+    async def execute_batch(
+        self, items: list[dict[str, Any]], parallel: bool, stop_on_error: bool, trace_id: str
+    ) -> dict[str, Any]: ...
+    async def stream_target(self, action: str) -> str | None: ...
+    async def refresh(self, resource_type: str, ttl: float | None) -> dict[str, Any]: ...
+    async def reinitialize(
+        self, resource_type: str, config: dict[str, Any], name: str
+    ) -> dict[str, Any]: ...
+    async def destroy(self, resource_type: str) -> dict[str, Any]: ...
+    async def describe(self, resource_type: str) -> dict[str, Any] | None: ...
+    async def events(self, resource_type: str, query: dict[str, Any]) -> dict[str, Any]: ...
+    async def list_sessions(self) -> list[dict[str, Any]]: ...
+    async def warmup(self, names: list[str] | None) -> dict[str, Any]: ...
+    async def warmup_status(self) -> dict[str, Any]: ...
+    async def tools(self, include_hidden: bool) -> list[dict[str, Any]]: ...
+    async def tool_schema(self, tool_name: str) -> dict[str, Any] | None: ...
+    async def status(self) -> dict[str, Any]: ...
+
+
+async def open_checked(
+    engine: Engine,
+    sandbox_id: str,
+    resource_type: str,
+    config: Mapping[str, Any],
+    name: str,
+    ttl: float | None = None,
+) -> dict[str, Any]:
+    """``engine.open``, where a refusal (permission, bad input) is an answer, not an exception;
+    no worker answering (UNAVAILABLE) still raises."""
+    try:
+        return await engine.open(resource_type, dict(config), name, ttl)
+    except SessionError as exc:
+        if exc.code == ErrorCode.UNAVAILABLE:
+            raise
+        code, message = exc.code, exc.message
+    except (ValidationError, ValueError) as exc:
+        code, message = ErrorCode.INVALID_INPUT, str(exc)
+    return open_refused(resource_type, sandbox_id, name, code, message)
