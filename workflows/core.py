@@ -49,7 +49,6 @@ from workflows.checks import check_entry, check_owner, find_checkpoint, merged_m
 from workflows.clock import Clock
 from workflows.event_log import EventLog
 from workflows.failures import Rejected
-from workflows.patches import SESSIONS_V2, UI_ATTRIBUTES, patched
 from workflows.phase import Answer, Lifecycle, Phase, Request, answer
 from workflows.redaction import redact
 from workflows.remembered_answers import remember
@@ -73,8 +72,8 @@ class SessionCore:
         self.temporary_session_id: str | None = None
         # What the search attributes show now (they carry over continue-as-new).
         self._shown_deadline: datetime | None = None
-        # What a new run's start shows (clients set it since sessions-v2); a continued run
-        # upserts its deadline once, as before.
+        # What a new run's start shows (the client sets SessionDeadline at start, which saves an
+        # upsert); a continued run upserts its deadline once.
         self._start_deadline = (
             None if inp.carried else workflow.info().typed_search_attributes.get(DeadlineAttr)
         )
@@ -416,10 +415,7 @@ class SessionCore:
     def _show_attributes(self) -> None:
         if not self.input.search_attributes or self.input.temporary:
             return
-        if not patched(UI_ATTRIBUTES):
-            return
-        if self._start_deadline is not None and workflow.patched(SESSIONS_V2):
-            # A run without the marker (an older worker's) upserted here: it still does.
+        if self._start_deadline is not None:
             self._shown_deadline = self._start_deadline
         self._start_deadline = None
         updates: list[SearchAttributeUpdate[Any]] = []

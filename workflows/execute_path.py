@@ -26,7 +26,6 @@ from workflows.checks import check_call
 from workflows.core import SessionCore
 from workflows.failures import Rejected
 from workflows.output_stream import SessionOutput
-from workflows.patches import CALL_LOCALLY, LIVE_OUTPUT, REMEMBER_ELSEWHERE, patched
 from workflows.phase import Request
 
 #: After a local try found the instance on another worker, every this many calls try here again.
@@ -109,13 +108,12 @@ class ExecutePath:
         assert instance is not None
         call = self._tool_call(req, request_id, instance.session_id)
         # Live output needs the workflow task free while the call runs: not a local activity.
-        call.stream = req.stream and patched(LIVE_OUTPUT)
+        call.stream = req.stream
         outcome = None
         if (
             not call.stream
             and instance_activities.runs_locally(call, instance)
             and self._may_be_here(instance)
-            and patched(CALL_LOCALLY)
         ):
             outcome = await instance_activities.call_here(call)
             if outcome.held_elsewhere:
@@ -143,7 +141,7 @@ class ExecutePath:
         straight to its pinned queue, trying here again every ``PROBE_HERE_EVERY`` calls (the
         session's workflow tasks may move back to that worker)."""
         since = self._elsewhere.get(instance.session_id)
-        if since is None or not patched(REMEMBER_ELSEWHERE):
+        if since is None:
             return True
         self._elsewhere[instance.session_id] = since + 1
         return (since + 1) % PROBE_HERE_EVERY == 0

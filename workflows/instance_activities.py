@@ -36,7 +36,6 @@ from workflows.activity_options import (
     SCHEDULE_TO_START,
 )
 from workflows.failures import Rejected, describe_failure, worker_lost
-from workflows.patches import INITIALIZE_LOCALLY, PROBE_WORKER, TEMPORARY_LOCALLY, patched
 from workflows.views import call_summary
 
 #: A call that may run longer than this stays a regular activity (heartbeats, and the session
@@ -83,21 +82,14 @@ async def start_instance(
     """A new instance on some worker; raises ``Rejected(INITIALIZE_FAILED)`` when it fails."""
     init = initialize_input(inp, new_session_id(inp.resource_type), config, restore)
     try:
-        if patched(INITIALIZE_LOCALLY):
-            # On the worker running this workflow task: no task queue round trip, and that
-            # worker keeps the instance (its pinned queue is in the answer).
-            return await workflow.execute_local_activity(
-                stubs.initialize,
-                init,
-                start_to_close_timeout=INITIALIZE_TIMEOUT,
-                retry_policy=LIFECYCLE_RETRY,
-                summary=f"initialize a {inp.resource_type} instance",
-            )
-        return await workflow.execute_activity(
+        # On the worker running this workflow task: no task queue round trip, and that worker
+        # keeps the instance (its pinned queue is in the answer).
+        return await workflow.execute_local_activity(
             stubs.initialize,
             init,
             start_to_close_timeout=INITIALIZE_TIMEOUT,
             retry_policy=LIFECYCLE_RETRY,
+            summary=f"initialize a {inp.resource_type} instance",
         )
     except (ActivityError, ApplicationError) as exc:  # local activities raise the latter
         raise Rejected(_initialize_code(exc), describe_failure(exc)) from None
@@ -140,7 +132,7 @@ async def on_its_worker(
                 **options,
             )
         except ActivityError as exc:
-            if not _not_started(exc) or not patched(PROBE_WORKER) or not await _alive(instance):
+            if not _not_started(exc) or not await _alive(instance):
                 raise
             wait = SCHEDULE_TO_START
 
@@ -217,18 +209,10 @@ async def call_once(inp: SessionInput, call: ToolCallInput, config: dict[str, An
     """A temporary session's one call: create, call and clean up in one activity."""
     assert call.session_id is not None
     call.initialize = initialize_input(inp, call.session_id, config, None)
+    # One round trip: a local activity on the worker running this workflow task. The 60 s over
+    # the call's own timeout are for making and cleaning up the instance.
     timeout = tool_timeout(call.params) + TOOL_TIMEOUT_MARGIN
-    if patched(TEMPORARY_LOCALLY):
-        return await _call_locally(call, timeout + 60, lost=ErrorCode.INTERNAL)
-    try:
-        return await workflow.execute_activity(
-            stubs.call_tool,
-            call,
-            start_to_close_timeout=timedelta(seconds=timeout + 60),
-            retry_policy=NO_RETRY,
-        )
-    except ActivityError as exc:
-        return ToolOutcome(code=ErrorCode.INTERNAL, message=describe_failure(exc))
+    return await _call_locally(call, timeout + 60, lost=ErrorCode.INTERNAL)
 
 
 async def _call_locally(call: ToolCallInput, timeout: float, *, lost: ErrorCode) -> ToolOutcome:

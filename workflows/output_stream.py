@@ -25,7 +25,6 @@ from temporalio.exceptions import ApplicationError
 
 from contract import Envelope, ErrorCode, OutputChunk, output_topic
 from contract.output import RETAINED_BYTES, RETAINED_ITEMS
-from workflows.patches import BOUNDED_POLLS, patched
 
 #: The stream's long-poll update (``temporalio.contrib.workflow_streams``), wrapped here.
 POLL_UPDATE = "__temporal_workflow_stream_poll"
@@ -56,8 +55,6 @@ class SessionOutput:
         self._stream._validate_poll(payload)  # refuses polls while detached (continue-as-new)
 
     async def _poll(self, payload: PollInput) -> PollResult:
-        if not patched(BOUNDED_POLLS):  # a run recorded before: the stream's own wait
-            return await self._stream._on_poll(payload)
         if self._waiting >= MAX_WAITING_POLLS:  # validated together, in one activation
             raise _too_many()
         self._waiting += 1
