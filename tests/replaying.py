@@ -22,10 +22,18 @@ def replayer() -> Replayer:
 
 
 async def replay(history: WorkflowHistory, name: str) -> None:
-    """Replay now; with RECORD_HISTORIES=1 also save it under tests/histories/<name>.json."""
-    if os.environ.get("RECORD_HISTORIES"):
+    """Replay now, and keep the history when ``RECORD_HISTORIES`` is set.
+
+    ``RECORD_HISTORIES=1`` saves tests/histories/<name>.json (the baseline: replaces it, so only
+    when no running session can have the old one). ``RECORD_HISTORIES=<patch-id>`` saves
+    <name>_<patch-id>.json beside it: a versioned change keeps the histories recorded before it
+    and adds the new path's (docs/versioning.md).
+    """
+    record = os.environ.get("RECORD_HISTORIES")
+    if record:
         HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
+        path = HISTORIES / (f"{name}.json" if record == "1" else f"{name}_{record}.json")
+        path.write_text(history.to_json())
     await replayer().replay_workflow(history)
 
 
