@@ -13,10 +13,7 @@ import math
 import time
 from datetime import UTC, datetime
 
-from temporalio.client import Client
-
-from contract import UserIdAttr
-from workflows import SessionWorkflow
+from client.workflow_api import SessionQuery, SessionWorkflows
 
 #: How long a session this server made is counted even if visibility does not list it yet.
 _RECENT_SECONDS = 30.0
@@ -54,18 +51,14 @@ class OverQuota(Exception):
 class SessionQuota:
     """Counts a user's live sessions (temporary ones not included)."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, sessions: SessionWorkflows) -> None:
+        self._sessions = sessions
         #: user -> {workflow id: when this server made it, or began to}
         self._recent: dict[str, dict[str, float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def live(self, user_id: str) -> set[str]:
-        query = (
-            f"{UserIdAttr.name} = '{user_id}' AND ExecutionStatus = 'Running' "
-            "AND WorkflowType = 'SessionWorkflow'"
-        )
-        ids = {e.id async for e in self._client.list_workflows(query) if ":tmp-" not in e.id}
+        ids = await self._sessions.ids(SessionQuery(user_id=user_id, temporary=False))
         now = time.monotonic()
         recent = self._recent.get(user_id, {})
         for workflow_id, at in list(recent.items()):
@@ -97,11 +90,8 @@ class SessionQuota:
 
     async def _soonest_deadline(self, ids: set[str]) -> float:
         async def deadline(workflow_id: str) -> datetime | None:
-            handle = self._client.get_workflow_handle_for(SessionWorkflow.run, workflow_id)
             try:
-                view = await asyncio.wait_for(
-                    handle.query(SessionWorkflow.describe), _QUERY_TIMEOUT
-                )
+                view = await asyncio.wait_for(self._sessions.describe(workflow_id), _QUERY_TIMEOUT)
             except Exception:
                 return None
             return view.deadline

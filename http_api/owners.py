@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from client.errors import PermissionDenied
-from contract import ErrorCode
+from contract import ErrorCode, SessionView
 from http_api.caller import Caller
 
 
@@ -21,15 +21,15 @@ def may_read(who: Caller, owner: str | None) -> bool:
     return owner is None or who.admin or owner == who.user_id
 
 
-def check_read(who: Caller, view: Mapping[str, Any]) -> None:
+def check_read(who: Caller, view: SessionView) -> None:
     """Raise PermissionDenied (403, 4012: the answer a call on the session gets) unless the
     caller may read the session ``view`` shows."""
-    if may_read(who, view.get("user_id")):
+    if may_read(who, view.user_id):
         return
     caller = f"user {who.user_id!r}" if who.user_id else "a request that names no user"
     raise PermissionDenied(
         ErrorCode.PERMISSION_DENIED,
-        f"permission denied: {caller} does not own session {view.get('workflow_id')}",
+        f"permission denied: {caller} does not own session {view.workflow_id}",
     )
 
 

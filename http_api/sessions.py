@@ -16,7 +16,7 @@ from typing import Any
 
 from backends.jail_policy import HTTP_KEY, JailCeiling, JailPolicyError
 from client import Sandbox
-from contract import ErrorCode, session_workflow_id
+from contract import ErrorCode, EventsPage, EventsQuery, SessionView, session_workflow_id
 from http_api.answers import ApiError
 from http_api.caller import Caller
 from http_api.limits import OverQuota
@@ -233,17 +233,22 @@ class SandboxSessions:
         answer = await self.sandbox.refresh_sessions(None, ttl=ttl)
         return int(answer["refreshed_count"]), answer["details"]
 
-    async def find(self, resource_type: str) -> dict[str, Any] | None:
+    async def find(self, resource_type: str) -> SessionView | None:
         """The session's view, or None when it cannot answer (gone, never made, no worker)."""
-        return await self.sandbox.describe_session(resource_type)
+        return await self.state.sessions.find(session_workflow_id(self.worker_id, resource_type))
 
-    async def events(self, resource_type: str, query: dict[str, Any]) -> dict[str, Any]:
+    async def events(self, resource_type: str, query: EventsQuery) -> EventsPage:
         """A page of the session's event log (raises what the query raised)."""
-        return await self.sandbox.get_events(resource_type, **query)
+        workflow_id = session_workflow_id(self.worker_id, resource_type)
+        return await self.state.sessions.events(workflow_id, query)
 
     async def listed(self) -> list[dict[str, Any]]:
         """The live sessions the caller may read, as AgentFlow lists them."""
         return readable(self.who, await self.sandbox.list_sessions())
+
+    async def active(self) -> list[str]:
+        """The resource types of the live sessions the caller may read."""
+        return [s["resource_type"] for s in await self.listed()]
 
     async def status(self) -> dict[str, Any]:
         """AgentFlow's status envelope, without the sessions the caller may not read."""

@@ -1,12 +1,10 @@
-"""What every request shares: the Temporal client, the keys, the limits,
+"""What every request shares: the Temporal client and its typed gateway, the keys, the limits,
 the tool catalog and a Sandbox per (user, admin, sandbox id)."""
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +13,11 @@ from temporalio.client import Client
 from client import Sandbox
 from client.agentflow import warmup_status
 from client.catalog import ToolCatalog
-from contract import ToolSpec, WarmupInput
+from client.workflow_api import SessionWorkflows
+from contract import ToolSpec
 from http_api.caller import Caller
 from http_api.keys import KeyStore
 from http_api.limits import RateLimiter, SessionQuota
-from workflows import WarmupWorkflow
 
 #: Sandboxes kept for (user, admin, worker id): each remembers which resources are shared.
 _SANDBOX_CACHE = 4096
@@ -54,21 +52,15 @@ class State:
         self.task_queue = task_queue
         self.session_ttl = session_ttl
         self.config_dir = config_dir.resolve() if config_dir else None
+        self.sessions = SessionWorkflows(client, task_queue)
         self.rates = RateLimiter()
-        self.quota = SessionQuota(client)
+        self.quota = SessionQuota(self.sessions)
         self.tools = ToolCatalog(self._load_tools)
         self.warmed: set[str] = set()
         self._sandboxes: OrderedDict[tuple[str | None, bool, str], Sandbox] = OrderedDict()
 
     async def _load_tools(self) -> list[ToolSpec]:
-        result = await self.client.execute_workflow(
-            WarmupWorkflow.run,
-            WarmupInput(resource_types=[]),
-            id=f"http-tools:{time.time_ns()}",
-            task_queue=self.task_queue,
-            execution_timeout=timedelta(seconds=30),
-        )
-        return list(result.tools)
+        return await self.sessions.tools("http-tools")
 
     def sandbox(self, who: Caller, worker_id: str) -> Sandbox:
         """The caller's Sandbox for a worker id: the owner is the key's user."""
@@ -91,6 +83,15 @@ class State:
         else:
             self._sandboxes.move_to_end(key)
         return found
+
+    async def warmup(self, sandbox: Sandbox, names: list[str] | None) -> dict[str, Any]:
+        """Warm backends (all when None) through ``sandbox``: its answer, remembered as warmed
+        by this server, with the server's summary."""
+        answer = await sandbox.warmup(names)
+        if answer["status"] == "success":
+            self.warmed.update(answer["warmed"])
+        answer["summary"] = (await self.warmup_status())["summary"]
+        return answer
 
     async def warmup_status(self) -> dict[str, Any]:
         """Which backends the workers offer, and which were warmed through this server."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from client.workflow_api import SessionQuery
 from http_api.access import Api, Who
 
 router = APIRouter(tags=["health"])
@@ -21,15 +22,12 @@ async def health() -> dict[str, Any]:
 async def ready(api: Api, who: Who) -> dict[str, Any]:
     """The live sessions (temporary ones not counted) and their sandboxes: the caller's own,
     or everyone's for an admin or a server without keys."""
-    query = "ExecutionStatus = 'Running' AND WorkflowType = 'SessionWorkflow'"
-    if who.user_id is not None and not who.admin:
-        query += f" AND SessionUserId = '{who.user_id}'"
+    user = who.user_id if who.user_id is not None and not who.admin else None
     sandboxes: set[str] = set()
     total = 0
-    async for execution in api.client.list_workflows(query):
-        if ":tmp-" not in execution.id:
-            total += 1
-            sandboxes.add(execution.id.rsplit(":", 1)[0])
+    async for execution in api.sessions.list(SessionQuery(user_id=user, temporary=False)):
+        total += 1
+        sandboxes.add(execution.id.rsplit(":", 1)[0])  # <sandbox id>:<resource type>
     try:
         tools = len(await api.tools.specs())
     except Exception:

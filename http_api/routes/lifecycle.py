@@ -24,7 +24,7 @@ async def heartbeat(body: WorkerBody, gate: Gate) -> JSONResponse:
     sessions = gate.sessions(body)
     data = {
         "worker_id": sessions.worker_id,
-        "active_sessions": [s["resource_type"] for s in await sessions.listed()],
+        "active_sessions": await sessions.active(),
         "timestamp": datetime.now(UTC).isoformat(),
     }
     return ok(data, "session:heartbeat", started)

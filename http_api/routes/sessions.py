@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from client import SessionError
-from contract import ErrorCode
+from contract import ErrorCode, EventsQuery
 from http_api.access import Gate
 from http_api.answers import (
     ApiError,
@@ -153,7 +153,7 @@ async def describe(body: SessionBody, gate: Gate) -> JSONResponse:
         message = f"No session found for {resource_type}"
         return session_failure(ErrorCode.NO_SESSION, message, "session:describe", started)
     check_read(gate.who, view)
-    return ok({"session": view}, "session:describe", started)
+    return ok({"session": view.model_dump(mode="json")}, "session:describe", started)
 
 
 @router.post("/api/v1/session/events")
@@ -165,8 +165,10 @@ async def events(body: EventsBody, gate: Gate) -> JSONResponse:
     view = await sessions.find(resource_type)
     if view is not None:  # none: the query below answers "no session"
         check_read(gate.who, view)
-    query = body.model_dump(include={"start_id", "end_id", "reverse", "kind", "limit"})
     try:
+        query = EventsQuery(
+            **body.model_dump(include={"start_id", "end_id", "reverse", "kind", "limit"})
+        )
         page = await sessions.events(resource_type, query)
     except ValueError as exc:  # a query out of range (pydantic's ValidationError)
         raise ApiError(400, ErrorCode.INVALID_INPUT, str(exc)) from None
@@ -175,4 +177,4 @@ async def events(body: EventsBody, gate: Gate) -> JSONResponse:
     except Exception:  # the query found no session (gone, never made)
         message = f"No session found for {resource_type}"
         return session_failure(ErrorCode.NO_SESSION, message, "session:events", started)
-    return ok(page, "session:events", started)
+    return ok(page.model_dump(mode="json"), "session:events", started)

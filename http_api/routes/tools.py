@@ -43,11 +43,7 @@ async def tool_schema(tool_name: str, api: Api) -> JSONResponse:
 async def warmup(gate: Gate, body: WarmupBody | None = None) -> dict[str, Any]:
     names = body.backends if body is not None else None
     worker_id = gate.header_worker() or WARMUP_WORKER
-    result = await gate.sandbox(worker_id).warmup(names)
-    if result["status"] == "success":
-        gate.state.warmed.update(result["warmed"])
-    result["summary"] = (await gate.state.warmup_status())["summary"]
-    return result
+    return await gate.state.warmup(gate.sandbox(worker_id), names)
 
 
 @router.get("/api/v1/warmup/status", dependencies=_authed)
