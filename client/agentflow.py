@@ -3,12 +3,15 @@ our richer fields beside them. The HTTP server sends the same shapes."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, SupportsIndex, overload
 
-from contract import ErrorCode, ToolSpec
+from contract import DEFAULT_TTL_SECONDS, ErrorCode, ToolSpec
+from contract.limits import MAX_TTL_SECONDS, number_problem
 
 HIDDEN_MARK = "[HIDDEN]"
 
@@ -174,6 +177,32 @@ AGENTFLOW_ONLY_OPTIONS = frozenset(
         "log_level",
     }
 )
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How a Sandbox reaches its sessions, as AgentFlow may give it: a server URL (HTTP), the
+    worker id, the HTTP timeout and retries, and the backends to warm."""
+
+    server_url: str | None
+    worker_id: str | None
+    timeout: float
+    retry_count: int
+    warmup_resources: Iterable[str] | None
+
+    def read(self, config: Any) -> Reach:
+        """With AgentFlow's ``SandboxConfig``'s fields, where not given as arguments."""
+        return Reach(
+            self.server_url or getattr(config, "server_url", None),
+            self.worker_id or getattr(config, "worker_id", None),
+            getattr(config, "timeout", None) or self.timeout,
+            getattr(config, "retry_count", None) or self.retry_count,
+            self.warmup_resources or getattr(config, "warmup_resources", None),
+        )
+
+    def at(self, url: str) -> Reach:
+        """A URL given as the first argument (AgentFlow's): the server, unless one was given."""
+        return replace(self, server_url=self.server_url or url)
 
 
 def check_options(options: Mapping[str, Any]) -> None:
@@ -357,3 +386,17 @@ def status_answer(
         ErrorCode.SUCCESS, "success", data, tool="session:status", started=started,
         resource_type="session",
     )  # fmt: skip
+
+
+def session_ttl_from(config: Mapping[str, Any] | None, session_ttl: float | None) -> float:
+    """The session TTL from the argument, the config or ``$SESSION_TTL``; ValueError when it is
+    not a finite number of seconds in range."""
+    value: Any = session_ttl
+    if value is None:
+        value = (config or {}).get("server", {}).get("session_ttl")
+    if value is None:
+        value = float(os.environ.get("SESSION_TTL", DEFAULT_TTL_SECONDS))
+    problem = number_problem("session_ttl", value, MAX_TTL_SECONDS)
+    if problem is not None:
+        raise ValueError(problem)
+    return float(value)

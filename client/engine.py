@@ -8,15 +8,18 @@ shapes; the HTTP server builds its answers with the same functions, so both engi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 from temporalio.client import Client
+from temporalio.service import RPCError
 
-from client.agentflow import open_refused
-from client.errors import SessionError
-from contract import ErrorCode
+from client.agentflow import merged_params, open_refused
+from client.errors import SessionError, error_envelope, printable
+from client.transport import call_problem
+from contract import EnvelopeMeta, ErrorCode
 
 
 class SandboxIdentity(Protocol):
@@ -30,6 +33,8 @@ class SandboxIdentity(Protocol):
     session_ttl: float
     task_queue: str
     after_expiry: Literal["error", "temporary"]
+    #: Seconds an HTTP request may take at least.
+    timeout: float
 
 
 class Engine(Protocol):
@@ -96,3 +101,69 @@ async def open_checked(
     except (ValidationError, ValueError) as exc:
         code, message = ErrorCode.INVALID_INPUT, str(exc)
     return open_refused(resource_type, sandbox_id, name, code, message)
+
+
+def refused(
+    action: Any, problem: str, request_id: str, session_id: str | None, trace_id: str | None
+) -> dict[str, Any]:
+    """The envelope of a call refused before anything was sent (``call_problem``)."""
+    meta = EnvelopeMeta(tool=printable(action), request_id=request_id, session_id=session_id)
+    answer = error_envelope(ErrorCode.INVALID_INPUT, problem, meta).model_dump(mode="json")
+    answer["meta"]["trace_id"] = trace_id or uuid.uuid4().hex
+    return answer
+
+
+async def send_call(
+    engine: Engine,
+    action: str,
+    params: Mapping[str, Any] | None,
+    timeout: float | None,
+    extra: Mapping[str, Any],
+    request_id: str,
+    session_id: str | None,
+    trace_id: str | None,
+    *,
+    stream: bool = False,
+) -> dict[str, Any]:
+    """A call, refused here when it cannot be sent as it is (``call_problem``)."""
+    problem = call_problem(action, params, extra)
+    if problem is not None:
+        return refused(action, problem, request_id, session_id, trace_id)
+    return await engine.execute(
+        action,
+        merged_params(params, extra),
+        timeout,
+        request_id=request_id,
+        session_id=session_id,
+        trace_id=trace_id,
+        stream=stream,
+    )
+
+
+async def each_type(
+    types: list[str],
+    call: Callable[[str], Awaitable[dict[str, Any]]],
+    *,
+    rpc_refusals: bool = False,
+    settled: Callable[[str], None] | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[int, str]]]:
+    """``call`` for each resource type, in order: the answers, and the (code, message) of each
+    refused one (``rpc_refusals``: a refused RPC too, as NO_SESSION); ``settled`` is told each
+    type answered or refused. No worker answering in time (UNAVAILABLE) raises: it says
+    nothing about whether the session exists."""
+    done: dict[str, dict[str, Any]] = {}
+    failed: dict[str, tuple[int, str]] = {}
+    for rt in types:
+        try:
+            done[rt] = await call(rt)
+        except SessionError as exc:
+            if exc.code == ErrorCode.UNAVAILABLE:
+                raise
+            failed[rt] = (exc.code, exc.message)
+        except RPCError as exc:
+            if not rpc_refusals:
+                raise
+            failed[rt] = (ErrorCode.NO_SESSION, str(exc))
+        if settled is not None:
+            settled(rt)
+    return done, failed

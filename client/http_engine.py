@@ -18,6 +18,7 @@ from urllib.parse import quote
 import aiohttp
 from temporalio.client import Client
 
+from client.engine import SandboxIdentity
 from client.errors import SessionError
 from client.transport import CALL_SLACK, SessionGone, call_timeout
 from contract import ErrorCode
@@ -52,6 +53,20 @@ class HttpEngine:
         self._http: aiohttp.ClientSession | None = None
         self._started = False
         self.created: set[str] = set()
+
+    @classmethod
+    def of(
+        cls, owner: SandboxIdentity, server_url: str, api_key: str | None, retry_count: int
+    ) -> HttpEngine:
+        """The engine of a Sandbox (``owner``: its id, timeout and session TTL)."""
+        return cls(
+            server_url,
+            worker_id=owner.sandbox_id,
+            api_key=api_key,
+            timeout=owner.timeout,
+            retry_count=retry_count,
+            session_ttl=owner.session_ttl,
+        )
 
     # --- connection --------------------------------------------------------------------------
 

@@ -16,86 +16,57 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Literal
 
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from client.agentflow import (
+    Reach,
     SessionList,
     check_options,
     create_answer,
     create_entry,
     destroy_answer,
-    merged_params,
     refresh_answer,
+    session_ttl_from,
     wanted_sessions,
 )
 from client.catalog import ToolCatalog
-from client.engine import Engine, open_checked
-from client.errors import SessionError
+from client.engine import Engine, each_type, open_checked, send_call
 from client.http_engine import HttpEngine
 from client.private_loop import PrivateLoop, blocking
 from client.streams import follow_call, watch_output
 from client.temporal_engine import TemporalEngine
-from client.tool_calls import refused
 from client.transport import call_problem, checked_id
 from client.workspace_files import DOWNLOAD_CHUNK_BYTES, UPLOAD_CHUNK_BYTES, download, upload
 from contract import (
     DEFAULT_TASK_QUEUE,
-    DEFAULT_TTL_SECONDS,
-    ErrorCode,
     OutputChunk,
     session_workflow_id,
 )
-from contract.limits import MAX_TTL_SECONDS, number_problem
-
-
-def _ttl_from(config: Mapping[str, Any] | None, session_ttl: float | None) -> float:
-    """The session TTL from the argument, the config or ``$SESSION_TTL``; ValueError when it is
-    not a finite number of seconds in range."""
-    value: Any = session_ttl
-    if value is None:
-        value = (config or {}).get("server", {}).get("session_ttl")
-    if value is None:
-        value = float(os.environ.get("SESSION_TTL", DEFAULT_TTL_SECONDS))
-    problem = number_problem("session_ttl", value, MAX_TTL_SECONDS)
-    if problem is not None:
-        raise ValueError(problem)
-    return float(value)
-
-
-def _unanswered(exc: SessionError) -> bool:
-    """No worker answered in time: refresh, reinitialize and destroy raise it (it says
-    nothing about whether the session exists)."""
-    return exc.code == ErrorCode.UNAVAILABLE
 
 
 class Sandbox:
     """A client identity whose sessions are durable Temporal workflows.
 
-    Who it is: ``sandbox_id`` (``worker_id``, AgentFlow's name; generated when absent; a URL here
-    is taken as ``server_url``); ``user_id``, ``agent_id`` and ``metadata``, recorded on every
-    session made here (see SessionManager for owner-scoped access); ``admin``: requests reach
-    every user's sessions (operators' tools; off by default).
+    Its parameters, by group (every one a keyword after ``sandbox_id``, ``address``,
+    ``namespace``):
 
-    How its sessions live: ``session_ttl``, seconds an idle session lives (default
-    ``config["server"]["session_ttl"]``, then ``$SESSION_TTL``, then 300); ``destroy_on_exit``:
-    ``async with`` destroys the sessions made here on exit; ``after_expiry``: what ``execute``
-    does when this sandbox's session of that type expired or failed, ``"error"`` (default,
-    4010 saying when and why: its state is gone) or ``"temporary"`` (a fresh temporary
-    session, as AgentFlow does). A session never made, or destroyed, always falls back to a
-    temporary one. ``warmup_resources``: backends ``start()`` warms.
-
-    Straight to Temporal: ``address`` (default ``$TEMPORAL_ADDRESS``, then ``localhost:7233``),
-    ``namespace`` (``$TEMPORAL_NAMESPACE``, then ``default``), or an already connected
-    ``client``; ``task_queue``; ``tools``, a tool catalog shared between many Sandboxes.
-
-    Over HTTP to our server: ``server_url``; ``api_key`` (default
-    ``$DURABLE_SESSIONS_API_KEY``; the server sets the owner from it); ``timeout``, seconds a
-    request may take at least (a call waits its own tool timeout plus 60 s when longer);
-    ``retry_count``, attempts for a request that cannot connect or times out.
-
-    AgentFlow: ``config`` may be its ``SandboxConfig`` (``server_url``, ``worker_id``,
-    ``timeout``, ``retry_count`` and ``warmup_resources`` are read); its server options
-    (``auto_start_server``...) are accepted and ignored.
+    - who it is: ``sandbox_id`` (``worker_id`` is AgentFlow's name; generated when absent; a
+      URL is taken as ``server_url``), and ``user_id``, ``agent_id``, ``metadata`` recorded on
+      every session made here; ``admin`` reaches every user's sessions (operators' tools).
+    - how its sessions live: ``session_ttl`` (seconds idle; default the config's
+      ``server.session_ttl``, then ``$SESSION_TTL``, then 300); ``destroy_on_exit`` (``async
+      with`` destroys the sessions made here); ``after_expiry``: ``"error"`` (default) answers
+      4010 when this sandbox's session expired or failed, since its state is gone,
+      ``"temporary"`` runs the call in a fresh temporary session as AgentFlow does (a session
+      never made, or destroyed, always does); ``warmup_resources``, warmed by ``start()``.
+    - straight to Temporal: ``address`` (default ``$TEMPORAL_ADDRESS``, then
+      ``localhost:7233``), ``namespace``, or a connected ``client``; ``task_queue``; ``tools``,
+      a catalog shared between Sandboxes.
+    - over HTTP to our server: ``server_url``; ``api_key`` (default
+      ``$DURABLE_SESSIONS_API_KEY``); ``timeout`` (seconds a request may take at least; a
+      call waits its tool timeout plus 60 s when longer); ``retry_count``.
+    - AgentFlow: ``config``, its ``SandboxConfig`` (server_url, worker_id, timeout,
+      retry_count, warmup_resources read) or ``{"server": {...}}``; its server options
+      (``auto_start_server``...) are accepted and ignored.
     """
 
     def __init__(
@@ -124,39 +95,25 @@ class Sandbox:
         **agentflow_options: Any,
     ) -> None:
         check_options(agentflow_options)
+        reach = Reach(server_url, worker_id, timeout, retry_count, warmup_resources)
         if config is not None and not isinstance(config, Mapping):
-            # AgentFlow's SandboxConfig: its fields, unless given as arguments.
-            server_url = server_url or getattr(config, "server_url", None)
-            worker_id = worker_id or getattr(config, "worker_id", None)
-            timeout = getattr(config, "timeout", None) or timeout
-            retry_count = getattr(config, "retry_count", None) or retry_count
-            warmup_resources = warmup_resources or getattr(config, "warmup_resources", None)
-            config = None
+            reach, config = reach.read(config), None  # AgentFlow's SandboxConfig
         if sandbox_id and sandbox_id.startswith(("http://", "https://")):
-            server_url, sandbox_id = server_url or sandbox_id, None
+            reach, sandbox_id = reach.at(sandbox_id), None  # AgentFlow's first argument
         self.sandbox_id = checked_id(
-            sandbox_id or worker_id or f"sandbox-{uuid.uuid4().hex[:12]}", "sandbox_id"
+            sandbox_id or reach.worker_id or f"sandbox-{uuid.uuid4().hex[:12]}", "sandbox_id"
         )
         self.user_id, self.agent_id, self.admin = user_id, agent_id, admin
         self.metadata = dict(metadata or {})
-        self.session_ttl = _ttl_from(config, session_ttl)
+        self.session_ttl = session_ttl_from(config, session_ttl)
         self.destroy_on_exit, self.after_expiry = destroy_on_exit, after_expiry
-        self.warmup_resources = list(warmup_resources or [])
+        self.warmup_resources = list(reach.warmup_resources or [])
         self.address, self.namespace, self.task_queue = address, namespace, task_queue
-        self.server_url, self.timeout = server_url, float(timeout)
+        self.server_url, self.timeout = reach.server_url, float(reach.timeout)
         self._engine: Engine = (
-            HttpEngine(
-                server_url,
-                worker_id=self.sandbox_id,
-                api_key=api_key,
-                timeout=self.timeout,
-                retry_count=retry_count,
-                session_ttl=self.session_ttl,
-            )
-            if server_url
-            else TemporalEngine(
-                self, address=address, namespace=namespace, client=client, tools=tools
-            )
+            HttpEngine.of(self, reach.server_url, api_key, reach.retry_count)
+            if reach.server_url
+            else TemporalEngine(self, address, namespace, client=client, tools=tools)
         )
         self._started = False
         #: Where the ``*_sync`` methods run, started on first use.
@@ -261,17 +218,8 @@ class Sandbox:
         answered in ``meta`` (default: the call's OpenTelemetry trace, or a new id).
         """
         request_id = request_id or uuid.uuid4().hex
-        problem = call_problem(action, params, kwargs)
-        if problem is not None:
-            return refused(action, problem, request_id, session_id, trace_id)
-        return await self._engine.execute(
-            action,
-            merged_params(params, kwargs),
-            timeout,
-            request_id=request_id,
-            session_id=session_id,
-            trace_id=trace_id,
-        )
+        call = (action, params, timeout, kwargs, request_id, session_id, trace_id)
+        return await send_call(self._engine, *call)
 
     async def execute_stream(
         self,
@@ -284,32 +232,18 @@ class Sandbox:
         trace_id: str | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[OutputChunk | dict[str, Any]]:
-        """Run a tool as :meth:`execute` does and see its output while it runs: ``OutputChunk``s
-        (``text`` printed on ``stream``, ``stdout`` or ``stderr``; a ``note`` when the live output
-        stops early), then the envelope dict :meth:`execute` answers (with all the output).
-
-        The output comes through the sandbox's session of the tool's resource type (create it
-        first). A call answered elsewhere (a temporary session, a shared tool, over HTTP) yields
-        its envelope only. Each chunk's ``offset`` is its place in the session's stream, where
-        another reader can :meth:`watch` from.
-        """
+        """Run a tool as :meth:`execute` does, seeing its output while it runs: ``OutputChunk``s
+        (``text`` on ``stream``, ``stdout`` or ``stderr``; a ``note`` when the live output stops
+        early), then :meth:`execute`'s envelope. The output comes through the sandbox's session
+        of the tool's type (create it first); a call answered elsewhere (a temporary session, a
+        shared tool, over HTTP) yields its envelope only. A chunk's ``offset`` is its place in
+        the session's stream, where another reader can :meth:`watch` from."""
         request_id = request_id or uuid.uuid4().hex
-        problem = call_problem(action, params, kwargs)
-        if problem is not None:
-            yield refused(action, problem, request_id, session_id, trace_id)
-            return
-        answer = asyncio.ensure_future(
-            self._engine.execute(
-                action,
-                merged_params(params, kwargs),
-                timeout,
-                request_id=request_id,
-                session_id=session_id,
-                trace_id=trace_id,
-                stream=True,
-            )
-        )
-        target = await self._engine.stream_target(action)
+        call = (action, params, timeout, kwargs, request_id, session_id, trace_id)
+        answer = asyncio.ensure_future(send_call(self._engine, *call, stream=True))
+        target = None
+        if call_problem(action, params, kwargs) is None:  # a refused call has no output
+            target = await self._engine.stream_target(action)
         if target is None:
             yield await answer
             return
@@ -355,17 +289,8 @@ class Sandbox:
         type), plus ``expires_at`` and ``session_id`` at the top for one type.
         """
         types = await self._types(resource_type)
-        refreshed: dict[str, dict[str, Any]] = {}
-        failed: dict[str, tuple[int, str]] = {}
-        for rt in types:
-            try:
-                refreshed[rt] = await self._engine.refresh(rt, ttl)
-            except SessionError as exc:
-                if _unanswered(exc):
-                    raise
-                failed[rt] = (exc.code, exc.message)
-            except RPCError as exc:
-                failed[rt] = (ErrorCode.NO_SESSION, str(exc))
+        refresh = self._engine.refresh
+        refreshed, failed = await each_type(types, lambda rt: refresh(rt, ttl), rpc_refusals=True)
         return refresh_answer(types, refreshed, failed, resource_type)
 
     async def reinitialize(
@@ -413,16 +338,8 @@ class Sandbox:
         ``destroyed`` (the final views) and ``not_found``.
         """
         types = await self._types(resource_type)
-        destroyed: dict[str, dict[str, Any]] = {}
-        failed: dict[str, tuple[int, str]] = {}
-        for rt in types:
-            try:
-                destroyed[rt] = await self._engine.destroy(rt)
-            except SessionError as exc:
-                if _unanswered(exc):
-                    raise
-                failed[rt] = (exc.code, exc.message)
-            self._engine.created.discard(rt)
+        settled = self._engine.created.discard
+        destroyed, failed = await each_type(types, self._engine.destroy, settled=settled)
         return destroy_answer(types, destroyed, failed)
 
     async def _types(self, resource_type: str | Iterable[str] | None) -> list[str]:
@@ -482,15 +399,9 @@ class Sandbox:
         *,
         chunk_bytes: int = UPLOAD_CHUNK_BYTES,
     ) -> dict[str, Any]:
-        """Copy a local file into the workspace of this sandbox's ``resource_type`` session.
-
-        Sent as ``<resource_type>:write_file`` calls of ``chunk_bytes`` each (base64; a call's
-        parameters are at most 1 MiB), each written at its offset, so a retried chunk is
-        harmless; chunks over 256 KiB leave history through external storage. The workspace's
-        snapshot waits for the last chunk. ``remote`` is relative to the workspace or absolute
-        inside it. Returns the last call's data (``path``, ``size``); raises
-        :class:`SessionError` with the envelope's code when a call fails.
-        """
+        """Copy a local file into the workspace of this sandbox's ``resource_type`` session
+        (``remote``: relative to it, or absolute inside it), in ``write_file`` calls; the last
+        call's data (``path``, ``size``). See :func:`client.workspace_files.upload`."""
         return await upload(self.execute, local, remote, resource_type, chunk_bytes)
 
     async def download(
@@ -502,16 +413,12 @@ class Sandbox:
         chunk_bytes: int = DOWNLOAD_CHUNK_BYTES,
     ) -> dict[str, Any]:
         """Copy a file of the ``resource_type`` session's workspace to ``local`` (replaced once
-        complete), in ``<resource_type>:read_file`` calls of ``chunk_bytes`` each (at most
-        4 MiB; answers over 256 KiB leave history through external storage). Returns ``path``
-        and ``size``; raises :class:`SessionError` when a call fails or the file changed
-        size meanwhile."""
+        complete), in ``read_file`` calls; ``path`` and ``size``. See
+        :func:`client.workspace_files.download`."""
         return await download(self.execute, remote, local, resource_type, chunk_bytes)
 
-    # --- AgentFlow's synchronous flavour -----------------------------------------------------
-    # Each runs its coroutine twin on this Sandbox's private event loop, so they work with or
-    # without an event loop in the caller. Use either them or the async calls on one Sandbox:
-    # its connection belongs to the loop that made it.
+    # --- AgentFlow's synchronous flavour: each runs its coroutine twin on the private loop, with
+    # or without a loop in the caller. Use them or the async calls on one Sandbox, not both.
 
     start_sync = blocking(start)
     warmup_sync = blocking(warmup)

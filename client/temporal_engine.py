@@ -25,9 +25,9 @@ from client.agentflow import (
     with_names,
 )
 from client.catalog import ToolCatalog
-from client.engine import SandboxIdentity, open_checked
+from client.engine import SandboxIdentity, open_checked, refused
 from client.errors import PermissionDenied, SessionError, code_of, error_envelope
-from client.tool_calls import ToolCalls, refused
+from client.tool_calls import ToolCalls
 from client.transport import SessionGone, call_problem
 from client.workflow_api import SessionQuery, SessionWorkflows
 from contract import (
@@ -60,9 +60,9 @@ class TemporalEngine:
     def __init__(
         self,
         owner: SandboxIdentity,
-        *,
         address: str | None = None,
         namespace: str | None = None,
+        *,
         client: Client | None = None,
         tools: ToolCatalog | None = None,
     ) -> None:

@@ -21,7 +21,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from client.catalog import ToolCatalog, timeout_param
 from client.engine import SandboxIdentity
-from client.errors import SessionError, error_envelope, printable
+from client.errors import SessionError, error_envelope
 from client.transport import QUERY_TIMEOUT, SessionGone, call_timeout
 from client.workflow_api import SessionWorkflows
 from contract import (
@@ -37,16 +37,6 @@ from contract import (
 )
 from contract.limits import MAX_TOOL_TIMEOUT, number_problem, timeout_problem
 from runtime.telemetry import span
-
-
-def refused(
-    action: Any, problem: str, request_id: str, session_id: str | None, trace_id: str | None
-) -> dict[str, Any]:
-    """The envelope of a call refused before anything was sent (``call_problem``)."""
-    meta = EnvelopeMeta(tool=printable(action), request_id=request_id, session_id=session_id)
-    answer = error_envelope(ErrorCode.INVALID_INPUT, problem, meta).model_dump(mode="json")
-    answer["meta"]["trace_id"] = trace_id or uuid.uuid4().hex
-    return answer
 
 
 def trace_id_of(current: otel_trace.Span) -> str:

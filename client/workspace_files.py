@@ -29,7 +29,13 @@ async def upload(
     execute: Execute, local: str | os.PathLike[str], remote: str, resource_type: str,
     chunk_bytes: int = UPLOAD_CHUNK_BYTES,
 ) -> dict[str, Any]:  # fmt: skip
-    """Write ``local`` to ``remote`` chunk by chunk; the last call's data (``path``, ``size``)."""
+    """Write ``local`` to ``remote`` chunk by chunk; the last call's data (``path``, ``size``).
+
+    Sent as ``<resource_type>:write_file`` calls of ``chunk_bytes`` each (base64; a call's
+    parameters are at most 1 MiB), each written at its offset, so a retried chunk is harmless;
+    chunks over 256 KiB leave history through external storage. The workspace's snapshot waits
+    for the last chunk. Raises :class:`SessionError` with the envelope's code when a call fails.
+    """
     if not 0 < chunk_bytes <= UPLOAD_CHUNK_BYTES:
         raise ValueError(f"chunk_bytes must be in 1..{UPLOAD_CHUNK_BYTES}")
     size = os.path.getsize(local)
@@ -56,7 +62,11 @@ async def download(
     chunk_bytes: int = DOWNLOAD_CHUNK_BYTES,
 ) -> dict[str, Any]:  # fmt: skip
     """Read ``remote`` chunk by chunk into ``local`` (replaced once complete); ``path`` and
-    ``size``. A file that changes size meanwhile is refused."""
+    ``size``.
+
+    Sent as ``<resource_type>:read_file`` calls of ``chunk_bytes`` each (at most 4 MiB; answers
+    over 256 KiB leave history through external storage). Raises :class:`SessionError` when a
+    call fails or the file changed size meanwhile."""
     if not 0 < chunk_bytes <= MAX_DOWNLOAD_CHUNK_BYTES:
         raise ValueError(f"chunk_bytes must be in 1..{MAX_DOWNLOAD_CHUNK_BYTES}")
     partial = f"{os.fspath(local)}.partial-{uuid.uuid4().hex[:8]}"
