@@ -2,61 +2,48 @@
 
 Each session is a SessionWorkflow whose id is the session id. Listing and counting are served by
 Temporal visibility through the same search attributes the Temporal UI filters on; everything
-else is an update (validated by the workflow, owner checked there) or a query.
+else is an update (validated by the workflow, owner checked there) or a query, sent through the
+typed gateway (``client.workflow_api``). Checkpoints and the log are in ``client.session_log``,
+what every call shares (records, who acts, sending) in ``client.session_access``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.client import (
     WorkflowExecution as ListedExecution,
 )
-from temporalio.service import RPCError
 
 from client.errors import (
-    PermissionDenied,
     QuotaExceeded,
     SessionError,
-    SessionNotFound,
     error_envelope,
-    is_gone,
     printable,
 )
+from client.session_access import SessionRecord, checked_arg, refusal
+from client.session_log import SessionLog
 from client.streams import watch_output
-from client.transport import CALL_SLACK, SessionGone, call_problem, checked_id
-from client.workflow_api import SessionQuery, SessionWorkflows
+from client.transport import CALL_SLACK, SessionGone, call_problem
+from client.workflow_api import SessionQuery
 from contract import (
     DEFAULT_TASK_QUEUE,
-    AgentIdAttr,
-    AppendRequest,
-    Checkpoint,
-    CheckpointRequest,
-    DestroyRequest,
     EnvelopeMeta,
     ErrorCode,
-    EventsQuery,
     ExecuteRequest,
     MetadataRequest,
     OpenRequest,
     OutputChunk,
     RefreshRequest,
     RenameRequest,
-    ResourceTypeAttr,
-    SaveCheckpointRequest,
     SessionInput,
-    SessionStateAttr,
     SessionStatus,
-    SessionView,
     SetStateRequest,
-    UserIdAttr,
 )
 from runtime.connection import connect
 
@@ -67,61 +54,7 @@ _ACTIVE = (SessionStatus.STARTING, SessionStatus.ACTIVE, SessionStatus.IDLE)
 DEFAULT_MANAGED_TTL = 3600.0
 
 
-class SessionRecord(BaseModel):
-    """A session as the SessionManager answers it."""
-
-    session_id: str
-    user_id: str | None = None
-    agent_id: str | None = None
-    name: str = ""
-    metadata: dict[str, Any] = {}
-    state: SessionStatus
-    resource_type: str | None = None
-    instance_id: str | None = None
-    created_at: datetime | None = None
-    last_activity: datetime | None = None
-    deadline: datetime | None = None
-    closed_at: datetime | None = None
-    ttl_seconds: float | None = None
-    call_count: int = 0
-    checkpoint_count: int = 0
-
-    @classmethod
-    def from_view(cls, view: SessionView) -> SessionRecord:
-        return cls(
-            session_id=view.workflow_id,
-            user_id=view.user_id,
-            agent_id=view.agent_id,
-            name=view.name,
-            metadata=view.metadata,
-            state=view.status,
-            resource_type=view.resource_type or None,
-            instance_id=view.session_id,
-            created_at=view.created_at,
-            last_activity=view.last_activity,
-            deadline=view.deadline,
-            ttl_seconds=view.ttl_seconds,
-            call_count=view.call_count,
-            checkpoint_count=view.checkpoint_count,
-        )
-
-    @classmethod
-    def from_listing(cls, execution: ListedExecution) -> SessionRecord:
-        """What visibility alone knows (closed sessions are not asked for more)."""
-        attrs = execution.typed_search_attributes
-        state = attrs.get(SessionStateAttr)
-        return cls(
-            session_id=execution.id,
-            user_id=attrs.get(UserIdAttr),
-            agent_id=attrs.get(AgentIdAttr),
-            state=SessionStatus(state) if state else SessionStatus.CLOSED,
-            resource_type=attrs.get(ResourceTypeAttr),
-            created_at=execution.start_time,
-            closed_at=execution.close_time,
-        )
-
-
-class SessionManager:
+class SessionManager(SessionLog):
     """Owner-scoped sessions: create, find, change, pause, checkpoint, log and delete them.
 
     Args:
@@ -152,7 +85,7 @@ class SessionManager:
         on_limit: Literal["reject", "close_oldest"] = "reject",
         admin: bool = False,
     ) -> None:
-        self.user_id = _checked_id(user_id, "user_id") if user_id else None
+        self.user_id = checked_arg(user_id, "user_id") if user_id else None
         self.address = address
         self.namespace = namespace
         self.task_queue = task_queue
@@ -175,17 +108,6 @@ class SessionManager:
     async def __aexit__(self, *exc: object) -> None:
         self._client = None
 
-    @property
-    def client(self) -> Client:
-        if self._client is None:
-            raise RuntimeError("SessionManager is not started: use `async with SessionManager()`")
-        return self._client
-
-    @property
-    def workflows(self) -> SessionWorkflows:
-        """The typed gateway to the session workflows, on this manager's client and queue."""
-        return SessionWorkflows(self.client, self.task_queue)
-
     # --- sessions ----------------------------------------------------------------------------
 
     async def create_session(
@@ -203,9 +125,9 @@ class SessionManager:
     ) -> SessionRecord:
         """Create a session owned by ``user_id``; with no ``resource_type`` it is a record only."""
         user_id = self._caller(user_id) or user_id
-        _checked_id(agent_id, "agent_id")
+        checked_arg(agent_id, "agent_id")
         if resource_type is not None:
-            _checked_id(resource_type, "resource_type")
+            checked_arg(resource_type, "resource_type")
         await self._make_room(user_id)
         session_id = f"sess_{uuid.uuid4().hex[:16]}"
         request_id = uuid.uuid4().hex
@@ -224,7 +146,7 @@ class SessionManager:
                 opened_by=request_id,
             )
         except ValidationError as exc:
-            raise _refusal(exc) from None
+            raise refusal(exc) from None
         what = f"{resource_type} session" if resource_type else "session record"
         view = await self.workflows.open(
             inp,
@@ -324,9 +246,9 @@ class SessionManager:
                 tool=tool, params=params, request_id=request_id, stream=stream, **acting
             )
         except ValidationError as exc:
-            refused = _refusal(exc)
+            refused = refusal(exc)
             return error_envelope(refused.code, refused.message, meta).model_dump(mode="json")
-        workflow_id = _checked_id(session_id, "session_id")
+        workflow_id = checked_arg(session_id, "session_id")
         try:
             envelope = await self.workflows.execute(workflow_id, req)
         except SessionGone:
@@ -370,13 +292,13 @@ class SessionManager:
 
     async def delete_user_sessions(self, user_id: str) -> int:
         """Delete every session of a user; answers how many live ones it ended."""
-        owner = _checked_id(self._caller(user_id) or user_id, "user_id")
+        owner = checked_arg(self._caller(user_id) or user_id, "user_id")
         return await self._delete_where(SessionQuery(running=None, user_id=owner), owner)
 
     async def delete_agent_sessions(self, agent_id: str, *, user_id: str | None = None) -> int:
         """Delete every session of an agent (of the caller's user, when there is one); answers
         how many live ones it ended."""
-        agent = _checked_id(agent_id, "agent_id")
+        agent = checked_arg(agent_id, "agent_id")
         owner = self._caller(user_id)
         query = SessionQuery(running=None, agent_id=agent, user_id=owner or None)
         return await self._delete_where(query, owner)
@@ -387,7 +309,7 @@ class SessionManager:
         self, user_id: str, *, include_closed: bool = False
     ) -> list[SessionRecord]:
         """A user's sessions, newest first; live ones with their full record."""
-        owner = _checked_id(self._caller(user_id) or user_id, "user_id")
+        owner = checked_arg(self._caller(user_id) or user_id, "user_id")
         query = SessionQuery(running=None if include_closed else True, user_id=owner)
         return await self._records(await self._list(query))
 
@@ -426,208 +348,7 @@ class SessionManager:
             ),
         }
 
-    # --- checkpoints ---------------------------------------------------------------------------
-
-    async def save_checkpoint(
-        self, session_id: str, data: Any, *, label: str = "", user_id: str | None = None
-    ) -> str:
-        """Save ``data`` (JSON) with the resource's latest snapshot; answers the checkpoint id."""
-        req = self._request(SaveCheckpointRequest, data=data, label=label, **self._acting(user_id))
-        checkpoint = await self._update(session_id, self.workflows.save_checkpoint, req)
-        return checkpoint.checkpoint_id
-
-    async def list_checkpoints(
-        self, session_id: str, *, user_id: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Oldest first, without their data."""
-        return [
-            c.model_dump(mode="json", exclude={"data", "snapshot"})
-            for c in await self._checkpoints(session_id, user_id)
-        ]
-
-    async def get_checkpoint(
-        self, session_id: str, checkpoint_id: str, *, user_id: str | None = None
-    ) -> dict[str, Any] | None:
-        for c in await self._checkpoints(session_id, user_id):
-            if c.checkpoint_id == checkpoint_id:
-                return c.model_dump(mode="json")
-        return None
-
-    async def get_latest_checkpoint(
-        self, session_id: str, *, user_id: str | None = None
-    ) -> dict[str, Any] | None:
-        checkpoints = await self._checkpoints(session_id, user_id)
-        return checkpoints[-1].model_dump(mode="json") if checkpoints else None
-
-    async def delete_checkpoint(
-        self, session_id: str, checkpoint_id: str, *, user_id: str | None = None
-    ) -> bool:
-        req = self._request(CheckpointRequest, checkpoint_id=checkpoint_id, **self._acting(user_id))
-        return bool(await self._update(session_id, self.workflows.delete_checkpoints, req))
-
-    async def clear_checkpoints(self, session_id: str, *, user_id: str | None = None) -> int:
-        req = self._request(CheckpointRequest, **self._acting(user_id))
-        return await self._update(session_id, self.workflows.delete_checkpoints, req)
-
-    # --- history --------------------------------------------------------------------------------
-
-    async def add_message(
-        self, session_id: str, role: str, content: Any, *, user_id: str | None = None
-    ) -> dict[str, Any]:
-        """Append a chat message (role: user, assistant, system or tool) to the session's log."""
-        req = self._request(AppendRequest, role=role, content=content, **self._acting(user_id))
-        event = await self._update(session_id, self.workflows.append, req)
-        return event.model_dump(mode="json")
-
-    async def add_event(
-        self,
-        session_id: str,
-        kind: str,
-        content: Any = None,
-        *,
-        message: str = "",
-        user_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Append an event of the caller's own kind to the session's log."""
-        if kind == "message":
-            raise SessionError(ErrorCode.INVALID_INPUT, "use add_message for messages")
-        req = self._request(
-            AppendRequest,
-            kind=kind,
-            content=content,
-            message=message,
-            **self._acting(user_id),
-        )
-        event = await self._update(session_id, self.workflows.append, req)
-        return event.model_dump(mode="json")
-
-    async def search_events(
-        self,
-        session_id: str,
-        *,
-        start_id: int | None = None,
-        end_id: int | None = None,
-        reverse: bool = False,
-        kind: str | None = None,
-        limit: int = 20,
-        user_id: str | None = None,
-    ) -> dict[str, Any]:
-        """A page of the log: ids in [start_id, end_id], one kind, at most ``limit`` (<= 100)."""
-        query = self._request(
-            EventsQuery, start_id=start_id, end_id=end_id, reverse=reverse, kind=kind, limit=limit
-        )
-        if start_id is not None and end_id is not None and end_id < start_id:
-            raise SessionError(
-                ErrorCode.INVALID_INPUT, f"end_id {end_id} is before start_id {start_id}"
-            )
-        await self._require(session_id, user_id)
-        page = await self.workflows.events(session_id, query)
-        return page.model_dump(mode="json")
-
-    async def get_chat_history(
-        self, session_id: str, last_n: int | None = None, *, user_id: str | None = None
-    ) -> list[dict[str, Any]]:
-        """The session's messages, oldest first (the last ``last_n`` when given)."""
-        if last_n is not None and last_n < 1:
-            raise SessionError(ErrorCode.INVALID_INPUT, f"last_n must be >= 1, not {last_n}")
-        events = await self._all_events(session_id, user_id, kind="message")
-        if last_n is not None:
-            events = events[-last_n:]
-        return [
-            {"id": e["id"], "at": e["at"], "role": e["role"], "content": e["content"]}
-            for e in events
-        ]
-
-    async def export_history(self, session_id: str, *, user_id: str | None = None) -> str:
-        """The session's whole retained log as JSON lines, oldest first."""
-        events = await self._all_events(session_id, user_id)
-        return "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
-
     # --- helpers -------------------------------------------------------------------------------
-
-    def _acting(self, user_id: str | None) -> dict[str, Any]:
-        """The identity fields of a request: the caller's user, and the administrator flag."""
-        return {"user_id": self._caller(user_id), "admin": self.admin}
-
-    def _caller(self, user_id: str | None) -> str | None:
-        """The user a call acts for: its own, else the manager's; a scoped manager acts for
-        its user only."""
-        if user_id is not None:
-            _checked_id(user_id, "user_id")
-            if self.user_id is not None and user_id != self.user_id:
-                raise PermissionDenied(
-                    ErrorCode.PERMISSION_DENIED,
-                    f"permission denied: this manager acts for user {self.user_id!r}, "
-                    f"not {user_id!r}",
-                )
-            return user_id
-        return self.user_id
-
-    async def _view(self, session_id: str, user_id: str | None) -> SessionView | None:
-        caller = self._caller(user_id)
-        try:
-            view = await self.workflows.describe(_checked_id(session_id, "session_id"))
-        except RPCError as exc:
-            if is_gone(exc):
-                return None
-            raise
-        if caller is not None and view.user_id != caller:
-            raise PermissionDenied(
-                ErrorCode.PERMISSION_DENIED,
-                f"permission denied: user {caller!r} does not own session {session_id}",
-            )
-        return view
-
-    async def _require(self, session_id: str, user_id: str | None) -> SessionView:
-        view = await self._view(session_id, user_id)
-        if view is None:
-            raise SessionNotFound(ErrorCode.NO_SESSION, f"no session {session_id!r}")
-        return view
-
-    async def _update(self, session_id: str, update: Callable[[str, R], Awaitable[T]], req: R) -> T:
-        """``update`` (one of the gateway's) of the session; a gone session said as such."""
-        try:
-            return await update(_checked_id(session_id, "session_id"), req)
-        except SessionGone:
-            # Gone or already closed: tell which.
-            view = await self._view(session_id, getattr(req, "user_id", None))
-            if view is None:
-                raise SessionNotFound(ErrorCode.NO_SESSION, f"no session {session_id!r}") from None
-            raise SessionError(
-                ErrorCode.SESSION_CLOSED, f"session {session_id} is {view.status.value}"
-            ) from None
-
-    async def _update_record(
-        self, session_id: str, update: Callable[[str, R], Awaitable[SessionView]], req: R
-    ) -> SessionRecord:
-        return SessionRecord.from_view(await self._update(session_id, update, req))
-
-    async def _destroy(self, session_id: str, reason: str, user_id: str | None) -> None:
-        req = DestroyRequest(reason=reason, **self._acting(user_id))
-        try:
-            await self._update(session_id, self.workflows.destroy, req)
-        except SessionError as exc:
-            if exc.code != ErrorCode.SESSION_CLOSED:
-                raise
-
-    async def _checkpoints(self, session_id: str, user_id: str | None) -> list[Checkpoint]:
-        await self._require(session_id, user_id)
-        return await self.workflows.checkpoints(session_id)
-
-    async def _all_events(
-        self, session_id: str, user_id: str | None, *, kind: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Page through the log, 100 at a time (queries stay small)."""
-        events: list[dict[str, Any]] = []
-        start: int | None = None
-        while True:
-            page = await self.search_events(
-                session_id, start_id=start, kind=kind, limit=100, user_id=user_id
-            )
-            events.extend(page["events"])
-            if not page["has_more"]:
-                return events
-            start = page["events"][-1]["id"] + 1
 
     async def _make_room(self, user_id: str) -> None:
         """Enforce the per-user limit before a new session starts."""
@@ -681,29 +402,3 @@ class SessionManager:
         for execution in executions:
             await self.delete_session(execution.id, user_id=owner)
         return sum(e.status is WorkflowExecutionStatus.RUNNING for e in executions)
-
-    def _request(self, model: type[T], **fields: Any) -> T:
-        """Build a request; bad arguments become a SessionError a person understands."""
-        try:
-            return model(**fields)
-        except ValidationError as exc:
-            raise _refusal(exc) from None
-
-
-def _checked_id(value: str, what: str) -> str:
-    """The transport's id check, refused as a SessionError (INVALID_INPUT) like every other bad
-    argument of a SessionManager call."""
-    try:
-        return checked_id(value, what)
-    except ValueError as exc:
-        raise SessionError(ErrorCode.INVALID_INPUT, str(exc)) from None
-
-
-def _refusal(exc: ValidationError) -> SessionError:
-    """A request that does not fit its model, as the error a person reads: its first problem
-    and where; TOO_LARGE for a size over its limit (as the session answers), else
-    INVALID_INPUT."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "input"
-    code = ErrorCode.TOO_LARGE if first["type"] == "too_large" else ErrorCode.INVALID_INPUT
-    return SessionError(code, f"{where}: {first['msg']}")
