@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.run import _stats, _timed
+from bench.measure import stats, timed
 from bench.server import start_embedded
 from client import Sandbox
 from runtime.payload_store import data_converter
@@ -29,21 +29,19 @@ async def main() -> dict[str, Any]:
             await sandbox.warmup(["rag"])
             await sandbox.create_session("code")
             rows = {
-                "rag:search (warm, top_k 5)": _stats(
-                    await _timed(
+                "rag:search (warm, top_k 5)": stats(
+                    await timed(
                         SAMPLES,
                         lambda i: sandbox.execute(
                             "rag:search", {"query": "session timeout interpreter", "top_k": 5}
                         ),
                     )
                 ),
-                "code:execute 1+1": _stats(
-                    await _timed(
-                        SAMPLES, lambda i: sandbox.execute("code:execute", {"code": "1+1"})
-                    )
+                "code:execute 1+1": stats(
+                    await timed(SAMPLES, lambda i: sandbox.execute("code:execute", {"code": "1+1"}))
                 ),
-                "bash:run echo (no bash session: temporary)": _stats(
-                    await _timed(
+                "bash:run echo (no bash session: temporary)": stats(
+                    await timed(
                         SAMPLES, lambda i: sandbox.execute("bash:run", {"command": "echo hi"})
                     )
                 ),

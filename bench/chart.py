@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.run import THROUGHPUT_KINDS
+from bench.throughput import THROUGHPUT_KINDS
 
 OURS, FLOOR, PLUGIN, DIRECT = "#1f77b4", "#7f7f7f", "#ff7f0e", "#2ca02c"
 
@@ -25,6 +25,22 @@ def draw(results: dict[str, Any], out: Path) -> None:
     fig, (lat, thr) = plt.subplots(
         1, 2, figsize=(14, 1.1 * len(rows) + 2.6), gridspec_kw={"width_ratios": [3, 1.25]}
     )
+    _latency(lat, rows)
+    _throughput(thr, results["throughput"])
+    m = results["machine"]
+    fig.suptitle(
+        f"python -m bench.run, {results['started']}, embedded dev server, "
+        f"{m['cpus']}-core shared machine",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _latency(lat: Any, rows: list[dict[str, Any]]) -> None:
+    """Each path's bars: ours, its floor, and what was measured beside them."""
     labels: list[str] = []
     ticks: list[float] = []
     y = 0.0
@@ -64,7 +80,9 @@ def draw(results: dict[str, Any], out: Path) -> None:
     lat.set_xlim(0, _xmax(rows) * 1.45)
     lat.set_title("latency: each path beside its bare-Temporal floor", fontsize=10)
 
-    t = results["throughput"]
+
+def _throughput(thr: Any, t: dict[str, Any]) -> None:
+    """Calls per second of ours beside the floors (the direct figure in the title)."""
     names = [n for n in THROUGHPUT_KINDS if n in t and not n.startswith("direct")]
     rates = [t[n]["calls_per_second"] for n in names]
     colors = [OURS if n.startswith("ours") else FLOOR for n in names]
@@ -90,16 +108,6 @@ def draw(results: dict[str, Any], out: Path) -> None:
         ),
         fontsize=10,
     )
-    m = results["machine"]
-    fig.suptitle(
-        f"python -m bench.run, {results['started']}, embedded dev server, "
-        f"{m['cpus']}-core shared machine",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
 
 
 def _xmax(rows: list[dict[str, Any]]) -> float:

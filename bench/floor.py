@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio import activity, workflow
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
 
 FLOOR_QUEUE = "bench-floor"
 
@@ -80,7 +84,6 @@ async def run_floor_worker(address: str, pinned_queue: str, plugin: bool = False
     payloads stored outside history, tracing), as our workers do, and it polls
     :data:`PLUGIN_FLOOR_QUEUE`: the bare floor plus what the plugin costs per payload.
     """
-    from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
@@ -130,6 +133,32 @@ async def start_floor_worker(
     if (await proc.stdout.readline()).strip() != b"READY":
         raise RuntimeError(f"the floor's worker exited with {await proc.wait()}")
     return proc
+
+
+async def new_floor(
+    client: Client, pinned: str, queue: str = FLOOR_QUEUE
+) -> WorkflowHandle[Any, Any]:
+    """A floor workflow waiting for updates (a session's floor)."""
+    return await client.start_workflow(
+        FloorWorkflow.run, pinned, id=f"floor-{uuid.uuid4().hex[:8]}", task_queue=queue
+    )
+
+
+async def start_floor(
+    client: Client, pinned: str, update: Any, arg: Any, **start: Any
+) -> WorkflowHandle[Any, Any]:
+    """A new floor workflow started together with its first update (update-with-start);
+    ``start``: more options of the start (search attributes, a summary)."""
+    op = WithStartWorkflowOperation(
+        FloorWorkflow.run,
+        pinned,
+        id=f"floor-{uuid.uuid4().hex}",
+        task_queue=FLOOR_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        **start,
+    )
+    await client.execute_update_with_start_workflow(update, arg, start_workflow_operation=op)
+    return await op.workflow_handle()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.measure import stats
 from bench.server import start_embedded
 from client import Sandbox
 from http_api.keys import new_key
@@ -73,14 +74,6 @@ async def _start_api(
             raise RuntimeError("the HTTP API exited before it listened")
         if line_out.startswith("HTTP API"):
             return proc, line_out.split(" on ", 1)[1].split()[0]
-
-
-def _stats(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(ordered), 2),
-        "p95_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 2),
-    }
 
 
 async def main(pairs: int, beside_worker: bool = False) -> dict[str, Any]:
@@ -132,7 +125,7 @@ async def main(pairs: int, beside_worker: bool = False) -> dict[str, Any]:
                 await worker.stop()
             await env.shutdown()
     differences = [h - p for h, p in zip(via_http, via_python, strict=True)]
-    http_stats, python_stats = _stats(via_http), _stats(via_python)
+    http_stats, python_stats = stats(via_http), stats(via_python)
     return {
         "API process": "the worker's" if beside_worker else "its own",
         "pairs": pairs,
@@ -140,7 +133,7 @@ async def main(pairs: int, beside_worker: bool = False) -> dict[str, Any]:
         "execute, Python client": python_stats,
         "HTTP - Python, p50 of each": round(http_stats["p50_ms"] - python_stats["p50_ms"], 2),
         "HTTP - Python, median of pairs": round(statistics.median(differences), 2),
-        "GET /health round trip": _stats(hops),
+        "GET /health round trip": stats(hops),
     }
 
 

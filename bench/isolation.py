@@ -27,7 +27,7 @@ from backends.interpreter import Interpreter
 from backends.jail import jail_python
 from backends.process_config import process_config
 from backends.shell import Shell
-from bench.run import _stats
+from bench.measure import stats
 from bench.server import start_embedded
 from client import Sandbox
 from runtime.payload_store import data_converter
@@ -84,7 +84,7 @@ async def backend_level(samples: int) -> dict[str, dict[str, Any]]:
                 if i >= 2:  # warm-up
                     found.setdefault(f"{kind} start ({mode})", []).append(start)
                     found.setdefault(f"{kind} call ({mode})", []).extend(calls)
-    return {name: _stats(values) for name, values in found.items()}
+    return {name: stats(values) for name, values in found.items()}
 
 
 async def _first_result(client: Client, kind: str, config: dict[str, Any]) -> float:
@@ -130,7 +130,7 @@ async def end_to_end(samples: int) -> dict[str, dict[str, Any]]:
         finally:
             await worker.stop()
             await env.shutdown()
-    return {name: _stats(values) for name, values in found.items()}
+    return {name: stats(values) for name, values in found.items()}
 
 
 def _print(title: str, rows: dict[str, dict[str, Any]]) -> None:

@@ -18,8 +18,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from bench.floor import FLOOR_QUEUE, FloorWorkflow, start_floor_worker
-from bench.run import _start_floor
+from bench.floor import FLOOR_QUEUE, FloorWorkflow, start_floor, start_floor_worker
 from bench.server import start_embedded
 from client.transport import start_search_attributes
 from contract import SessionInput
@@ -35,7 +34,7 @@ SESSION_START: dict[str, Any] = {
 
 async def _one(client: Client, pinned: str, extra: dict[str, Any]) -> float:
     started = time.perf_counter()
-    handle = await _start_floor(client, pinned, FloorWorkflow.with_local_activity, "x", **extra)
+    handle = await start_floor(client, pinned, FloorWorkflow.with_local_activity, "x", **extra)
     took = (time.perf_counter() - started) * 1000
     await handle.execute_update(FloorWorkflow.finish)  # untimed
     return took
