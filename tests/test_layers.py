@@ -4,7 +4,8 @@ Bottom up: contract < backends < activities < workflows < runtime < client < int
 worker < cli and http_api < examples.
 Workflows import only contract, workflows, temporalio, pydantic and the standard library (the
 workflow sandbox re-imports them; activity and backend code has no place there). ``import client``
-loads no activity, backend, worker or entry-point code.
+loads no activity, backend, worker or entry-point code. Outside workflows/ only the client's
+gateway (``client/workflow_api.py``) names a handler of the session workflows.
 """
 
 from __future__ import annotations
@@ -95,3 +96,58 @@ def test_importing_the_client_loads_no_worker_side_code() -> None:
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout)
     assert loaded == [], f"import client loaded {loaded}"
+
+
+#: The workflows whose handlers only ``workflows/`` and the client's gateway may name.
+GATEWAY = ROOT / "client" / "workflow_api.py"
+GATED_WORKFLOWS = {"SessionWorkflow", "SharedToolsWorkflow", "WarmupWorkflow"}
+
+
+def _first_party_sources() -> list[Path]:
+    """Every Python file of ours outside tests/, workflows/ and the gateway."""
+    skipped = {"tests", "workflows", "build"}
+    return sorted(
+        path
+        for path in ROOT.rglob("*.py")
+        if path != GATEWAY
+        and not any(p.startswith(".") or p in skipped for p in path.relative_to(ROOT).parts[:-1])
+    )
+
+
+def _handler_references(tree: ast.Module) -> list[tuple[int, str]]:
+    """(line, ``Workflow.handler``) of every attribute read of a gated workflow class, under
+    its own name or an alias it was imported as."""
+    names = set(GATED_WORKFLOWS)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "workflows":
+            names |= {a.asname for a in node.names if a.name in GATED_WORKFLOWS and a.asname}
+    return [
+        (node.lineno, f"{node.value.id}.{node.attr}")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in names
+    ]
+
+
+def test_only_the_gateway_names_a_session_workflow_handler() -> None:
+    """Outside workflows/ the session workflows are reached through client/workflow_api.py: a
+    handler named anywhere else would be a second, untyped way to call them."""
+    assert GATEWAY.is_file()
+    problems = [
+        f"{path.relative_to(ROOT)}:{line} names {name} (use client.workflow_api)"
+        for path in _first_party_sources()
+        for line, name in _handler_references(ast.parse(path.read_text(), filename=str(path)))
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_handler_check_finds_a_reference() -> None:
+    tree = ast.parse(
+        "from workflows import SessionWorkflow as S, WarmupWorkflow\n"
+        "async def f(client):\n"
+        "    await client.get_workflow_handle_for(S.run, 'x').query(S.describe)\n"
+        "    await client.execute_workflow(WarmupWorkflow.run, None)\n"
+    )
+    found = sorted(n for _, n in _handler_references(tree))
+    assert found == ["S.describe", "S.run", "WarmupWorkflow.run"]
