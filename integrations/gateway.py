@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 
 from client import Sandbox
 from client.errors import code_of
+from client.workflow_api import SessionWorkflows
 from contract import (
     DEFAULT_TASK_QUEUE,
     Envelope,
@@ -74,12 +75,13 @@ class SessionGateway:
     ) -> list[ToolSpec]:
         """The specs (JSON schemas included) of the named backends' tools, or of all."""
         if self._specs is None or refresh:
-            # Warm nothing: the answer lists every tool the session workers offer.
-            sandbox = Sandbox(client=await self.client(), task_queue=self.task_queue)
-            result = await sandbox.warmup([])
-            if result["status"] != "success":
-                raise RuntimeError(f"cannot list the sessions' tools: {result.get('message')}")
-            self._specs = [ToolSpec.model_validate(t) for t in result["tools"]]
+            # A warmup of nothing: it lists every tool the session workers offer.
+            workflows = SessionWorkflows(await self.client(), self.task_queue)
+            try:
+                self._specs = await workflows.tools("integrations:tools")
+            except Exception as exc:
+                _, message = code_of(exc)
+                raise RuntimeError(f"cannot list the sessions' tools: {message}") from exc
         wanted = set(resource_types) if resource_types is not None else None
         return [s for s in self._specs if wanted is None or s.resource_type in wanted]
 
