@@ -145,11 +145,6 @@ def _quoted(value: str, what: str) -> str:
     return f"'{checked_id(value, what)}'"
 
 
-def is_temporary(execution: WorkflowExecution) -> bool:
-    """A listed session that is a one-call temporary one (its ``SessionKind``)."""
-    return execution.typed_search_attributes.get(SessionKindAttr) == TEMPORARY
-
-
 def session_kind(execution: WorkflowExecution) -> str | None:
     """A listed session's ``SessionKind``: session, temporary or record."""
     return execution.typed_search_attributes.get(SessionKindAttr)
