@@ -149,6 +149,11 @@ def listing_query(
     """The visibility query ``ls`` sends (the Temporal UI takes the same text); only id
     characters pass in its values (no quoting tricks)."""
     try:
+        # Checked here too, so a refusal names the option as a person typed it.
+        named = {"owner": owner, "resource type": resource_type, "sandbox": sandbox}
+        for what, value in named.items():
+            if value:
+                checked_id(value, what)
         return SessionQuery(
             running=None if include_closed else True,
             user_id=owner or None,
