@@ -12,7 +12,8 @@ from pydantic import Field
 from backends.background import SIGNALS, Background
 from backends.base import Backend, tool
 from backends.host import ToolCallError
-from backends.jail import ControlError, JailedProcess
+from backends.jail import JailedProcess
+from backends.jail_settings import ControlError
 from backends.process_config import process_config
 from backends.shell import CommandResult, Shell, ShellStateError
 from backends.workspace import Workspace, WorkspaceTools
@@ -32,7 +33,7 @@ class BashBackend(WorkspaceTools, Backend):
 
     Config: ``cwd`` (start directory), ``env`` (the variables it gets), ``max_output_bytes``
     (per stream, default 256 KiB), ``workspace_snapshot_mb`` (default 8) and the jail's keys
-    (:mod:`backends.jail`).
+    (:mod:`backends.jail_settings`).
     """
 
     name = "bash"

@@ -11,7 +11,8 @@ from pydantic import Field
 
 from backends.base import Backend, tool
 from backends.interpreter import Interpreter
-from backends.jail import JailedProcess, jail_python
+from backends.jail import JailedProcess
+from backends.jail_settings import jail_python
 from backends.process_config import process_config
 from backends.workspace import Workspace, WorkspaceTools
 from contract import ErrorCode, ToolOutcome
@@ -26,7 +27,7 @@ class CodeBackend(WorkspaceTools, Backend):
     Config: ``language`` (``"python"``, the default), ``python`` (the interpreter to run:
     default this worker's, or the system's ``python3`` when the jail user cannot read the
     worker's), ``cwd``, ``env`` (the variables it gets), ``max_output_bytes`` (per stream),
-    ``workspace_snapshot_mb`` and the jail's keys (:mod:`backends.jail`). The workspace's
+    ``workspace_snapshot_mb`` and the jail's keys (:mod:`backends.jail_settings`). The workspace's
     files survive a lost worker (its snapshot); the interpreter's memory cannot.
     """
 

@@ -9,12 +9,8 @@ import os
 import shutil
 import signal
 
-from backends.jail import (
-    JailedProcess,
-    JailSettings,
-    base_env,
-    default_cwd,
-)
+from backends.jail import JailedProcess
+from backends.jail_settings import JailSettings, base_env, default_cwd
 from contract.extras import require
 
 #: Debian packages that provide what a display needs (installed by scripts/setup.sh).

@@ -1,4 +1,6 @@
-"""Each session's processes run in a bubblewrap jail: the settings, the command, the process.
+"""Each session's processes run in a bubblewrap jail; :class:`JailedProcess` starts and drives one
+(its settings and command: :mod:`backends.jail_settings`; its control channel:
+:mod:`backends.jail_control`).
 
 A jail is ``bwrap`` with new user, pid, ipc, uts, cgroup and network namespaces (with ``network:
 true``, outbound access through a user-mode stack that never reaches the host's loopback:
@@ -23,304 +25,34 @@ import contextlib
 import itertools
 import json
 import os
-import re
-import shutil
 import signal
 import socket
-import stat
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 from backends import jail_net
-
-INIT = Path(__file__).with_name("jail_init.py")
-#: File work inside the jail (fingerprint, archive, confined reads and writes); loaded by INIT.
-FILES = Path(__file__).with_name("jail_files.py")
-#: Where the jail sees the files the worker hands it (read-only).
-INSIDE_DIR = "/run/durable-sessions"
-WORKSPACE = "/workspace"
-#: Directories a session may write; a working directory under them is created on start.
-WRITABLE = (WORKSPACE, "/tmp")
-#: The read-only view of the system (symlinks, as on merged-/usr systems, are kept as links).
-SYSTEM_VIEW = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
-#: The user the jail runs as ("nobody"); a root worker drops to it before bwrap starts.
-JAIL_UID = 65534
-JAIL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#: The environment of setpriv, bwrap and the supervisor themselves: never the session's (an
-#: ``LD_PRELOAD`` in a session's config must not reach a process that runs outside the jail).
-_HOST_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-ISOLATION_MODES = ("bwrap", "none")
-PACKAGE_HINT = (
-    "install the Debian package 'bubblewrap' (scripts/setup.sh does); for trusted local use "
-    'only, a worker started with --session-allow isolation=none runs "isolation": "none" sessions'
+from backends.jail_control import ControlChannel
+from backends.jail_settings import (
+    FILES,
+    HOST_ENV,
+    INIT,
+    INSIDE_DIR,
+    WORKSPACE,
+    WRITABLE,
+    JailSettings,
+    JailUnavailable,
+    bwrap_command,
+    check_available,
+    data_fd,
+    jail_python,
+    under,
 )
 
 
-@dataclass(frozen=True)
-class Setting:
-    default: int
-    low: int
-    high: int
-    unit: str
-
-
-#: Every numeric jail setting: default and allowed range (README, Security > Isolation).
-SETTINGS: dict[str, Setting] = {
-    "memory_mb": Setting(1024, 128, 65536, "MiB of address space per process (RLIMIT_AS)"),
-    "processes": Setting(256, 16, 4096, "processes and threads in the sandbox (RLIMIT_NPROC)"),
-    "file_size_mb": Setting(1024, 1, 65536, "MiB per written file (RLIMIT_FSIZE)"),
-    "open_files": Setting(1024, 64, 65536, "open descriptors per process (RLIMIT_NOFILE)"),
-    "cpu_seconds": Setting(3600, 1, 604800, "CPU seconds per process (RLIMIT_CPU)"),
-    "workspace_mb": Setting(1024, 1, 65536, f"MiB of {WORKSPACE} (tmpfs)"),
-    "tmp_mb": Setting(256, 1, 65536, "MiB of /tmp, and of /dev/shm (tmpfs each)"),
-    "nice": Setting(10, 0, 19, "scheduling niceness of every sandboxed process"),
-}
-
-
-class JailUnavailable(RuntimeError):
-    """Isolation was asked for and this machine cannot provide it."""
-
-
-class ControlError(RuntimeError):
-    """The supervisor refused or failed a request of the control channel."""
-
-
-class FileOpError(Exception):
-    """A file operation inside the jail was refused or failed; ``kind`` says how:
-    ``invalid`` (a path outside the workspace, a wrong kind of file), ``not_found``,
-    ``too_large`` (no room) or ``error``."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-
-
-@dataclass(frozen=True)
-class JailSettings:
-    """How one session's processes are isolated; read from its config by :func:`settings_from`."""
-
-    isolation: str = "bwrap"
-    network: bool = False
-    memory_mb: int = SETTINGS["memory_mb"].default
-    processes: int = SETTINGS["processes"].default
-    file_size_mb: int = SETTINGS["file_size_mb"].default
-    open_files: int = SETTINGS["open_files"].default
-    cpu_seconds: int = SETTINGS["cpu_seconds"].default
-    workspace_mb: int = SETTINGS["workspace_mb"].default
-    tmp_mb: int = SETTINGS["tmp_mb"].default
-    nice: int = SETTINGS["nice"].default
-
-    @property
-    def isolated(self) -> bool:
-        return self.isolation != "none"
-
-    def rlimits(self) -> dict[str, int]:
-        mib = 1024 * 1024
-        return {
-            "as": self.memory_mb * mib,
-            "nproc": self.processes,
-            "fsize": self.file_size_mb * mib,
-            "nofile": self.open_files,
-            "cpu": self.cpu_seconds,
-            "core": 0,
-        }
-
-
-def settings_from(config: Mapping[str, Any]) -> JailSettings:
-    """Read and check the jail keys of a session's config; a clear ValueError otherwise."""
-    isolation = config.get("isolation", "bwrap")
-    if isolation not in ISOLATION_MODES:
-        raise ValueError(
-            f"isolation {isolation!r} is not one of {', '.join(map(repr, ISOLATION_MODES))}"
-        )
-    network = config.get("network", False)
-    if not isinstance(network, bool):
-        raise ValueError(f"network must be true or false, not {network!r}")
-    values: dict[str, int] = {}
-    for key, spec in SETTINGS.items():
-        value = config.get(key, spec.default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key} must be an integer in {spec.low}..{spec.high}, not {value!r}")
-        if not spec.low <= value <= spec.high:
-            raise ValueError(f"{key} {value} is outside {spec.low}..{spec.high} ({spec.unit})")
-        values[key] = value
-    return JailSettings(isolation=isolation, network=network, **values)
-
-
-def base_env(settings: JailSettings) -> dict[str, str]:
-    """What every jailed program starts with, before the config's ``env``; never more.
-
-    The worker's own environment (its encryption keys, cloud credentials) is never passed on.
-    """
-    if settings.isolated:
-        return {
-            "PATH": JAIL_PATH,
-            "HOME": WORKSPACE,
-            "TMPDIR": "/tmp",
-            "LANG": "C.UTF-8",
-            "USER": "nobody",
-            "LOGNAME": "nobody",
-        }
-    return {
-        "PATH": os.environ.get("PATH", JAIL_PATH),
-        "HOME": os.environ.get("HOME", "/"),
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
-    }
-
-
-def default_cwd(settings: JailSettings) -> str:
-    return WORKSPACE if settings.isolated else os.getcwd()
-
-
-def under(path: str, roots: Sequence[str]) -> bool:
-    norm = os.path.normpath(path)
-    return any(norm == r or norm.startswith(r.rstrip("/") + "/") for r in roots)
-
-
-def _drops_to_jail_user() -> bool:
-    return os.geteuid() == 0
-
-
-def _reachable(path: str) -> bool:
-    """Can the jail user run this file (every directory on the way searchable)?"""
-    if not _drops_to_jail_user():
-        return os.access(path, os.X_OK)
-    for candidate in {path, os.path.realpath(path)}:
-        try:
-            if not stat.S_IMODE(os.stat(candidate).st_mode) & stat.S_IXOTH:
-                return False
-        except OSError:
-            return False
-        parent = os.path.dirname(candidate)
-        while parent not in ("/", ""):
-            try:
-                if not os.stat(parent).st_mode & stat.S_IXOTH:
-                    return False
-            except OSError:
-                return False
-            parent = os.path.dirname(parent)
-    return True
-
-
-def _python_binds() -> list[str]:
-    """Host directories the worker's own interpreter needs inside the jail."""
-    binds = []
-    for prefix in dict.fromkeys([sys.prefix, sys.base_prefix, sys.exec_prefix]):
-        if prefix and not under(prefix, SYSTEM_VIEW):
-            binds.append(prefix)
-    return binds
-
-
-@cache
-def jail_python(requested: str | None = None) -> tuple[str, tuple[str, ...]]:
-    """An interpreter the jail can run, and the host directories to show for it.
-
-    The worker's own when the jail user can reach it, else the system's ``python3``.
-    A requested one must be the worker's or lie in the system view (``/usr``): config never
-    adds a host directory to the view.
-    """
-    if requested is not None and requested != sys.executable:
-        if not under(requested, SYSTEM_VIEW) or not os.path.isfile(requested):
-            raise ValueError(
-                f"python {requested!r} is not visible inside the sandbox: use one under /usr "
-                f"(e.g. /usr/bin/python3) or the worker's own ({sys.executable})"
-            )
-        return requested, ()
-    if _reachable(sys.executable):
-        return sys.executable, tuple(_python_binds())
-    if requested is not None:
-        raise ValueError(
-            f"python {requested!r} lies where the sandbox user cannot read it; use /usr/bin/python3"
-        )
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        if os.path.isfile(candidate) and _reachable(candidate):
-            return candidate, ()
-    raise JailUnavailable(
-        "the sandbox needs a Python 3 interpreter the sandbox user can run (the worker's lies "
-        "where uid 65534 cannot read it): install the Debian package 'python3'"
-    )
-
-
-@lru_cache(maxsize=1)
-def _bwrap_version() -> tuple[int, ...]:
-    import subprocess
-
-    out = subprocess.run(["bwrap", "--version"], capture_output=True, text=True, check=False)
-    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out.stdout)
-    return tuple(int(p) for p in found.groups(default="0")) if found else (0,)
-
-
-def check_available(settings: JailSettings) -> None:
-    """Raise :class:`JailUnavailable`, naming what to install, when isolation cannot work."""
-    if not settings.isolated:
-        return
-    if shutil.which("bwrap") is None:
-        raise JailUnavailable(f"isolated sessions need bubblewrap (bwrap): {PACKAGE_HINT}")
-    if _drops_to_jail_user() and shutil.which("setpriv") is None:
-        raise JailUnavailable(
-            "a worker running as root needs setpriv (Debian package 'util-linux') to start "
-            "sandboxes as an unprivileged user"
-        )
-    if settings.network and (why := jail_net.missing()) is not None:
-        raise JailUnavailable(why)
-
-
-def bwrap_command(
-    settings: JailSettings,
-    *,
-    python: str,
-    binds: Sequence[str],
-    data_files: Mapping[str, int],
-    sockets: Sequence[str] = (),
-    info_fd: int | None = None,
-) -> list[str]:
-    """The command that starts the supervisor inside a new jail.
-
-    ``data_files`` maps a path inside the jail to a descriptor holding the file's bytes;
-    ``sockets`` are host socket paths shown at the same place (an X display's socket);
-    ``info_fd`` receives bwrap's JSON facts (the host pid of the jail's first process).
-    """
-    mib = 1024 * 1024
-    cmd: list[str] = []
-    if _drops_to_jail_user():
-        uid = str(JAIL_UID)
-        cmd += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
-    cmd += ["bwrap", "--unshare-user", "--uid", str(JAIL_UID), "--gid", str(JAIL_UID)]
-    if _bwrap_version() >= (0, 8):
-        cmd.append("--disable-userns")  # no nested user namespaces: less kernel surface
-    # Always a network namespace of its own: never the host's loopback or abstract sockets.
-    cmd += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-    cmd += ["--unshare-net", "--die-with-parent", "--new-session", "--as-pid-1"]
-    cmd += ["--hostname", "sandbox"]
-    if info_fd is not None:
-        cmd += ["--info-fd", str(info_fd)]
-    for path in SYSTEM_VIEW:
-        if os.path.islink(path):
-            cmd += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            cmd += ["--ro-bind", path, path]
-    for path in binds:
-        cmd += ["--ro-bind", path, path]
-    cmd += ["--proc", "/proc", "--dev", "/dev"]
-    cmd += ["--perms", "1777", "--size", str(settings.tmp_mb * mib), "--tmpfs", "/tmp"]
-    cmd += ["--perms", "1777", "--size", str(settings.tmp_mb * mib), "--tmpfs", "/dev/shm"]
-    cmd += ["--perms", "0700", "--size", str(settings.workspace_mb * mib), "--tmpfs", WORKSPACE]
-    for path in sockets:
-        cmd += ["--bind", path, path]
-    for inside, fd in data_files.items():
-        cmd += ["--perms", "0444", "--ro-bind-data", str(fd), inside]
-    cmd += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/"]
-    cmd += ["--", python, "-I", "-S", f"{INSIDE_DIR}/{INIT.name}"]
-    return cmd
-
-
-class JailedProcess:
+class JailedProcess(ControlChannel):
     """One program of a session, run by a supervisor inside its own jail.
 
     ``fds`` names the program's descriptors in order: ``"in"`` (the worker writes it),
@@ -406,67 +138,13 @@ class JailedProcess:
     async def start(self, argv: Sequence[str], *, timeout: float = 30) -> None:
         """Start the jail and the program in it; raises with the jail's own words."""
         check_available(self.settings)
-        inside: list[int] = []  # the jail's ends, inherited by bwrap and kept by the supervisor
-        spec_fds: list[list[int]] = []
-        data: dict[str, int] = {}
-        control, theirs_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._control = control
-        control_fd = theirs_control.detach()
-        inside.append(control_fd)
-        try:
-            for child, kind in enumerate(self.kinds):
-                if kind == "null":
-                    spec_fds.append([child, -1])
-                    continue
-                r, w = os.pipe()
-                ours, theirs = (w, r) if kind == "in" else (r, w)
-                self._ends[child] = ours
-                inside.append(theirs)
-                spec_fds.append([child, theirs])
-            if self.settings.isolated:
-                python, binds = jail_python(self._python)
-                for host_file in [INIT, FILES, *self.files]:
-                    data[self.path_of(host_file)] = _data_fd(host_file.read_bytes())
-                self._info, info_w = os.pipe()
-                inside.append(info_w)
-                if self.settings.network and (resolv := jail_net.resolv_conf_path()):
-                    data[resolv] = _data_fd(jail_net.RESOLV_CONF)
-                cmd = bwrap_command(
-                    self.settings,
-                    python=python,
-                    binds=binds,
-                    data_files=data,
-                    sockets=self.sockets,
-                    info_fd=info_w,
-                )
-            else:
-                cmd = [sys.executable, "-I", "-S", str(INIT)]
-            self._proc = await asyncio.create_subprocess_exec(
-                *cmd,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=[*inside, *data.values()],
-                env=_HOST_ENV,
-                cwd="/",
-                start_new_session=True,
-            )
-        except BaseException:
-            for fd in [*self._ends.values(), *([self._info] if self._info is not None else [])]:
-                os.close(fd)
-            self._ends.clear()
-            self._info = None
-            self._control = None
-            control.close()
-            raise
-        finally:
-            for fd in [*inside, *data.values()]:
-                os.close(fd)
-        assert self._proc.stdin is not None
+        control_fd, spec_fds = await self._spawn()
+        assert self._proc is not None and self._proc.stdin is not None
+        assert self._control is not None
         self._events = asyncio.create_task(self._read_events())
         self._errors = asyncio.create_task(self._read_stderr())
-        control.setblocking(False)
-        asyncio.get_running_loop().add_reader(control.fileno(), self._on_control)
+        self._control.setblocking(False)
+        asyncio.get_running_loop().add_reader(self._control.fileno(), self._on_control)
         if self.settings.isolated and self.settings.network:
             # Before the spec: the supervisor starts the program only once it has read it.
             await self._attach_network(timeout)
@@ -492,6 +170,68 @@ class JailedProcess:
             if self.settings.isolated and "bwrap" in message:
                 raise JailUnavailable(f"the sandbox could not start: {message}") from None
             raise RuntimeError(f"the session's program could not start: {message}") from None
+
+    async def _spawn(self) -> tuple[int, list[list[int]]]:
+        """Start bwrap (or, with ``isolation: none``, the supervisor itself) with the pipes and
+        the control socket; answers the control socket's and the program's descriptor numbers
+        as the supervisor sees them (its spec)."""
+        inside: list[int] = []  # the jail's ends, inherited by bwrap and kept by the supervisor
+        spec_fds: list[list[int]] = []
+        data: dict[str, int] = {}
+        control, theirs_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._control = control
+        control_fd = theirs_control.detach()
+        inside.append(control_fd)
+        try:
+            for child, kind in enumerate(self.kinds):
+                if kind == "null":
+                    spec_fds.append([child, -1])
+                    continue
+                r, w = os.pipe()
+                ours, theirs = (w, r) if kind == "in" else (r, w)
+                self._ends[child] = ours
+                inside.append(theirs)
+                spec_fds.append([child, theirs])
+            if self.settings.isolated:
+                python, binds = jail_python(self._python)
+                for host_file in [INIT, FILES, *self.files]:
+                    data[self.path_of(host_file)] = data_fd(host_file.read_bytes())
+                self._info, info_w = os.pipe()
+                inside.append(info_w)
+                if self.settings.network and (resolv := jail_net.resolv_conf_path()):
+                    data[resolv] = data_fd(jail_net.RESOLV_CONF)
+                cmd = bwrap_command(
+                    self.settings,
+                    python=python,
+                    binds=binds,
+                    data_files=data,
+                    sockets=self.sockets,
+                    info_fd=info_w,
+                )
+            else:
+                cmd = [sys.executable, "-I", "-S", str(INIT)]
+            self._proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=[*inside, *data.values()],
+                env=HOST_ENV,
+                cwd="/",
+                start_new_session=True,
+            )
+        except BaseException:
+            for fd in [*self._ends.values(), *([self._info] if self._info is not None else [])]:
+                os.close(fd)
+            self._ends.clear()
+            self._info = None
+            self._control = None
+            control.close()
+            raise
+        finally:
+            for fd in [*inside, *data.values()]:
+                os.close(fd)
+        return control_fd, spec_fds
 
     async def _attach_network(self, timeout: float) -> None:
         """Start the jail's user-mode stack once bwrap is done setting the jail up."""
@@ -602,149 +342,6 @@ class JailedProcess:
         with contextlib.suppress(ConnectionError):
             await self._command(f"signal {int(sig)}")
 
-    # --- the control channel (background processes, stdin FIFOs, files) ----------------------
-
-    def _on_control(self) -> None:
-        sock = self._control
-        if sock is None:
-            return
-        while True:
-            try:
-                data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 16, socket.MSG_CMSG_CLOEXEC)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data, fds = b"", []
-            if not data and not fds:  # the jail is gone
-                self._close_control()
-                return
-            try:
-                message = json.loads(data)
-            except ValueError:
-                message = {}
-            waiter = self._calls.pop(message.get("id"), None) if "id" in message else None
-            if waiter is not None and not waiter.done():
-                waiter.set_result((message, fds))
-                continue
-            for fd in fds:
-                os.close(fd)
-            if "event" in message and self.on_event is not None:
-                try:
-                    self.on_event(message)
-                except Exception:  # an observer's failure must not stop the channel
-                    import logging
-
-                    logging.getLogger(__name__).exception("sandbox event handler failed")
-
-    def _close_control(self) -> None:
-        sock, self._control = self._control, None
-        if sock is not None:
-            with contextlib.suppress(ValueError, OSError, RuntimeError):
-                asyncio.get_running_loop().remove_reader(sock.fileno())
-            sock.close()
-        calls, self._calls = self._calls, {}
-        for waiter in calls.values():
-            if not waiter.done():
-                waiter.set_exception(ConnectionError("the sandbox has ended"))
-
-    async def request(
-        self, op: str, fds: Sequence[int] = (), *, timeout: float = 30, **fields: Any
-    ) -> tuple[dict[str, Any], list[int]]:
-        """One request to the supervisor: its answer and the descriptors it sent (the caller
-        owns them). The descriptors in ``fds`` are sent, not closed."""
-        sock = self._control
-        if sock is None or not self.alive:
-            raise ConnectionError("the sandbox has ended")
-        ident = next(self._ids)
-        waiter: asyncio.Future[tuple[dict[str, Any], list[int]]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._calls[ident] = waiter
-        message = json.dumps({"op": op, "id": ident, **fields}).encode()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                socket.send_fds(sock, [message], list(fds))
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    self._calls.pop(ident, None)
-                    raise TimeoutError(
-                        "the sandbox's supervisor does not read its requests"
-                    ) from None
-                await asyncio.sleep(0.005)
-            except OSError as exc:
-                self._calls.pop(ident, None)
-                raise ConnectionError(f"the sandbox has ended ({exc})") from None
-        try:
-            answer, received = await asyncio.wait_for(waiter, timeout)
-        finally:
-            self._calls.pop(ident, None)
-        if "error" in answer:
-            for fd in received:
-                os.close(fd)
-            raise ControlError(str(answer["error"]))
-        return answer, received
-
-    async def file_op(
-        self,
-        request: Mapping[str, Any],
-        data: bytes | None = None,
-        *,
-        limit: int,
-        timeout: float = 120,
-    ) -> tuple[dict[str, Any], bytes]:
-        """Run one :mod:`backends.jail_files` operation in a helper inside the jail.
-
-        ``data`` is streamed to it; the answer is its header and at most ``limit`` bytes of
-        payload. Raises :class:`FileOpError` with the helper's own verdict.
-        """
-        reply_r, reply_w = os.pipe()
-        data_r = data_w = -1
-        mine = [reply_r]
-        theirs = [reply_w]
-        if data is not None:
-            data_r, data_w = os.pipe()
-            mine.append(data_w)
-            theirs.append(data_r)
-        loop = asyncio.get_running_loop()
-        try:
-            await self.request(
-                "files", theirs, timeout=timeout, request=dict(request), timeout_s=timeout
-            )
-        except BaseException:
-            for fd in mine + theirs:
-                os.close(fd)
-            raise
-        for fd in theirs:
-            os.close(fd)
-        reader = asyncio.StreamReader(limit=1 << 16)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(reply_r, "rb", buffering=0)
-        )
-        feeder: asyncio.Task[None] | None = None
-        pipe = os.fdopen(data_w, "wb", buffering=0) if data is not None else None
-        if pipe is not None and data is not None:
-            feeder = asyncio.create_task(_feed(pipe, data))
-        try:
-            reply = await asyncio.wait_for(_read_reply(reader, limit), timeout)
-        finally:
-            transport.close()
-            if feeder is not None:
-                feeder.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await feeder
-            if pipe is not None:
-                pipe.close()  # when the feeder never ran: the helper must see the end
-        header_line, _, payload = reply.partition(b"\n")
-        try:
-            header = json.loads(header_line)
-        except ValueError:
-            raise FileOpError("error", "the sandbox's file helper gave no answer") from None
-        if not header.get("ok"):
-            raise FileOpError(str(header.get("kind", "error")), str(header.get("message", "")))
-        return header, payload
-
     async def close(self) -> None:
         """End the jail and everything in it; release the pipes."""
         proc, self._proc = self._proc, None
@@ -782,30 +379,6 @@ class JailedProcess:
         self._info = None
 
 
-async def _feed(pipe: Any, data: bytes) -> None:
-    """Write ``data`` to a pipe, then close it (the reader sees the end)."""
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, pipe)
-    writer = asyncio.StreamWriter(transport, protocol, None, loop)
-    try:
-        writer.write(data)
-        await writer.drain()
-    finally:
-        writer.close()
-
-
-async def _read_reply(reader: asyncio.StreamReader, limit: int) -> bytes:
-    """A helper's whole answer, refused past ``limit`` bytes of payload (plus its header)."""
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := await reader.read(1 << 20):
-        total += len(chunk)
-        if total > limit + (1 << 20):
-            raise FileOpError("too_large", f"the answer is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _ended(pid: int, timeout: float = 5) -> None:
     """Until a process is gone or a zombie: for a jail's pid 1, the kernel has then ended
     every other process of its pid namespace."""
@@ -818,15 +391,3 @@ async def _ended(pid: int, timeout: float = 5) -> None:
         except (OSError, IndexError):
             return
         await asyncio.sleep(0.005)
-
-
-def _data_fd(content: bytes) -> int:
-    """A descriptor bwrap reads a file's bytes from (a pipe: these files are small)."""
-    if len(content) >= 60_000:
-        raise ValueError("a file handed to the sandbox must stay under 60 kB")
-    r, w = os.pipe()
-    try:
-        os.write(w, content)
-    finally:
-        os.close(w)
-    return r

@@ -1,8 +1,8 @@
 """What a session's config may ask of its jail beyond the defaults: the operator's choice.
 
 A session's config may lower its limits freely, but isolation ``none``, network access and any
-resource bound above its default (``backends.jail.SETTINGS``; for ``nice``, a niceness below
-it) weaken the jail, so only an operator may allow them: the worker for every session it runs
+resource bound above its default (``backends.jail_settings.SETTINGS``; for ``nice``, a niceness
+below it) weaken the jail, so only an operator may allow them: the worker for every session it runs
 (``--session-allow`` / ``$DURABLE_SESSIONS_SESSION_ALLOW``), an HTTP API key for the sessions
 it opens (options in the keys file). Nothing allows more by default.
 
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from backends.jail import SETTINGS
+from backends.jail_settings import SETTINGS
 
 #: The worker's setting: tokens as described above (empty: nothing above the defaults).
 ALLOW_ENV = "DURABLE_SESSIONS_SESSION_ALLOW"

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from backends.jail import JailSettings, base_env, default_cwd, settings_from
+from backends.jail_settings import JailSettings, base_env, default_cwd, settings_from
 
 DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
 #: ``max_output_bytes``: per stream and call; there is no "unlimited".
@@ -37,7 +37,7 @@ def process_config(config: dict[str, Any], **env_defaults: str) -> ProcessConfig
     ``max_output_bytes``: per stream, 1..16 MiB, default 256 KiB. ``workspace_snapshot_mb``:
     how much file content the workspace's snapshot keeps, 0..64, default 8 in a jail and 0
     (off) with ``isolation: none``, whose files stay on the host. The jail keys are read by
-    :func:`backends.jail.settings_from`.
+    :func:`backends.jail_settings.settings_from`.
     """
     jail = settings_from(config)
     cwd = config.get("cwd") or default_cwd(jail)

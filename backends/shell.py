@@ -20,7 +20,8 @@ from backends.bash_exports import EXPORTS_COMMAND, parse_exports
 from backends.capture import OutputCapture
 from backends.host import ToolCallError
 from backends.input_pipe import InputClosed, InputPipe
-from backends.jail import WRITABLE, JailedProcess
+from backends.jail import JailedProcess
+from backends.jail_settings import WRITABLE
 from backends.process_config import ProcessConfig
 from contract import ErrorCode
 

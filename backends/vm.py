@@ -13,7 +13,7 @@ from pydantic import Field
 
 from backends.base import Backend, tool
 from backends.display import Display, missing_tools
-from backends.jail import settings_from
+from backends.jail_settings import settings_from
 from contract import ErrorCode, ToolOutcome
 from contract.extras import require
 
@@ -68,7 +68,7 @@ class VmBackend(Backend):
     """A virtual X display (Xvfb) per session, with the programs named in config.
 
     Config: ``screen_size`` (``"1024x768"``), ``apps`` (argv lists started on the display, e.g.
-    ``[["xterm"]]``, each in its own jail: the jail keys of :mod:`backends.jail` apply).
+    ``[["xterm"]]``, each in its own jail: the jail keys of :mod:`backends.jail_settings` apply).
     With no window manager, keyboard input goes to the window under the pointer.
     A desktop cannot move between machines: after a lost worker the new instance starts afresh.
     """

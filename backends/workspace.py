@@ -27,7 +27,8 @@ from pydantic import Field
 
 from backends.base import tool
 from backends.host import ToolCallError
-from backends.jail import ControlError, FileOpError, JailedProcess
+from backends.jail import JailedProcess
+from backends.jail_settings import ControlError, FileOpError
 from contract import ErrorCode
 
 #: Largest content a write takes and a read answers in one call (bytes, before base64). A call's

@@ -24,7 +24,7 @@ from typing import Any
 from temporalio.client import Client
 
 from backends.interpreter import Interpreter
-from backends.jail import jail_python
+from backends.jail_settings import jail_python
 from backends.process_config import process_config
 from backends.shell import Shell
 from bench.measure import stats

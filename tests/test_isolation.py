@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from backends import jail as jail_module
-from backends.jail import JailedProcess, JailUnavailable, settings_from
+from backends import jail_settings
+from backends.jail import JailedProcess
+from backends.jail_settings import JailUnavailable, settings_from
 from client import Sandbox
 from contract import ErrorCode
 from runtime.encryption import KEYS_ENV, EncryptionCodec, new_key_entry
@@ -376,9 +377,9 @@ async def test_isolation_none_is_the_trusted_local_mode(box: Sandbox, tmp_path: 
 
 
 async def test_without_bubblewrap_isolated_sessions_are_refused_by_name(monkeypatch) -> None:
-    real_which = jail_module.shutil.which
+    real_which = jail_settings.shutil.which
     monkeypatch.setattr(
-        jail_module.shutil, "which", lambda name: None if name == "bwrap" else real_which(name)
+        jail_settings.shutil, "which", lambda name: None if name == "bwrap" else real_which(name)
     )
     process = JailedProcess(settings_from({}), env={}, cwd="/workspace", fds=("null",))
     with pytest.raises(JailUnavailable, match="Debian package 'bubblewrap'"):
