@@ -151,9 +151,9 @@ def test_agentflow_constructor_forms() -> None:
         Sandbox(server_urll="http://x")
 
 
-def test_one_code_table_in_the_readme_with_agentflows_numbers() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Result codes\n", 1)[1].split("\n## ", 1)[0]
+def test_one_code_table_in_the_contract_with_agentflows_numbers() -> None:
+    contract = (ROOT / "docs" / "contract.md").read_text()
+    section = contract.split("## Result codes\n", 1)[1].split("\n## ", 1)[0]
     row = r"^\| (\d+) \| `([A-Z_]+)` \| [^|]* \| ([^|]*) \| (\d+)[^|]* \|$"
     rows = re.findall(row, section, re.M)
     assert [(int(c), n) for c, n, _, _ in rows] == [(int(c), c.name) for c in ErrorCode]

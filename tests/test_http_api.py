@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 import os
-import re
 import shutil
 import sys
 from collections.abc import AsyncIterator
@@ -419,45 +418,6 @@ async def test_the_sync_flavour_over_http(api: Api) -> None:
             assert [s["user_id"] for s in box.list_sessions_sync()] == ["bob"]
 
     await asyncio.to_thread(script)
-
-
-def _readme_commands(block: int) -> list[str]:
-    """The shell commands of the HTTP section's ``block``-th bash block (continuations joined)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## HTTP API (AgentFlow's protocol)\n", 1)[1].split("\n## ", 1)[0]
-    text = re.findall(r"```bash\n(.*?)```", section, re.S)[block]
-    lines = text.replace("\\\n", " ").splitlines()
-    return [line.split("  #", 1)[0].strip() for line in lines if line.strip()]
-
-
-async def _shell(command: str, env: dict[str, str] | None = None) -> Any:
-    proc = await asyncio.create_subprocess_exec(
-        "bash", "-c", command, stdout=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})}
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, (command, out)
-    return json.loads(out)
-
-
-@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
-async def test_the_readme_curl_examples_work_as_written(api: Api, client: Client) -> None:
-    # The first block is for ./run.sh's API without keys: a keyless server answers it here.
-    service = HttpService(create_app(client=client, keys=KeyStore()), "127.0.0.1", 0)
-    url = await service.start()
-    try:
-        answers = [
-            await _shell(c.replace("http://127.0.0.1:18890", url)) for c in _readme_commands(0)
-        ]
-    finally:
-        await service.stop()
-    assert answers[0]["status"] == "healthy"
-    assert [a["code"] for a in answers[1:]] == [0, 0, 0, 0], answers
-    assert answers[3]["data"]["stdout"] == "/ 1\n"
-    # The keyed example, with alice's key.
-    (curl,) = [c for c in _readme_commands(1) if c.startswith("curl")]
-    command = curl.replace("http://127.0.0.1:18890", api.url)
-    answer = await _shell(command, {"KEY": api.keys["alice"]})
-    assert answer["code"] == 0 and answer["data"]["stdout"] == "65534\n", answer
 
 
 async def test_the_http_command_serves_and_says_it_listens_on_loopback_only(
