@@ -332,13 +332,18 @@ async def _demo(stack: Stack) -> dict[str, str]:
     return {}
 
 
+def _unique_sandboxes() -> dict[str, str]:
+    """The docs' sandbox ids, unique to this run: a session another test left cannot answer."""
+    return {f'"{name}"': f'"{new_sandbox_id(name)}"' for name in ("w1", "demo-http")}
+
+
 async def _http(stack: Stack) -> dict[str, str]:
-    return {"http://127.0.0.1:18890": await stack.http_api()}
+    return {"http://127.0.0.1:18890": await stack.http_api(), **_unique_sandboxes()}
 
 
 async def _keyed(stack: Stack) -> dict[str, str]:
     url, key = await stack.keyed_api()
-    return {"http://127.0.0.1:18890": url, "$ENV:KEY": key}
+    return {"http://127.0.0.1:18890": url, "$ENV:KEY": key, **_unique_sandboxes()}
 
 
 async def _mcp(stack: Stack) -> dict[str, str]:
@@ -380,6 +385,12 @@ def run_heading() -> str:
 
 async def _readme_python(run: Run, stack: Stack) -> None:
     assert run.namespace["r"]["data"]["stdout"] == "/ 1\n", run.namespace["r"]
+
+
+async def _sandbox(run: Run, stack: Stack) -> None:
+    assert run.namespace["once"]["meta"]["temporary_session"] is True, run.namespace["once"]
+    assert run.namespace["r"]["data"]["stdout"] == "/tmp\n", run.namespace["r"]
+    assert re.fullmatch(r"True bash-[0-9a-f]{12} active\n", run.output), run.output
 
 
 async def _agentflow(run: Run, stack: Stack) -> None:
@@ -477,7 +488,7 @@ async def _demo_cli(run: Run, stack: Stack) -> None:
 PLANS: dict[tuple[str, str], Plan | tuple[Plan, ...]] = {
     ("README.md", "What you see after `./run.sh`"): Plan(_demo, _after_run),
     ("README.md", "From Python"): Plan(check=_readme_python),
-    ("docs/client.md", "Sandbox"): Plan(check=_readme_python),
+    ("docs/client.md", "Sandbox"): Plan(check=_sandbox),
     ("docs/client.md", "AgentFlow's calls"): Plan(_http, _agentflow),
     ("docs/client.md", "Live output"): Plan(check=_live),
     ("docs/client.md", "Files"): Plan(check=_files),
