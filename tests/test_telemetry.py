@@ -89,7 +89,7 @@ def test_tracing_is_on_only_where_a_provider_records_spans() -> None:
 
 async def test_the_main_command_prints_its_spans_when_asked(tmp_path) -> None:
     """``OTEL_TRACES_EXPORTER=console ./run.sh``: the demo's calls are printed as spans, from the
-    client's call through the worker's activity to the tool (README, Observability)."""
+    client's call through the worker's activity to the tool (docs/operations.md, Traces)."""
     env = {"OTEL_TRACES_EXPORTER": "console"}
     code, text = await serve_once(tmp_path, http_port=free_port(), env=env)
     assert code == 0, text

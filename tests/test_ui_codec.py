@@ -1,5 +1,5 @@
-"""The README's codec recipe, as a person would use it: ``./run.sh``'s command (``python -m cli
-serve``) with ``--ui-codec-endpoint``, the codec server started with ``--local-only-no-token``,
+"""docs/security.md's codec recipe, as a person would use it: ``./run.sh``'s command (``python -m
+cli serve``) with ``--ui-codec-endpoint``, the codec server started with ``--local-only-no-token``,
 encryption keys set, and the real Temporal UI in a headless Chromium (Debian's ``chromium``,
 driven by Playwright) showing a decoded value of an encrypted session on its workflow page, at
 both ``http://127.0.0.1:<ui-port>`` and ``http://localhost:<ui-port>``.
@@ -105,7 +105,7 @@ async def test_the_embedded_ui_decodes_an_encrypted_session_through_the_codec_se
     env.pop(TOKEN_ENV, None)
     secret = f"ui-decoded-{uuid.uuid4().hex[:10]}"
     codec_url = f"http://127.0.0.1:{codec_port}"
-    # The README's two commands, on free ports.
+    # The recipe's two commands (docs/security.md), on free ports.
     codec = _process(
         *(sys.executable, "-m", "cli.codec_server", "--local-only-no-token"),
         *("--port", str(codec_port), "--ui-port", str(ui_port)),
