@@ -95,6 +95,47 @@ async def run_worker(
         local_calls=local_calls,
         ceiling=session_allow,
     )
+    workers = _workers(
+        client,
+        acts,
+        task_queue=task_queue,
+        graceful_shutdown=graceful_shutdown,
+        max_cached_sessions=max_cached_sessions,
+        max_concurrent_calls=max_concurrent_calls,
+    )
+    runs = [asyncio.create_task(w.run()) for w in workers]
+    print(f"READY {pinned} backends={','.join(sorted(host.backends))}", flush=True)
+    stopped = asyncio.create_task(stop.wait())
+    # Drops the payloads of closed sessions from the payload folder (runtime/payload_store.py).
+    sweeper = asyncio.create_task(sweep_forever(client))
+    done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
+    sweeper.cancel()
+    await asyncio.gather(*(w.shutdown() for w in workers))
+
+    async def notify(workflow_id: str, released: InstanceReleased) -> None:
+        await client.get_workflow_handle(workflow_id).signal("instance_released", released)
+
+    released = await acts.release_all(notify)
+    await host.shutdown()
+    stopped.cancel()
+    log.info("worker %s stopped; released %d instances", pinned, released)
+    for task in runs:
+        if task in done and task.exception():
+            raise task.exception()  # type: ignore[misc]
+
+
+def _workers(
+    client: Client,
+    acts: SessionActivities,
+    *,
+    task_queue: str,
+    graceful_shutdown: timedelta,
+    max_cached_sessions: int,
+    max_concurrent_calls: int | None,
+) -> tuple[Worker, ...]:
+    """The process's three workers: the shared queue (sessions, initialize, temporary calls),
+    its pinned queue (calls on the instances it holds) and its liveness queue."""
+    pinned = acts.task_queue
     shared_worker = Worker(
         client,
         task_queue=task_queue,
@@ -127,26 +168,7 @@ async def run_worker(
         activities=[acts.alive],
         max_concurrent_activities=20,
     )
-    workers = (shared_worker, pinned_worker, alive_worker)
-    runs = [asyncio.create_task(w.run()) for w in workers]
-    print(f"READY {pinned} backends={','.join(sorted(host.backends))}", flush=True)
-    stopped = asyncio.create_task(stop.wait())
-    # Drops the payloads of closed sessions from the payload folder (runtime/payload_store.py).
-    sweeper = asyncio.create_task(sweep_forever(client))
-    done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
-    sweeper.cancel()
-    await asyncio.gather(*(w.shutdown() for w in workers))
-
-    async def notify(workflow_id: str, released: InstanceReleased) -> None:
-        await client.get_workflow_handle(workflow_id).signal("instance_released", released)
-
-    released = await acts.release_all(notify)
-    await host.shutdown()
-    stopped.cancel()
-    log.info("worker %s stopped; released %d instances", pinned, released)
-    for task in runs:
-        if task in done and task.exception():
-            raise task.exception()  # type: ignore[misc]
+    return shared_worker, pinned_worker, alive_worker
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -206,8 +228,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=os.environ.get(ALLOW_ENV, ""),
         metavar="TOKENS",
         help="what sessions may ask of their sandbox above the defaults, e.g. "
-        "'network,memory_mb=4096' (also isolation=none and any limit=N; README, Security > "
-        f"Isolation); default ${ALLOW_ENV}, else nothing",
+        "'network,memory_mb=4096' (also isolation=none and any limit=N; docs/security.md); "
+        f"default ${ALLOW_ENV}, else nothing",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))

@@ -50,7 +50,7 @@ class Setting:
     unit: str
 
 
-#: Every numeric jail setting: default and allowed range (README, Security > Isolation).
+#: Every numeric jail setting: default and allowed range (docs/security.md).
 SETTINGS: dict[str, Setting] = {
     "memory_mb": Setting(1024, 128, 65536, "MiB of address space per process (RLIMIT_AS)"),
     "processes": Setting(256, 16, 4096, "processes and threads in the sandbox (RLIMIT_NPROC)"),

@@ -68,7 +68,7 @@ class Workspace:
         self._digest: str | None = None
         #: A chunked write is under way: the next snapshot leaves the workspace as it was.
         self._defer = False
-        #: Measures of the latest snapshot (scan and pack), for the README's figures and logs.
+        #: Measures of the latest snapshot (scan and pack), for bench/README.md's figures and logs.
         self.last: dict[str, Any] = {}
         #: Counts the entries made or restored: a backend's snapshot changed when this did.
         self.version = 0

@@ -1,8 +1,8 @@
 """A short live demonstration of durable sessions, narrated for a person.
 
 It works in a sandbox of its own (``demo-<random>``), so it never touches a session someone
-made by hand, and leaves its bash session running (owner ``demo``, for an hour) for the README's
-next commands, which it prints.
+made by hand, and leaves its bash session running (owner ``demo``, for an hour) for the next
+commands it prints (README.md, "What you see").
 """
 
 from __future__ import annotations

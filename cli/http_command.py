@@ -67,7 +67,7 @@ def add_parsers(sub: Any) -> None:
         default="",
         metavar="TOKENS",
         help="what its sessions may ask of their sandbox above the defaults, e.g. "
-        "'network,memory_mb=4096' (README, Security > Isolation; default: nothing)",
+        "'network,memory_mb=4096' (docs/security.md; default: nothing)",
     )
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import sys
+import traceback
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn
 
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -28,3 +34,18 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
     )
+
+
+def run(main: Callable[[], Coroutine[Any, Any, None]]) -> NoReturn:
+    """Run an example, then exit without interpreter finalization, where the SDK's native
+    threads can abort a process that has finished its work (temporalio/sdk-python#300), as
+    worker.py does."""
+    code = 0
+    try:
+        asyncio.run(main())
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

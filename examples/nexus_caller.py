@@ -12,7 +12,6 @@ sessions' namespace.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -89,5 +88,6 @@ async def main(argv: Sequence[str] | None = None) -> None:
 if __name__ == "__main__":
     # Run the module's own copy (not __main__'s), so the worker finds the workflow by its module.
     from examples import nexus_caller as example
+    from examples.common import run
 
-    asyncio.run(example.main())
+    run(example.main)

@@ -182,5 +182,6 @@ async def main(argv: Sequence[str] | None = None) -> None:
 if __name__ == "__main__":
     # Run the module's own copy (not __main__'s), so the worker finds the workflow by its module.
     from examples import openai_agents_bash as example
+    from examples.common import run
 
-    asyncio.run(example.main())
+    run(example.main)

@@ -31,7 +31,6 @@ import signal
 import sys
 import time
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +54,6 @@ MARK = re.compile(r"^<!--\s*(not run|run by|excerpt of):?\s*(.*?)\s*-->$")
 MARK_INSIDE = re.compile(r"^#\s*not run by the docs test:\s*(.*)$", re.I)
 FENCE = re.compile(r"^( *)```(.*)$")
 README_MAX_LINES = 220
-FINALIZING_CRASH = "Fatal Python error: PyGILState_Release"
 
 
 @dataclass(frozen=True)
@@ -642,15 +640,7 @@ async def test_block(block: Block, stack: Stack, monkeypatch: pytest.MonkeyPatch
     else:
         if block.lang == "console":  # the commands are the lines after a prompt
             text = "\n".join(line[2:] for line in text.splitlines() if line.startswith("$ "))
-        for _ in range(3):
-            code, output = await shell(text, env)
-            if FINALIZING_CRASH not in output:
-                break
-            # A process using the Temporal SDK may abort at interpreter exit, after its work is
-            # done and printed, when a core thread calls back into a Python that is shutting down
-            # (temporalio/sdk-python#300; cli/main.py and worker.py end with os._exit for it, the
-            # examples do not: 2 of 16 runs on a loaded machine). Say so, and run it again.
-            warnings.warn(f"{block.id}: {FINALIZING_CRASH} at interpreter exit", stacklevel=1)
+        code, output = await shell(text, env)
         assert code == 0, f"{block.id} exited {code}:\n{text}\n{output}"
         run = Run(output)
     if plan.check is not None:
