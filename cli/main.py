@@ -107,7 +107,7 @@ async def serve(args: argparse.Namespace) -> int:
         client = await _wait_for_server(address, args.namespace, server)
         print(f"Temporal server on {address}, UI on http://{args.ip}:{args.ui_port}", flush=True)
         print(f"History is kept in {data_dir / 'temporal.db'}", flush=True)
-        # The sessions' Nexus service, for workflows in other namespaces (docs/integrations.md: Nexus).
+        # The sessions' Nexus service, for workflows in other namespaces (docs/integrations.md).
         await ensure_nexus_endpoint(client, target_namespace=args.namespace)
         print(f"Nexus endpoint {NEXUS_ENDPOINT} -> {DEFAULT_TASK_QUEUE} queue", flush=True)
         worker = asyncio.create_task(run_worker(client, backends=args.backends, stop=stop))

@@ -5,8 +5,8 @@ Where AgentFlow names the same situation its number is ours: a malformed request
 (4002), a missing (4003) or wrongly typed (4004) parameter, no session or a resource that could
 not be initialized (4007), a tool that raised (5005), a timeout (5006), failed and partly failed
 batches (5009, 5010), a backend that is not warm (5011), an internal error (5013). What the durable
-design adds takes numbers AgentFlow does not use (4008-4013, 5014, 5015). docs/contract.md's table puts
-AgentFlow's numbers beside ours.
+design adds takes numbers AgentFlow does not use (4008-4013, 5014, 5015). The table in
+docs/contract.md puts AgentFlow's numbers beside ours.
 """
 
 from enum import IntEnum
