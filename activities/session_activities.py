@@ -205,7 +205,9 @@ class SessionActivities:
         if inp.session_id:
             attributes["session.id"] = inp.session_id
         with _tracer.start_as_current_span(f"tool {inp.tool}", attributes=attributes) as span:
-            outcome = await self.host.invoke(inp.tool, inp.params, session_info)
+            outcome = await self.host.invoke(
+                inp.tool, inp.params, session_info, strict=inp.strict_params
+            )
             span.set_attribute("session.result_code", outcome.code)
         activity.metric_meter().create_histogram_float(
             "sessions_tool_duration", "time a tool ran on its backend", "ms"
@@ -236,7 +238,7 @@ class SessionActivities:
         if binding is not None and binding.spec.shared:
             return await self._call_shared(inp.model_copy(update={"session_id": None}))
         try:
-            self.host.validate(inp.tool, inp.params)
+            self.host.validate(inp.tool, inp.params, strict=inp.strict_params)
             instance = await self._create(inp.initialize)
         except ToolCallError as exc:
             return ToolOutcome(code=exc.code, message=exc.message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, get_type_hints
+from typing import Any, ClassVar, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, create_model
 
@@ -98,17 +98,22 @@ def _params_model(name: str, fn: Callable[..., Any]) -> tuple[type[BaseModel], b
     hints = get_type_hints(fn, include_extras=True)  # resolves postponed annotations
     fields: dict[str, Any] = {}
     wants_session = False
+    #: A tool that takes ``**kwargs`` (as AgentFlow's do) gets every undeclared parameter too.
+    extra: Literal["allow", "forbid"] = "forbid"
     for param in signature.parameters.values():
         if param.name in _INJECTED:
             wants_session = True
             continue
-        if param.name in _SKIPPED or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+        if param.kind is param.VAR_KEYWORD:
+            extra = "allow"
+            continue
+        if param.name in _SKIPPED or param.kind is param.VAR_POSITIONAL:
             continue
         annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
     model = create_model(
-        f"Params[{name}]", __config__=ConfigDict(extra="forbid", strict=True), **fields
+        f"Params[{name}]", __config__=ConfigDict(extra=extra, strict=True), **fields
     )
     return model, wants_session
 

@@ -128,40 +128,67 @@ class BackendHost:
         except KeyError:
             raise ToolCallError(ErrorCode.UNKNOWN_TOOL, f"unknown tool {tool_name!r}") from None
 
-    def validate(self, tool_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    def validate(
+        self, tool_name: str, params: dict[str, Any], *, strict: bool = False
+    ) -> dict[str, Any]:
         """Check parameters against the tool's signature before anything runs."""
+        return self.arguments(tool_name, params, strict=strict)[0]
+
+    def arguments(
+        self, tool_name: str, params: dict[str, Any], *, strict: bool = False
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The tool's arguments from ``params``, and the names it does not declare. Those are
+        dropped (AgentFlow's tools take ``**kwargs``: a task's extra kwargs reach every call),
+        or answer 4000 when ``strict``; a tool that takes ``**kwargs`` itself gets them."""
         binding = self.binding(tool_name)
+        model_cls = binding.params_model
+        takes_any = model_cls.model_config.get("extra") == "allow"
+        ignored = [] if takes_any else [n for n in params if n not in model_cls.model_fields]
+        if ignored and not strict:
+            params = {k: v for k, v in params.items() if k in model_cls.model_fields}
         try:
-            model = binding.params_model.model_validate(params)
+            model = model_cls.model_validate(params)
         except ValidationError as exc:
             raise validation_error(exc) from None
-        return {name: getattr(model, name) for name in type(model).model_fields}
+        args = {name: getattr(model, name) for name in model_cls.model_fields}
+        args.update(model.model_extra or {})
+        return args, ignored
 
     async def invoke(
-        self, tool_name: str, params: dict[str, Any], session_info: dict[str, Any] | None
+        self,
+        tool_name: str,
+        params: dict[str, Any],
+        session_info: dict[str, Any] | None,
+        *,
+        strict: bool = False,
     ) -> ToolOutcome:
-        """Validate, warm if needed, run the tool; every failure becomes an outcome, not a raise."""
+        """Validate, warm if needed, run the tool; every failure becomes an outcome, not a raise.
+        Undeclared parameters are dropped and named in ``ignored_params`` (4000 when
+        ``strict``)."""
         started = time.perf_counter()
+        ignored: list[str] = []
         try:
             binding = self.binding(tool_name)
-            args = self.validate(tool_name, params)
+            args, ignored = self.arguments(tool_name, params, strict=strict)
             await self.ensure_warm(binding.spec.resource_type)
             if binding.wants_session:
                 result = await binding.method(**args, session_info=session_info or {})
             else:
                 result = await binding.method(**args)
         except ToolCallError as exc:
-            return _outcome(exc.code, exc.message, None, started)
+            return _outcome(exc.code, exc.message, None, started, ignored)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("tool %s raised", tool_name, exc_info=True)
             data = {"error_type": type(exc).__name__, "error": str(exc)}
-            return _outcome(ErrorCode.TOOL_ERROR, f"{type(exc).__name__}: {exc}", data, started)
+            message = f"{type(exc).__name__}: {exc}"
+            return _outcome(ErrorCode.TOOL_ERROR, message, data, started, ignored)
         if isinstance(result, ToolOutcome):
             result.execution_time_ms = _elapsed_ms(started)
+            result.ignored_params = ignored
             return result
-        return _outcome(ErrorCode.SUCCESS, "success", result, started)
+        return _outcome(ErrorCode.SUCCESS, "success", result, started, ignored)
 
     async def shutdown(self) -> None:
         """Run every backend's shutdown hook; one failing does not stop the others."""
@@ -176,7 +203,13 @@ def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-def _outcome(code: ErrorCode, message: str, data: Any, started: float) -> ToolOutcome:
+def _outcome(
+    code: ErrorCode, message: str, data: Any, started: float, ignored: list[str] | None = None
+) -> ToolOutcome:
     return ToolOutcome(
-        code=code, message=message, data=data, execution_time_ms=_elapsed_ms(started)
+        code=code,
+        message=message,
+        data=data,
+        execution_time_ms=_elapsed_ms(started),
+        ignored_params=ignored or [],
     )

@@ -75,15 +75,17 @@ class RagBackend(Backend):
     async def search(
         self,
         query: Annotated[str, Field(min_length=1, max_length=10_000)],
-        top_k: Annotated[int, Field(ge=1, le=50)] = 5,
+        top_k: Annotated[int, Field(ge=1, le=50)] | None = 5,
     ) -> dict[str, Any]:
-        """Rank the corpus for ``query``; returns results (doc_id, source, score, content), best
-        first, and corpus_size (chunks indexed)."""
+        """Rank the corpus for ``query`` (``top_k`` null: 5); returns results (doc_id, source,
+        score, content), best first, and corpus_size (chunks indexed); and AgentFlow's query
+        and context (the results' texts, each ``[source]`` then its content, between lines
+        ``---``)."""
         bm25s = require("bm25s", "the rag backend")
         tokens = bm25s.tokenize([query], stopwords="en", show_progress=False)
         if not any(tokens.ids[0]):
-            return {"results": [], "corpus_size": len(self._chunks)}
-        k = min(top_k, len(self._chunks))
+            return _answer(query, [], len(self._chunks))
+        k = min(top_k or 5, len(self._chunks))
         ids, scores = self._index.retrieve(tokens, k=k, show_progress=False)
         results = [
             {
@@ -95,7 +97,15 @@ class RagBackend(Backend):
             for i, score in zip(ids[0], scores[0], strict=True)
             if score > 0
         ]
-        return {"results": results, "corpus_size": len(self._chunks)}
+        return _answer(query, results, len(self._chunks))
+
+
+def _answer(query: str, results: list[dict[str, Any]], corpus_size: int) -> dict[str, Any]:
+    """Our fields and AgentFlow's: ``context`` is its ``rag:search`` text, each document as
+    ``[title]`` and its text (our title: the source path), between lines ``---`` (empty when
+    nothing matched; AgentFlow answers a "no documents found" sentence)."""
+    context = "\n---\n".join(f"[{r['source']}]\n{r['content']}" for r in results)
+    return {"results": results, "corpus_size": corpus_size, "query": query, "context": context}
 
 
 def _build(root: Path) -> tuple[list[Chunk], Any]:

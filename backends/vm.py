@@ -113,15 +113,23 @@ class VmBackend(Backend):
         }
 
     @tool("vm:screenshot", idempotent=True)
-    async def screenshot(self, *, session_info: dict[str, Any]) -> dict[str, Any]:
-        """The whole screen as a base64 PNG: png_base64, width, height, bytes."""
+    async def screenshot(
+        self, accessibility_tree: bool = False, *, session_info: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The whole screen as a base64 PNG: png_base64, width, height, bytes; and AgentFlow's
+        image (the same PNG), size ([width, height]) and accessibility_tree (null, asked for
+        or not: the display runs no accessibility stack)."""
         display: Display = session_info["display"]
         png = await display.screenshot()
+        image = base64.b64encode(png).decode()
         return {
-            "png_base64": base64.b64encode(png).decode(),
+            "png_base64": image,
             "width": display.width,
             "height": display.height,
             "bytes": len(png),
+            "image": image,
+            "size": [display.width, display.height],
+            "accessibility_tree": None,
         }
 
     @tool("vm:move")

@@ -35,6 +35,8 @@ class SandboxIdentity(Protocol):
     after_expiry: Literal["error", "temporary"]
     #: Seconds an HTTP request may take at least.
     timeout: float
+    #: Refuse parameters a tool does not declare (4000) instead of dropping them.
+    strict_params: bool
 
 
 class Engine(Protocol):
@@ -62,6 +64,7 @@ class Engine(Protocol):
         session_id: str | None,
         trace_id: str | None,
         stream: bool = False,
+        strict_params: bool = False,
     ) -> dict[str, Any]: ...
     async def execute_batch(
         self, items: list[dict[str, Any]], parallel: bool, stop_on_error: bool, trace_id: str
@@ -124,6 +127,7 @@ async def send_call(
     trace_id: str | None,
     *,
     stream: bool = False,
+    strict_params: bool = False,
 ) -> dict[str, Any]:
     """A call, refused here when it cannot be sent as it is (``call_problem``)."""
     problem = call_problem(action, params, extra)
@@ -137,6 +141,7 @@ async def send_call(
         session_id=session_id,
         trace_id=trace_id,
         stream=stream,
+        strict_params=strict_params,
     )
 
 

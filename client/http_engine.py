@@ -203,6 +203,7 @@ class HttpEngine:
         session_id: str | None,
         trace_id: str | None,
         stream: bool = False,
+        strict_params: bool = False,
     ) -> dict[str, Any]:
         """One call (the server answers its output at the end: ``stream`` has no effect)."""
         body = {
@@ -212,6 +213,7 @@ class HttpEngine:
             "request_id": request_id,
             "session_id": session_id,
             "trace_id": trace_id,
+            "strict_params": strict_params,
         }
         _, answer = await self.post(
             "/api/v1/execute", body, timeout=self._wait_for(params, timeout)

@@ -58,6 +58,10 @@ class Sandbox:
       4010 when this sandbox's session expired or failed, since its state is gone,
       ``"temporary"`` runs the call in a fresh temporary session as AgentFlow does (a session
       never made, or destroyed, always does); ``warmup_resources``, warmed by ``start()``.
+    - how its calls are checked: ``strict_params`` (default False) answers 4000 for a parameter
+      a tool does not declare; without it the parameter is dropped and named in
+      ``meta.ignored_params`` (AgentFlow's tools take ``**kwargs``). Per call: ``execute(...,
+      strict_params=True)``.
     - straight to Temporal: ``address`` (default ``$TEMPORAL_ADDRESS``, then
       ``localhost:7233``), ``namespace``, or a connected ``client``; ``task_queue``; ``tools``,
       a catalog shared between Sandboxes.
@@ -92,6 +96,7 @@ class Sandbox:
         timeout: float = 60.0,
         retry_count: int = 3,
         config: Any = None,
+        strict_params: bool = False,
         **agentflow_options: Any,
     ) -> None:
         check_options(agentflow_options)
@@ -110,6 +115,7 @@ class Sandbox:
         self.warmup_resources = list(reach.warmup_resources or [])
         self.address, self.namespace, self.task_queue = address, namespace, task_queue
         self.server_url, self.timeout = reach.server_url, float(reach.timeout)
+        self.strict_params = strict_params
         self._engine: Engine = (
             HttpEngine.of(self, reach.server_url, api_key, reach.retry_count)
             if reach.server_url
@@ -204,6 +210,7 @@ class Sandbox:
         request_id: str | None = None,
         session_id: str | None = None,
         trace_id: str | None = None,
+        strict_params: bool | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         """Run a tool; always answers with an envelope dict.
@@ -216,10 +223,13 @@ class Sandbox:
         one, else how long to wait for the answer (code 5006 after it; the call goes on).
         Other keyword arguments are added to ``params`` (AgentFlow's rule); ``trace_id`` is
         answered in ``meta`` (default: the call's OpenTelemetry trace, or a new id).
+        A parameter the tool does not declare is dropped and named in ``meta.ignored_params``;
+        ``strict_params=True`` (default the sandbox's) answers 4000 for it instead.
         """
         request_id = request_id or uuid.uuid4().hex
         call = (action, params, timeout, kwargs, request_id, session_id, trace_id)
-        return await send_call(self._engine, *call)
+        strict = self.strict_params if strict_params is None else strict_params
+        return await send_call(self._engine, *call, strict_params=strict)
 
     async def execute_stream(
         self,
@@ -230,6 +240,7 @@ class Sandbox:
         request_id: str | None = None,
         session_id: str | None = None,
         trace_id: str | None = None,
+        strict_params: bool | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[OutputChunk | dict[str, Any]]:
         """Run a tool as :meth:`execute` does, seeing its output while it runs: ``OutputChunk``s
@@ -240,7 +251,10 @@ class Sandbox:
         the session's stream, where another reader can :meth:`watch` from."""
         request_id = request_id or uuid.uuid4().hex
         call = (action, params, timeout, kwargs, request_id, session_id, trace_id)
-        answer = asyncio.ensure_future(send_call(self._engine, *call, stream=True))
+        strict = self.strict_params if strict_params is None else strict_params
+        answer = asyncio.ensure_future(
+            send_call(self._engine, *call, stream=True, strict_params=strict)
+        )
         target = None
         if call_problem(action, params, kwargs) is None:  # a refused call has no output
             target = await self._engine.stream_target(action)
@@ -267,15 +281,20 @@ class Sandbox:
         stop_on_error: bool = True,
         *,
         trace_id: str | None = None,
+        strict_params: bool | None = None,
     ) -> dict[str, Any]:
         """Several calls, ``{"action", "params", "timeout"}`` each, one after another (stopping
         at the first failure when ``stop_on_error``) or all at once (``parallel``).
 
         Answers an envelope whose ``data`` has ``results`` (one envelope per call run),
         ``total``, ``executed`` and ``success_count``; its code is 0, 5009 (none succeeded) or
-        5010 (some failed).
+        5010 (some failed). ``strict_params`` (default the sandbox's) applies to each call that
+        does not say (an action's own ``"strict_params"``), as in :meth:`execute`.
         """
+        strict = self.strict_params if strict_params is None else strict_params
         items = [dict(a) if isinstance(a, Mapping) else {"action": a} for a in actions]
+        for item in items:
+            item.setdefault("strict_params", strict)
         trace_id = trace_id or uuid.uuid4().hex
         return await self._engine.execute_batch(items, parallel, stop_on_error, trace_id)
 

@@ -240,6 +240,7 @@ class TemporalEngine:
         session_id: str | None,
         trace_id: str | None,
         stream: bool = False,
+        strict_params: bool = False,
     ) -> dict[str, Any]:
         return await self.calls.call(
             action,
@@ -249,6 +250,7 @@ class TemporalEngine:
             session_id=session_id,
             trace_id=trace_id,
             stream=stream,
+            strict_params=strict_params,
         )
 
     async def stream_target(self, action: str) -> str | None:
@@ -289,6 +291,7 @@ class TemporalEngine:
             request_id=request_id,
             session_id=None,
             trace_id=trace_id,
+            strict_params=item.get("strict_params", self.owner.strict_params) is True,
         )
 
     # --- warmup and tools --------------------------------------------------------------------

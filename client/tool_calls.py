@@ -75,8 +75,11 @@ class ToolCalls:
         session_id: str | None,
         trace_id: str | None,
         stream: bool = False,
+        strict_params: bool = False,
     ) -> dict[str, Any]:
-        """Run a checked call in a span; always an envelope dict, ``meta.trace_id`` set."""
+        """Run a checked call in a span; always an envelope dict, ``meta.trace_id`` set.
+        ``strict_params``: a parameter the tool does not declare answers 4000 (else it is
+        dropped and named in ``meta.ignored_params``)."""
         attributes = {
             "session.tool": action,
             "session.sandbox_id": self.owner.sandbox_id,
@@ -84,7 +87,9 @@ class ToolCalls:
             "session.trace_id": trace_id,
         }
         with span(f"execute {action}", attributes) as current:
-            result = await self._resolved(action, params, timeout, request_id, session_id, stream)
+            result = await self._resolved(
+                action, params, timeout, request_id, session_id, stream, strict_params
+            )
             current.set_attribute("session.result_code", result["code"])
             if result["meta"].get("session_id"):
                 current.set_attribute("session.id", result["meta"]["session_id"])
@@ -112,6 +117,7 @@ class ToolCalls:
         request_id: str,
         session_id: str | None,
         stream: bool,
+        strict_params: bool = False,
     ) -> dict[str, Any]:
         """The call with its tool name read and AgentFlow's ``timeout`` applied: the tool's own
         timeout parameter when it has one, else how long to wait for the answer."""
@@ -138,7 +144,7 @@ class ToolCalls:
                 params["timeout"] = timeout
             elif "timeout" not in params:
                 wait = float(timeout)
-        call = self._any(action, params, request_id, session_id, stream)
+        call = self._any(action, params, request_id, session_id, stream, strict_params)
         if wait is None:
             return await call
         return await self._waited(asyncio.create_task(call), wait, action, meta)
@@ -173,6 +179,7 @@ class ToolCalls:
         request_id: str,
         session_id: str | None,
         stream: bool = False,
+        strict_params: bool = False,
     ) -> dict[str, Any]:
         """The call where it runs: a shared tool's workflow, or the sandbox's session."""
         meta = EnvelopeMeta(tool=action, request_id=request_id, session_id=session_id)
@@ -186,6 +193,7 @@ class ToolCalls:
                 user_id=self.owner.user_id,
                 admin=self.owner.admin,
                 stream=stream,
+                strict_params=strict_params,
             )
             timeout = timeout_problem(req.params)
             if timeout is not None:

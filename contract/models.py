@@ -109,6 +109,9 @@ class EnvelopeMeta(_Model):
     workflow_id: str | None = None
     #: True when the tool belongs to a shared resource (no session was used).
     shared: bool = False
+    #: Parameters the tool does not declare, dropped before it ran (not with ``strict_params``:
+    #: then they answer 4000), as AgentFlow's tools take ``**kwargs``.
+    ignored_params: list[str] = Field(default_factory=list)
 
 
 class Envelope(_Model):
@@ -137,6 +140,8 @@ class ToolOutcome(_Model):
     snapshot: dict[str, Any] | None = None
     #: A local call found no instance on this worker and ran nothing: call the pinned queue.
     held_elsewhere: bool = False
+    #: Parameters the tool does not declare, dropped before it ran (``EnvelopeMeta``).
+    ignored_params: list[str] = Field(default_factory=list)
 
 
 # --- workflow input and carried state ----------------------------------------------------------
@@ -319,6 +324,9 @@ class ExecuteRequest(Replyable):
     #: Live output: publish what the call prints to the session's stream while it runs
     #: (``contract.output``); the call then runs as a regular activity on the instance's queue.
     stream: bool = False
+    #: Refuse a parameter the tool does not declare (4000) instead of dropping it and naming it
+    #: in ``meta.ignored_params``.
+    strict_params: bool = False
 
     @field_validator("params")
     @classmethod
@@ -495,6 +503,8 @@ class ToolCallInput(_Model):
     initialize: InitializeInput | None = None
     #: Publish the output to the calling workflow's stream as it arrives (live output).
     stream: bool = False
+    #: Refuse undeclared parameters (4000); otherwise they are dropped and named in the outcome.
+    strict_params: bool = False
 
 
 class CleanupInput(_Model):

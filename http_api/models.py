@@ -50,6 +50,11 @@ class ExecuteBody(WorkerBody):
     )
     message_id: str | None = Field(default=None, description="AgentFlow's; used as request_id")
     session_id: str | None = Field(default=None, description="pin the call to one instance")
+    strict_params: bool | None = Field(
+        default=None,
+        description="a parameter the tool does not declare answers 4000 instead of being "
+        "dropped and named in meta.ignored_params (ours; also the X-Strict-Params header)",
+    )
 
 
 class BatchBody(WorkerBody):
@@ -59,6 +64,10 @@ class BatchBody(WorkerBody):
     parallel: bool = False
     stop_on_error: bool = True
     trace_id: str | None = None
+    strict_params: bool | None = Field(
+        default=None,
+        description="for each action that does not say (its own strict_params), as in execute",
+    )
 
 
 class SessionBody(WorkerBody):

@@ -45,9 +45,16 @@ def check_owner(req: OwnedRequest, owner: str | None, workflow_id: str) -> None:
 
 
 def check_call(
-    req: ExecuteRequest, resource_type: str, instance: InstanceInfo | None, workflow_id: str
+    req: ExecuteRequest,
+    resource_type: str,
+    instance: InstanceInfo | None,
+    workflow_id: str,
+    *,
+    strict: bool | None = None,
 ) -> None:
-    """The tool belongs to this session, its parameters fit its schema and their bounds."""
+    """The tool belongs to this session, its parameters fit its schema and their bounds.
+    Undeclared parameters are refused when ``strict`` (default: the request's
+    ``strict_params``)."""
     if not resource_type:
         raise Rejected(
             ErrorCode.NO_SESSION,
@@ -75,7 +82,8 @@ def check_call(
     if spec is None:
         known = ", ".join(t.name for t in instance.tools)
         raise Rejected(ErrorCode.UNKNOWN_TOOL, f"unknown tool {req.tool!r} (available: {known})")
-    problem_code = check_params(req.tool, spec.params_schema, req.params)
+    strict = req.strict_params if strict is None else strict
+    problem_code = check_params(req.tool, spec.params_schema, req.params, strict=strict)
     if problem_code is not None:
         raise Rejected(*problem_code)
 

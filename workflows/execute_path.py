@@ -26,10 +26,14 @@ from workflows.checks import check_call
 from workflows.core import SessionCore
 from workflows.failures import Rejected
 from workflows.output_stream import SessionOutput
+from workflows.params_check import unknown_params
 from workflows.phase import Request
 
 #: After a local try found the instance on another worker, every this many calls try here again.
 PROBE_HERE_EVERY = 16
+#: Patch id: a parameter the tool does not declare runs, dropped by the worker and named in
+#: ``meta.ignored_params`` (recorded before: refused with 4000 once the catalog was known).
+LENIENT_PARAMS = "lenient-params"
 
 
 class ExecutePath:
@@ -84,6 +88,7 @@ class ExecutePath:
                 check_call(
                     req, self.core.input.resource_type, self.core.state.instance, self.core.id
                 )
+                self._refuse_as_recorded(req)
         except Rejected as exc:
             via = "signal" if signal else "update"
             self.core.record("rejected", request_id=request_id, tool=req.tool[:200], code=exc.code,
@@ -136,6 +141,18 @@ class ExecutePath:
             return await self._call_on_instance(req, request_id, retried=True)
         return recovered
 
+    def _refuse_as_recorded(self, req: ExecuteRequest) -> None:
+        """A history recorded before ``LENIENT_PARAMS`` refused undeclared parameters here:
+        replaying it, refuse them again (asks for the patch only when the answer differs)."""
+        instance = self.core.state.instance
+        if req.strict_params or instance is None:
+            return
+        spec = next((t for t in instance.tools if t.name == req.tool), None)
+        if spec is None or not unknown_params(spec.params_schema, req.params):
+            return
+        if not workflow.patched(LENIENT_PARAMS):
+            check_call(req, self.core.input.resource_type, instance, self.core.id, strict=True)
+
     def _may_be_here(self, instance: InstanceInfo) -> bool:
         """Try the call here unless a recent try found the instance on another worker: then go
         straight to its pinned queue, trying here again every ``PROBE_HERE_EVERY`` calls (the
@@ -181,7 +198,11 @@ class ExecutePath:
 
     def _tool_call(self, req: ExecuteRequest, request_id: str, session_id: str) -> ToolCallInput:
         return ToolCallInput(
-            session_id=session_id, tool=req.tool, params=req.params, request_id=request_id
+            session_id=session_id,
+            tool=req.tool,
+            params=req.params,
+            request_id=request_id,
+            strict_params=req.strict_params,
         )
 
     def _finish_call(self, req: ExecuteRequest, request_id: str, outcome: ToolOutcome) -> Envelope:
@@ -209,6 +230,7 @@ class ExecutePath:
                 execution_time_ms=outcome.execution_time_ms,
                 workflow_id=self.core.id,
                 shared=outcome.shared,
+                ignored_params=outcome.ignored_params,
             ),
         )
 

@@ -38,10 +38,20 @@ def _matches(value: Any, schema: dict[str, Any]) -> bool:
     return False
 
 
+def unknown_params(schema: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """The parameters a tool's schema does not declare (none when it takes any)."""
+    if schema.get("additionalProperties", True) is not False:
+        return []
+    properties: dict[str, Any] = schema.get("properties", {})
+    return [name for name in params if name not in properties]
+
+
 def check_params(
-    tool: str, schema: dict[str, Any], params: dict[str, Any]
+    tool: str, schema: dict[str, Any], params: dict[str, Any], *, strict: bool = False
 ) -> tuple[int, str] | None:
-    """Return ``(code, message)`` for the first problem, or None when the parameters fit."""
+    """Return ``(code, message)`` for the first problem, or None when the parameters fit.
+    A parameter the schema does not declare is a problem (4000) only when ``strict``: else the
+    worker drops it and names it in ``meta.ignored_params``."""
     properties: dict[str, Any] = schema.get("properties", {})
     for name in schema.get("required", []):
         if name not in params:
@@ -49,7 +59,7 @@ def check_params(
     for name, value in params.items():
         prop = properties.get(name)
         if prop is None:
-            if schema.get("additionalProperties", True) is False:
+            if strict and schema.get("additionalProperties", True) is False:
                 known = ", ".join(properties) or "none"
                 return (
                     ErrorCode.INVALID_INPUT,

@@ -74,7 +74,11 @@ class SharedToolsWorkflow:
             outcome = await workflow.execute_local_activity(
                 stubs.call_tool,
                 ToolCallInput(
-                    session_id=None, tool=req.tool, params=req.params, request_id=req.request_id
+                    session_id=None,
+                    tool=req.tool,
+                    params=req.params,
+                    request_id=req.request_id,
+                    strict_params=req.strict_params,
                 ),
                 start_to_close_timeout=timedelta(
                     seconds=tool_timeout(req.params) + TOOL_TIMEOUT_MARGIN
@@ -95,6 +99,7 @@ class SharedToolsWorkflow:
                 execution_time_ms=outcome.execution_time_ms,
                 workflow_id=workflow.info().workflow_id,
                 shared=True,
+                ignored_params=outcome.ignored_params,
             ),
         )
         remember(self._results, req.request_id, envelope)

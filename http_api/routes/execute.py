@@ -3,7 +3,9 @@ sandbox answered, under its code's status."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
 from http_api.access import Gate
@@ -13,10 +15,17 @@ from http_api.models import BatchBody, ExecuteBody
 
 router = APIRouter(tags=["execute"])
 
+#: ``X-Strict-Params: true``: undeclared parameters answer 4000 (a body's ``strict_params``
+#: wins), for clients that cannot add a body field.
+StrictHeader = Annotated[bool | None, Header(alias="X-Strict-Params")]
+
 
 @router.post("/api/v1/execute")
-async def execute(body: ExecuteBody, gate: Gate) -> JSONResponse:
+async def execute(
+    body: ExecuteBody, gate: Gate, x_strict_params: StrictHeader = None
+) -> JSONResponse:
     sandbox = gate.sandbox(gate.worker(body))
+    strict = body.strict_params if body.strict_params is not None else x_strict_params
     result = await sandbox.execute(
         body.action,
         body.params or {},
@@ -24,19 +33,23 @@ async def execute(body: ExecuteBody, gate: Gate) -> JSONResponse:
         request_id=own_request_id(gate.who, body.request_id or body.message_id),
         session_id=body.session_id,
         trace_id=body.trace_id,
+        strict_params=bool(strict),
     )
     return answer(http_status(result["code"]), result)
 
 
 @router.post("/api/v1/execute/batch")
-async def execute_batch(body: BatchBody, gate: Gate) -> JSONResponse:
+async def execute_batch(
+    body: BatchBody, gate: Gate, x_strict_params: StrictHeader = None
+) -> JSONResponse:
     gate.charge_batch(len(body.actions))
     sandbox = gate.sandbox(gate.worker(body))
     actions = [
         {**a, "request_id": own_request_id(gate.who, a["request_id"])} if a.get("request_id") else a
         for a in body.actions
     ]
+    strict = body.strict_params if body.strict_params is not None else x_strict_params
     result = await sandbox.execute_batch(
-        actions, body.parallel, body.stop_on_error, trace_id=body.trace_id
+        actions, body.parallel, body.stop_on_error, trace_id=body.trace_id, strict_params=strict
     )
     return answer(http_status(result["code"]), result)
