@@ -7,6 +7,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contract import Envelope, EnvelopeMeta, ErrorCode
+from contract.limits import SESSION_CLOSING
 
 
 def error_envelope(code: int, message: str, meta: EnvelopeMeta) -> Envelope:
@@ -30,6 +31,8 @@ def code_of(exc: BaseException) -> tuple[int, str]:
     if cause is not None:
         exc = cause
     if isinstance(exc, ApplicationError):
+        if exc.type == SESSION_CLOSING:  # still closing after the client's retries
+            return ErrorCode.SESSION_CLOSED, exc.message
         try:
             return int(exc.type or ""), exc.message
         except ValueError:

@@ -47,7 +47,7 @@ from contract import (
     SessionStatus,
     UserIdAttr,
 )
-from contract.limits import ID_PATTERN, json_problem, tool_timeout
+from contract.limits import ID_PATTERN, SESSION_CLOSING, json_problem, tool_timeout
 from runtime.connection import START_SERVER_HINT, env_float
 
 T = TypeVar("T")
@@ -58,6 +58,8 @@ CALL_SLACK = timedelta(seconds=60)
 QUERY_TIMEOUT = timedelta(seconds=10)
 #: RPC refusals that mean "not now": the call did not run and may be sent again.
 _RETRYABLE = (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE)
+#: A session's refusals that a resent update gets past (``patiently``).
+_RESEND = (CONTINUING_AS_NEW, SESSION_CLOSING)
 #: Seconds an update may wait with no worker on its queue before it is answered UNAVAILABLE.
 NO_WORKER_TIMEOUT_ENV = "SESSIONS_NO_WORKER_TIMEOUT"
 DEFAULT_NO_WORKER_TIMEOUT = 10.0
@@ -273,7 +275,8 @@ async def patiently(call: Callable[[], Awaitable[T]], *, budget: float = 60.0) -
             if exc.status not in _RETRYABLE or waited >= budget:
                 raise
         except WorkflowUpdateFailedError as exc:
-            moving = isinstance(exc.cause, ApplicationError) and exc.cause.type == CONTINUING_AS_NEW
+            # Moving to its next run, or closing (an open: its retry starts a fresh session).
+            moving = isinstance(exc.cause, ApplicationError) and exc.cause.type in _RESEND
             if not moving or waited >= budget:
                 raise
         await asyncio.sleep(delay)

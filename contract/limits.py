@@ -61,6 +61,9 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9._@:-]{1,200}$")
 
 #: Type of the rejection a session answers while it drains for continue-as-new; clients retry.
 CONTINUING_AS_NEW = "ContinuingAsNew"
+#: Type of the refusal of an open that meets a session while it closes (a destroy, its deadline):
+#: clients retry until it has closed, and then start a fresh one (never "exists" for it).
+SESSION_CLOSING = "SessionClosing"
 
 
 def json_size(value: Any) -> int:

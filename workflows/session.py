@@ -14,6 +14,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.contrib.workflow_streams import WorkflowStream
+from temporalio.exceptions import ApplicationError
 
 # Passed through: the sandbox shares these modules across runs instead of re-importing them.
 with workflow.unsafe.imports_passed_through():
@@ -42,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         SessionView,
         SetStateRequest,
     )
+    from contract.limits import SESSION_CLOSING
     from workflows.checks import (
         check_call,
         check_entry,
@@ -179,8 +181,11 @@ class SessionWorkflow:
 
     @workflow.update
     async def open(self, req: OpenRequest) -> SessionView:
-        """Wait until the session's first instance is ready (or failed) and describe it."""
+        """Wait until the session's first instance is ready (or failed) and describe it. A
+        session that is closing (a destroy accepted with this open) refuses it: the client
+        retries, and its retry starts a fresh session once this one has closed."""
         await workflow.wait_condition(lambda: self._core.phase is not Phase.STARTING)
+        self._refuse_open_while_closing()
         return self._core.view(
             created=bool(req.request_id) and req.request_id == self._core.input.opened_by
         )
@@ -188,6 +193,15 @@ class SessionWorkflow:
     @open.validator
     def _validate_open(self, req: OpenRequest) -> None:
         self._core.admit(Request.OPEN, req)
+        self._refuse_open_while_closing()
+
+    def _refuse_open_while_closing(self) -> None:
+        if self._core.phase is Phase.CLOSING or self._core.phase.is_final:
+            raise ApplicationError(
+                f"session {self._core.id} is closing; open it again once it has closed",
+                type=SESSION_CLOSING,
+                non_retryable=True,
+            )
 
     @workflow.update
     async def execute(self, req: ExecuteRequest) -> Envelope:

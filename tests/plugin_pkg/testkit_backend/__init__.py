@@ -22,6 +22,10 @@ class TestkitBackend(Backend):
         await asyncio.sleep(float(config.get("init_delay", 0)))
         return {"pid": os.getpid(), "config": config}
 
+    async def cleanup(self, worker_id: str, session_info: dict[str, Any]) -> None:
+        # A slow close, for requests that meet a session while it closes.
+        await asyncio.sleep(float(session_info["config"].get("cleanup_delay", 0)))
+
     @tool("testkit:count")
     async def count(self, path: str, *, session_info: dict[str, Any]) -> dict[str, Any]:
         """Append one line to ``path``: a side effect a test can count."""
@@ -38,6 +42,14 @@ class TestkitBackend(Backend):
     async def sleep(self, seconds: float, *, session_info: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(seconds)
         return {"slept": seconds, "pid": os.getpid()}
+
+    @tool("testkit:spawn")
+    async def spawn(self, path: str, *, session_info: dict[str, Any]) -> dict[str, Any]:
+        """Start a shell that starts a ``sleep`` of its own (their pids go to ``path``), and
+        wait for them: a call that keeps processes running until it is cancelled."""
+        script = f"sleep 60 & echo $$ $! > {path}; wait"
+        proc = await asyncio.create_subprocess_exec("sh", "-c", script)
+        return {"returncode": await proc.wait()}
 
     @tool("testkit:login")
     async def login(
