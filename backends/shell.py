@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
-import re
-import shlex
-import shutil
 import signal
 import time
 import uuid
@@ -16,53 +12,25 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.bash_exports import EXPORTS_COMMAND, parse_exports
 from backends.capture import OutputCapture
-from backends.host import ToolCallError
 from backends.input_pipe import InputClosed, InputPipe
 from backends.jail import JailedProcess
-from backends.jail_settings import WRITABLE
 from backends.process_config import ProcessConfig
-from contract import ErrorCode
+from backends.shell_protocol import (
+    BASH,
+    FDS,
+    REPORT_LIMIT,
+    TRAP,
+    VOLATILE,
+    CommandResult,
+    ShellStateError,
+    parse_report,
+    restore_script,
+    script,
+    snapshot_of,
+)
 
-log = logging.getLogger(__name__)
-
-#: Variables the shell itself changes; never part of a snapshot.
-_VOLATILE = frozenset({"_", "PWD", "OLDPWD", "SHLVL"})
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-BASH = shutil.which("bash") or "/bin/bash"
-#: The most a command's end-of-command report (exit code, cwd, exported variables) may hold.
-_REPORT_LIMIT = 32 * 1024 * 1024
-#: The shell's descriptors: commands in, reports out, (stderr: nowhere), command stdout, stderr.
-_FDS = ("in", "out", "null", "out", "out")
-#: Ctrl-C (SIGINT to the shell's process group) ends the running command's processes and, through
-#: this trap, the rest of the command: the shell returns from it with 130 and lives on.
-_TRAP = "trap 'return 130' INT"
-
-
-class ShellStateError(ToolCallError):
-    """The request does not fit what the shell is doing (a command runs, or none does): the
-    call answers 4000 with the message."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(ErrorCode.INVALID_INPUT, message)
-
-
-@dataclass
-class CommandResult:
-    stdout: str
-    stderr: str
-    return_code: int | None
-    cwd: str
-    timed_out: bool = False
-    restarted: bool = False
-    #: Why the whole jail was made anew during this command (its files are gone), if it was.
-    jail_lost: bool = False
-    #: The command still runs: this is its output so far (``no_output_timeout``).
-    running: bool = False
-    #: Ended by :meth:`Shell.interrupt` (Ctrl-C, or killed when that was not enough).
-    interrupted: bool = False
-    notes: list[str] = field(default_factory=list)
+__all__ = ["BASH", "CommandResult", "Shell", "ShellStateError"]
 
 
 @dataclass
@@ -147,10 +115,10 @@ class Shell:
         """The exported variables as of the last command's end (what a new process gets)."""
         if self._exported is None:
             return dict(self._env)
-        return {k: v for k, v in self._exported.items() if k not in _VOLATILE}
+        return {k: v for k, v in self._exported.items() if k not in VOLATILE}
 
     async def start(self) -> None:
-        box = JailedProcess(self._settings.jail, env=self._env, cwd=self._settings.cwd, fds=_FDS)
+        box = JailedProcess(self._settings.jail, env=self._env, cwd=self._settings.cwd, fds=FDS)
         await box.start([BASH, "--noprofile", "--norc"])
         self._box = box
         self._stdin = await box.writer(0)
@@ -158,7 +126,7 @@ class Shell:
         self._pending = b""
         self._out = OutputCapture(box.end(3), self._max, self._saw_output, name="stdout")
         self._err = OutputCapture(box.end(4), self._max, self._saw_output, name="stderr")
-        await self._internal(_TRAP)  # a shell that cannot run says so now
+        await self._internal(TRAP)  # a shell that cannot run says so now
         if self._on_jail is not None:
             await self._on_jail(box)
 
@@ -265,7 +233,7 @@ class Shell:
         token = uuid.uuid4().hex
         self._out.begin()
         self._err.begin()
-        self._stdin.write(_script(command, token, fifo).encode())
+        self._stdin.write(script(command, token, fifo).encode())
         await self._stdin.drain()
         started = time.monotonic()
         self._last_output = started
@@ -374,7 +342,7 @@ class Shell:
         token = uuid.uuid4().hex
         self._out.begin()
         self._err.begin()
-        self._stdin.write(_script(command, token, None).encode())
+        self._stdin.write(script(command, token, None).encode())
         await self._stdin.drain()
         report = asyncio.ensure_future(self._await_report(token))
         exited = asyncio.ensure_future(self._box.wait_exit())
@@ -430,8 +398,8 @@ class Shell:
                 stop = buffer.find(end, found)
                 if stop >= 0:
                     self._pending = buffer[stop + len(end) :]
-                    return _parse_report(buffer[found + len(start) : stop])
-                if len(buffer) - found > _REPORT_LIMIT:
+                    return parse_report(buffer[found + len(start) : stop])
+                if len(buffer) - found > REPORT_LIMIT:
                     buffer = b""
             chunk = await self._reports.read(1 << 16)
             if not chunk:
@@ -466,14 +434,7 @@ class Shell:
 
     def snapshot(self) -> dict[str, Any]:
         """The cwd and the exported variables that differ from the shell's start environment."""
-        env = {k: v for k, v in (self._exported or {}).items() if k not in _VOLATILE}
-        changed = {k: v for k, v in env.items() if self._env.get(k) != v}
-        removed = (
-            sorted(k for k in self._env if k not in env and k not in _VOLATILE)
-            if self._exported
-            else []
-        )
-        return {"cwd": self.cwd, "env": changed, "unset": removed}
+        return snapshot_of(self.cwd, self._exported, self._env)
 
     async def restore(self, saved: dict[str, Any]) -> None:
         """Bring this shell to a snapshot taken from this or another shell."""
@@ -481,24 +442,7 @@ class Shell:
             await self._restore(saved)
 
     async def _restore(self, saved: dict[str, Any]) -> None:
-        lines = [_TRAP]
-        lines += [
-            f"export {k}={shlex.quote(str(v))}"
-            for k, v in saved.get("env", {}).items()
-            if _NAME.match(k)
-        ]
-        lines += [f"unset {k}" for k in saved.get("unset", []) if _NAME.match(k)]
-        cwd = saved.get("cwd")
-        if cwd:
-            quoted = shlex.quote(str(cwd))
-            if self._settings.jail.isolated and any(
-                str(cwd) == r or str(cwd).startswith(r + "/") for r in WRITABLE
-            ):
-                # A new jail starts with empty directories: the path comes back, not its files.
-                lines.append(f"mkdir -p -- {quoted} 2>/dev/null; cd -- {quoted} 2>/dev/null")
-            else:
-                lines.append(f"cd -- {quoted} 2>/dev/null")
-        await self._internal("\n".join(lines), timeout=10)
+        await self._internal(restore_script(saved, self._settings.jail.isolated), timeout=10)
 
     async def ensure_jail(self) -> JailedProcess:
         """The shell's jail, made anew (files restored by ``on_jail``) when it ended."""
@@ -542,28 +486,3 @@ class Shell:
         """End the shell's jail and everything in it."""
         with contextlib.suppress(Exception):
             await self._close()
-
-
-def _script(command: str, token: str, stdin: str | None) -> str:
-    """What the shell reads for one command: the command, then its report."""
-    source = shlex.quote(stdin) if stdin else "/dev/null"
-    return (
-        f"{{ . /dev/fd/5; }} 5<<'__SESSION_CMD_{token}' >&3 2>&4 <{source} 3>&- 4>&-\n"
-        f"{command}\n"
-        f"__SESSION_CMD_{token}\n"
-        # The exported variables by a builtin: env -0 would cost a fork and an exec.
-        f'__rc=$?; builtin printf \'\\n__SESSION_DONE_{token} %d\\0%s\\0\' "$__rc" "$PWD"; '
-        f"{EXPORTS_COMMAND}; builtin printf '\\0__SESSION_END_{token}\\n'\n"
-    )
-
-
-def _parse_report(payload: bytes) -> tuple[int, str, dict[str, str] | None]:
-    """The exit code, the cwd and the exported variables (None: unreadable, keep the last)."""
-    code, _, rest = payload.partition(b"\0")
-    cwd, _, exports = rest.partition(b"\0")
-    try:
-        env: dict[str, str] | None = parse_exports(exports)
-    except ValueError:
-        log.warning("the shell's exported variables could not be read; the last ones are kept")
-        env = None
-    return int(code or b"-1"), cwd.decode(errors="replace"), env
