@@ -5,47 +5,29 @@ orchestration code in any language can talk to a session with plain JSON. This p
 nothing from the rest of the project.
 """
 
+from contract.activity_io import (
+    CleanupInput,
+    InitializeInput,
+    InstanceReleased,
+    ToolCallInput,
+    WarmupInput,
+    WarmupResult,
+)
 from contract.codes import ErrorCode
 from contract.limits import CONTINUING_AS_NEW, DEFAULT_TTL_SECONDS
 from contract.models import (
-    AppendRequest,
-    BatchRequest,
     CarriedState,
     Checkpoint,
-    CheckpointRequest,
-    CleanupInput,
-    DestroyRequest,
     Envelope,
     EnvelopeMeta,
-    EventsPage,
-    EventsQuery,
-    ExecuteRequest,
-    InitializeInput,
     InstanceInfo,
-    InstanceReleased,
-    MetadataRequest,
-    OpenRequest,
-    OwnedRequest,
-    RefreshRequest,
-    ReinitializeRequest,
-    ReinitializeResult,
-    RenameRequest,
-    Replyable,
-    ReplyTo,
-    SaveCheckpointRequest,
     SessionEvent,
     SessionInput,
-    SessionReply,
     SessionStatus,
     SessionSummary,
-    SessionView,
-    SetStateRequest,
     SharedToolsInput,
-    ToolCallInput,
     ToolOutcome,
     ToolSpec,
-    WarmupInput,
-    WarmupResult,
 )
 from contract.naming import (
     DEFAULT_TASK_QUEUE,
@@ -64,6 +46,28 @@ from contract.naming import (
     temporary_workflow_id,
 )
 from contract.output import OutputChunk, output_topic
+from contract.requests import (
+    AppendRequest,
+    BatchRequest,
+    CheckpointRequest,
+    DestroyRequest,
+    EventsPage,
+    EventsQuery,
+    ExecuteRequest,
+    MetadataRequest,
+    OpenRequest,
+    OwnedRequest,
+    RefreshRequest,
+    ReinitializeRequest,
+    ReinitializeResult,
+    RenameRequest,
+    Replyable,
+    ReplyTo,
+    SaveCheckpointRequest,
+    SessionReply,
+    SessionView,
+    SetStateRequest,
+)
 
 __all__ = [
     "AppendRequest",

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from contract.models import (
+from contract.activity_io import (
     CleanupInput,
     InitializeInput,
-    InstanceInfo,
     ToolCallInput,
-    ToolOutcome,
     WarmupInput,
     WarmupResult,
 )
+from contract.models import InstanceInfo, ToolOutcome
 
 WARMUP = "session.warmup"
 INITIALIZE = "session.initialize"
