@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import base64
-import ctypes
-import ctypes.util
 import re
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -14,40 +11,18 @@ from pydantic import Field
 from backends.base import Backend, tool
 from backends.display import Display, missing_tools
 from backends.jail_settings import settings_from
+from backends.vm_keys import chord
 from contract import ErrorCode, ToolOutcome
 from contract.extras import require
 
 DEFAULT_SCREEN = "1024x768"
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 Coordinate = Annotated[int, Field(ge=0, le=20000)]
+Button = Literal["left", "middle", "right"]
 _BUTTONS = {"left": "1", "middle": "2", "right": "3"}
 _SCROLL = {"up": "4", "down": "5", "left": "6", "right": "7"}
-#: Names xdotool itself maps to keysyms (case does not matter to it).
-_XDOTOOL_ALIASES = frozenset({"alt", "ctrl", "control", "meta", "super", "shift"})
-
-
-@lru_cache(maxsize=1)
-def _keysym_lookup() -> Any:
-    """libX11's ``XStringToKeysym`` (no display needed), or None where libX11 is missing."""
-    path = ctypes.util.find_library("X11")
-    if path is None:
-        return None
-    lookup = ctypes.CDLL(path).XStringToKeysym
-    lookup.argtypes = [ctypes.c_char_p]
-    lookup.restype = ctypes.c_ulong
-    return lookup
-
-
-def unknown_keys(names: list[str]) -> list[str]:
-    """The names among ``names`` that X has no keysym for (xdotool would skip them silently)."""
-    lookup = _keysym_lookup()
-    unknown = []
-    for name in names:
-        if name.lower() in _XDOTOOL_ALIASES:
-            continue
-        if lookup is not None and lookup(name.encode()) == 0:
-            unknown.append(name)
-    return unknown
+#: Pointer moves of a drag between its ends (programs that track motion see a path).
+DRAG_STEPS = 8
 
 
 def parse_screen_size(value: Any) -> tuple[int, int]:
@@ -165,28 +140,44 @@ class VmBackend(Backend):
         amount: Annotated[int, Field(ge=1, le=100)] = 3,
         x: Coordinate | None = None,
         y: Coordinate | None = None,
+        clicks: Annotated[int, Field(ge=-100, le=100)] | None = None,
         *,
         session_info: dict[str, Any],
     ) -> dict[str, Any] | ToolOutcome:
-        """Scroll ``amount`` wheel steps, at (x, y) when given."""
-        wheel = ("click", "--repeat", str(amount), _SCROLL[direction])
+        """Scroll ``amount`` wheel steps, at (x, y) when given. ``clicks`` (AgentFlow's form)
+        replaces direction and amount: positive scrolls up, negative down."""
+        if clicks is not None:
+            direction, amount = ("up" if clicks > 0 else "down"), abs(clicks)
+        wheel = ("click", "--repeat", str(amount), _SCROLL[direction]) if amount else ()
+        done: dict[str, Any] = {"scrolled": direction, "amount": amount}
+        if clicks is not None:  # AgentFlow's answer: clicks, position
+            done["clicks"] = clicks
+            if x is not None and y is not None:
+                done["position"] = [x, y]
         if x is None or y is None:
             display: Display = session_info["display"]
-            await display.xdotool(*wheel)
-            return {"scrolled": direction, "amount": amount}
-        return await _pointer(session_info, x, y, *wheel)
+            if wheel:
+                await display.xdotool(*wheel)
+            return done
+        moved = await _pointer(session_info, x, y, *wheel)
+        return moved if isinstance(moved, ToolOutcome) else {**moved, **done}
 
     @tool("vm:type")
     async def type_text(
         self,
         text: Annotated[str, Field(min_length=1, max_length=10000)],
         delay_ms: Annotated[int, Field(ge=0, le=1000)] = 12,
+        interval: Annotated[float, Field(ge=0, le=1)] | None = None,
         *,
         session_info: dict[str, Any],
     ) -> dict[str, Any]:
-        """Type text with the keyboard into the window under the pointer."""
+        """Type text with the keyboard into the window under the pointer; ``delay_ms`` between
+        keys, or AgentFlow's ``interval`` in seconds (it wins when given)."""
+        if interval is not None:
+            delay_ms = round(interval * 1000)
         display: Display = session_info["display"]
-        await display.xdotool("type", "--delay", str(delay_ms), "--", text)
+        # xdotool waits half its --delay after each key: twice the delay is the time between keys
+        await display.xdotool("type", "--delay", str(2 * delay_ms), "--", text)
         return {"typed": len(text)}
 
     @tool("vm:hotkey")
@@ -194,28 +185,168 @@ class VmBackend(Backend):
         self, keys: str | list[str], *, session_info: dict[str, Any]
     ) -> dict[str, Any] | ToolOutcome:
         """Press a key combination: ``"ctrl+c"``, ``["ctrl", "c"]`` or ``"Return"``."""
-        combo = keys if isinstance(keys, str) else "+".join(keys)
-        if not combo or not re.fullmatch(r"[A-Za-z0-9_+]+", combo) or "" in combo.split("+"):
-            return ToolOutcome(
-                code=ErrorCode.INVALID_INPUT,
-                message=f"keys {keys!r} must be X key names joined by '+', e.g. 'ctrl+c'",
-            )
-        unknown = unknown_keys(combo.split("+"))
-        if unknown:
-            return ToolOutcome(
-                code=ErrorCode.INVALID_INPUT,
-                message=(
-                    f"unknown key name{'s' if len(unknown) > 1 else ''} "
-                    f"{', '.join(map(repr, unknown))}: use X keysym names such as 'Return', "
-                    "'Escape', 'ctrl', 'a'"
-                ),
-            )
+        return await _keys(session_info, "key", keys, "pressed")
+
+    @tool("vm:key")
+    async def key(
+        self, key: str | list[str], *, session_info: dict[str, Any]
+    ) -> dict[str, Any] | ToolOutcome:
+        """Press and release a key or chord: ``"Return"``, ``"enter"``, ``"ctrl+a"``, ``["ctrl",
+        "a"]`` (X keysym names, xdotool's ``ctrl``/``alt``/``shift``/``super``, AgentFlow's
+        ``enter``/``esc``/``backspace``/``pageup``...)."""
+        return await _keys(session_info, "key", key, "pressed")
+
+    @tool("vm:key_down")
+    async def key_down(
+        self, key: str | list[str], *, session_info: dict[str, Any]
+    ) -> dict[str, Any] | ToolOutcome:
+        """Press a key (or chord) and hold it until ``vm:key_up``: later keys, typing and clicks
+        get it as a modifier."""
+        return await _keys(session_info, "keydown", key, "held")
+
+    @tool("vm:key_up")
+    async def key_up(
+        self, key: str | list[str], *, session_info: dict[str, Any]
+    ) -> dict[str, Any] | ToolOutcome:
+        """Release a key (or chord) held by ``vm:key_down``."""
+        return await _keys(session_info, "keyup", key, "released")
+
+    @tool("vm:right_click")
+    async def right_click(
+        self,
+        x: Coordinate | None = None,
+        y: Coordinate | None = None,
+        *,
+        session_info: dict[str, Any],
+    ) -> dict[str, Any] | ToolOutcome:
+        """Click the right button at (x, y), or where the pointer is when neither is given."""
+        done = await _button(session_info, x, y, "click", "right")
+        if isinstance(done, ToolOutcome):
+            return done
+        return {**done, "clicked": [done["x"], done["y"]]}  # AgentFlow's answer: clicked
+
+    @tool("vm:mouse_down")
+    async def mouse_down(
+        self,
+        button: Button = "left",
+        x: Coordinate | None = None,
+        y: Coordinate | None = None,
+        *,
+        session_info: dict[str, Any],
+    ) -> dict[str, Any] | ToolOutcome:
+        """Press a mouse button and hold it until ``vm:mouse_up``: where the pointer is, or at
+        (x, y) when given."""
+        return await _button(session_info, x, y, "mousedown", button)
+
+    @tool("vm:mouse_up")
+    async def mouse_up(
+        self,
+        button: Button = "left",
+        x: Coordinate | None = None,
+        y: Coordinate | None = None,
+        *,
+        session_info: dict[str, Any],
+    ) -> dict[str, Any] | ToolOutcome:
+        """Release a mouse button: where the pointer is, or at (x, y) when given (the pointer
+        moves there first, with the button still down)."""
+        return await _button(session_info, x, y, "mouseup", button)
+
+    @tool("vm:drag")
+    async def drag(
+        self,
+        start_x: Coordinate,
+        start_y: Coordinate,
+        end_x: Coordinate,
+        end_y: Coordinate,
+        button: Button = "left",
+        *,
+        session_info: dict[str, Any],
+    ) -> dict[str, Any] | ToolOutcome:
+        """Press a button at (start_x, start_y), move to (end_x, end_y) in steps, release."""
         display: Display = session_info["display"]
-        try:
-            await display.xdotool("key", "--", combo)
-        except RuntimeError as exc:
-            return ToolOutcome(code=ErrorCode.INVALID_INPUT, message=str(exc))
-        return {"pressed": combo}
+        for x, y in ((start_x, start_y), (end_x, end_y)):
+            off = _off_screen(display, x, y)
+            if off is not None:
+                return off
+        steps = [
+            (
+                start_x + (end_x - start_x) * i // DRAG_STEPS,
+                start_y + (end_y - start_y) * i // DRAG_STEPS,
+            )
+            for i in range(1, DRAG_STEPS + 1)
+        ]
+        here = await _location(display)
+        press = [*_path(here, [(start_x, start_y)]), "mousedown", _BUTTONS[button]]
+        moves = _path((start_x, start_y), steps)
+        await display.xdotool(*press, *moves, "mouseup", _BUTTONS[button])
+        ends = {"start_x": start_x, "start_y": start_y, "end_x": end_x, "end_y": end_y}
+        return {**ends, "from": [start_x, start_y], "to": [end_x, end_y]}  # AgentFlow's: from, to
+
+
+async def _keys(
+    session_info: dict[str, Any], command: str, keys: str | list[str], done: str
+) -> dict[str, Any] | ToolOutcome:
+    """Run xdotool's ``key``, ``keydown`` or ``keyup`` with one key or chord."""
+    try:
+        combo = chord(keys)
+    except ValueError as exc:
+        return ToolOutcome(code=ErrorCode.INVALID_INPUT, message=str(exc))
+    display: Display = session_info["display"]
+    try:
+        await display.xdotool(command, "--", combo)
+    except RuntimeError as exc:
+        return ToolOutcome(code=ErrorCode.INVALID_INPUT, message=str(exc))
+    return {done: combo, "key": keys}
+
+
+async def _button(
+    session_info: dict[str, Any], x: int | None, y: int | None, command: str, button: str
+) -> dict[str, Any] | ToolOutcome:
+    """Run ``click``, ``mousedown`` or ``mouseup`` at (x, y), or where the pointer is;
+    answers the point and the button."""
+    display: Display = session_info["display"]
+    if (x is None) != (y is None):
+        return ToolOutcome(
+            code=ErrorCode.INVALID_INPUT, message="give x and y together, or neither"
+        )
+    here = await _location(display)
+    if x is not None and y is not None:
+        off = _off_screen(display, x, y)
+        if off is not None:
+            return off
+        there = (x, y)
+    else:
+        there = here
+    await display.xdotool(*_path(here, [there]), command, _BUTTONS[button])
+    return {"x": there[0], "y": there[1], "button": button}
+
+
+async def _location(display: Display) -> tuple[int, int]:
+    """Where the pointer is."""
+    out = await display.xdotool("getmouselocation", "--shell")
+    where = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return int(where["X"]), int(where["Y"])
+
+
+def _path(here: tuple[int, int], points: list[tuple[int, int]]) -> list[str]:
+    """xdotool's arguments that move the pointer from ``here`` through ``points``, each move
+    waited for; a point where the pointer already is gets none (there xdotool's ``--sync`` would
+    wait 15 s for a move that never comes)."""
+    args: list[str] = []
+    for point in points:
+        if point != here:
+            args += ["mousemove", "--sync", str(point[0]), str(point[1])]
+            here = point
+    return args
+
+
+def _off_screen(display: Display, x: int, y: int) -> ToolOutcome | None:
+    if x >= display.width or y >= display.height:
+        return ToolOutcome(
+            code=ErrorCode.INVALID_INPUT,
+            message=f"({x}, {y}) is off the {display.width}x{display.height} screen",
+        )
+    return None
 
 
 async def _pointer(
@@ -223,10 +354,10 @@ async def _pointer(
 ) -> dict[str, Any] | ToolOutcome:
     """Move to (x, y), then run ``then`` (a click or wheel) there, in one xdotool command."""
     display: Display = session_info["display"]
-    if x >= display.width or y >= display.height:
-        return ToolOutcome(
-            code=ErrorCode.INVALID_INPUT,
-            message=f"({x}, {y}) is off the {display.width}x{display.height} screen",
-        )
-    await display.xdotool("mousemove", "--sync", str(x), str(y), *then)
+    off = _off_screen(display, x, y)
+    if off is not None:
+        return off
+    moves = _path(await _location(display), [(x, y)])
+    if moves or then:
+        await display.xdotool(*moves, *then)
     return {"x": x, "y": y}
