@@ -151,3 +151,152 @@ def test_the_handler_check_finds_a_reference() -> None:
     )
     found = sorted(n for _, n in _handler_references(tree))
     assert found == ["S.describe", "S.run", "WarmupWorkflow.run"]
+
+
+# --- sizes and circles ----------------------------------------------------------------------------
+
+#: The most lines a first-party module outside tests/ may have, and a function.
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 80
+#: Modules allowed over MAX_MODULE_LINES, each with the reason; empty is the goal.
+LONG_MODULES: dict[str, str] = {
+    # Both run inside the bubblewrap jail, loaded by path (standard library only), and are
+    # handed in with --ro-bind-data one file each: a split adds a file to hand in and to load
+    # (jail_settings.INIT/FILES, jail.py, Supervisor.files_module), not yet done.
+    "backends/jail_init.py": "the jail's pid 1, loaded by path inside the jail",
+    "backends/jail_files.py": "file work inside the jail, loaded by path by jail_init",
+}
+
+
+def _all_first_party() -> list[Path]:
+    """Every Python file of ours outside tests/ (bench/, examples/ and worker.py included)."""
+    return sorted(
+        path
+        for path in ROOT.rglob("*.py")
+        if not any(
+            p.startswith(".") or p in ("tests", "build") for p in path.relative_to(ROOT).parts[:-1]
+        )
+    )
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_module_is_over_500_lines() -> None:
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+        for path in _all_first_party()
+    }
+    long = {p: n for p, n in sizes.items() if n > MAX_MODULE_LINES and p not in LONG_MODULES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them along their ideas): {long}"
+    stale = [p for p in LONG_MODULES if sizes.get(p, 0) <= MAX_MODULE_LINES]
+    assert not stale, f"LONG_MODULES names modules that are no longer long: {stale}"
+
+
+def test_no_function_is_over_80_lines() -> None:
+    problems = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} has "
+        f"{node.end_lineno - node.lineno + 1} lines"
+        for path in _all_first_party()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def _module_level_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """The imports a module runs when it is loaded: its body, inside ``if`` and ``try`` too,
+    but not under ``if TYPE_CHECKING:`` and not inside functions (lazy imports)."""
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found.append(node)
+            elif isinstance(node, ast.If):
+                test = node.test
+                name = test.id if isinstance(test, ast.Name) else getattr(test, "attr", "")
+                if name != "TYPE_CHECKING":
+                    visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+
+    visit(tree.body)
+    return found
+
+
+def _import_graph(sources: dict[str, ast.Module], packages: set[str]) -> dict[str, set[str]]:
+    """Module -> the first-party modules it imports when loaded. ``from p import x`` is an
+    edge to ``p.x`` when that is a module, else to ``p``."""
+    graph: dict[str, set[str]] = {}
+    for name, tree in sources.items():
+        edges: set[str] = set()
+        for node in _module_level_imports(tree):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    own = name.split(".") if name in packages else name.split(".")[:-1]
+                    own = own[: len(own) - (node.level - 1)]
+                    base = ".".join([*own, *([node.module] if node.module else [])])
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in sources else base
+                    for alias in node.names
+                ]
+            edges |= {t for t in targets if t in sources and t != name}
+        graph[name] = edges
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle through each module that lies on one (a path that ends where it began)."""
+    circles: list[list[str]] = []
+    seen: set[str] = set()
+    for start in sorted(graph):
+        if start in seen:
+            continue
+        stack: list[tuple[str, list[str]]] = [(start, [start])]
+        visited: set[str] = set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in sorted(graph[node]):
+                if nxt == start:
+                    circles.append([*path, start])
+                    seen.update(path)
+                    stack.clear()
+                    break
+                if nxt not in visited:
+                    visited.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+    return circles
+
+
+def test_no_import_circle() -> None:
+    """No first-party module imports, when it is loaded, a module that imports it back."""
+    paths = _all_first_party()
+    sources = {_module_name(p): ast.parse(p.read_text(), filename=str(p)) for p in paths}
+    packages = {_module_name(p) for p in paths if p.name == "__init__.py"}
+    circles = _circles(_import_graph(sources, packages))
+    assert not circles, "\n".join(" -> ".join(c) for c in circles)
+
+
+def test_the_circle_check_finds_a_circle() -> None:
+    sources = {
+        "pkg": ast.parse("from pkg.a import f\n"),
+        "pkg.a": ast.parse("from . import b\n"),
+        "pkg.b": ast.parse("from pkg.a import f\ndef g():\n    import pkg.c\n"),
+        "pkg.c": ast.parse("import typing\nif typing.TYPE_CHECKING:\n    import pkg.b\n"),
+    }
+    graph = _import_graph(sources, {"pkg"})
+    assert graph == {"pkg": {"pkg.a"}, "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.a"}, "pkg.c": set()}
+    assert _circles(graph) == [["pkg.a", "pkg.b", "pkg.a"]]
