@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         SaveCheckpointRequest,
         SessionEvent,
         SessionInput,
+        SessionStatus,
         SessionSummary,
         SessionView,
         SetStateRequest,
@@ -196,7 +197,10 @@ class SessionWorkflow:
         self._refuse_open_while_closing()
 
     def _refuse_open_while_closing(self) -> None:
-        if self._core.phase is Phase.CLOSING or self._core.phase.is_final:
+        """Going away (a destroy, its deadline): refused. One that failed (its start, or its
+        instance) answers its view, status error, as before."""
+        closing = self._core.phase is Phase.CLOSING or self._core.phase.is_final
+        if closing and self._core.life.status is not SessionStatus.ERROR:
             raise ApplicationError(
                 f"session {self._core.id} is closing; open it again once it has closed",
                 type=SESSION_CLOSING,
