@@ -11,6 +11,7 @@ from opentelemetry import trace
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.call_deadline import call_bound, run_with_deadline
 from activities.call_ledger import CallLedger
 from activities.instances import InstanceRegistry, LiveInstance
 from activities.live_output import LiveOutput
@@ -205,8 +206,12 @@ class SessionActivities:
         if inp.session_id:
             attributes["session.id"] = inp.session_id
         with _tracer.start_as_current_span(f"tool {inp.tool}", attributes=attributes) as span:
-            outcome = await self.host.invoke(
-                inp.tool, inp.params, session_info, strict=inp.strict_params
+            # Cancelled past its bound, with its processes (activities/call_deadline.py).
+            params, seconds = call_bound(inp.params, self._declares_timeout(inp.tool))
+            outcome = await run_with_deadline(
+                lambda: self.host.invoke(inp.tool, params, session_info, strict=inp.strict_params),
+                seconds,
+                inp.tool,
             )
             span.set_attribute("session.result_code", outcome.code)
         activity.metric_meter().create_histogram_float(
@@ -215,6 +220,10 @@ class SessionActivities:
             {"resource_type": resource_type, "tool": inp.tool, "code": str(outcome.code)}
         ).record(outcome.execution_time_ms)
         return outcome
+
+    def _declares_timeout(self, tool: str) -> bool:
+        binding = self.host.tools.get(tool)
+        return binding is not None and "timeout" in binding.params_model.model_fields
 
     async def _call_shared(self, inp: ToolCallInput) -> ToolOutcome:
         """A shared tool: warmed once per process, no instance, no session."""
@@ -238,7 +247,8 @@ class SessionActivities:
         if binding is not None and binding.spec.shared:
             return await self._call_shared(inp.model_copy(update={"session_id": None}))
         try:
-            self.host.validate(inp.tool, inp.params, strict=inp.strict_params)
+            params = call_bound(inp.params, self._declares_timeout(inp.tool))[0]
+            self.host.validate(inp.tool, params, strict=inp.strict_params)
             instance = await self._create(inp.initialize)
         except ToolCallError as exc:
             return ToolOutcome(code=exc.code, message=exc.message)

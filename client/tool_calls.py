@@ -8,8 +8,6 @@ told, see ``Sandbox(after_expiry=...)``).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,7 +17,7 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from client.catalog import ToolCatalog, timeout_param
+from client.catalog import ToolCatalog
 from client.engine import SandboxIdentity
 from client.errors import SessionError, error_envelope
 from client.transport import QUERY_TIMEOUT, SessionGone, call_timeout
@@ -119,8 +117,9 @@ class ToolCalls:
         stream: bool,
         strict_params: bool = False,
     ) -> dict[str, Any]:
-        """The call with its tool name read and AgentFlow's ``timeout`` applied: the tool's own
-        timeout parameter when it has one, else how long to wait for the answer."""
+        """The call with its tool name read and AgentFlow's ``timeout`` applied: the call's
+        ``timeout`` parameter, which a tool that has one keeps and the worker enforces for one
+        that has not (it cancels the call there: ``activities/call_deadline.py``)."""
         meta = EnvelopeMeta(tool=action, request_id=request_id, session_id=session_id)
         if ":" not in action:
             try:
@@ -133,44 +132,14 @@ class ToolCalls:
                 answer.data = resolved.data
                 return answer.model_dump(mode="json")
             action = resolved.tool
-        wait: float | None = None
         if timeout is not None:
             problem = number_problem("timeout", timeout, MAX_TOOL_TIMEOUT)
             if problem is not None:
                 wrong = isinstance(timeout, bool) or not isinstance(timeout, int | float)
                 code = ErrorCode.WRONG_TYPE if wrong else ErrorCode.INVALID_INPUT
                 return _dumped(code, f"{action}: {problem}", meta)
-            if "timeout" not in params and await self._takes_timeout(action):
-                params["timeout"] = timeout
-            elif "timeout" not in params:
-                wait = float(timeout)
-        call = self._any(action, params, request_id, session_id, stream, strict_params)
-        if wait is None:
-            return await call
-        return await self._waited(asyncio.create_task(call), wait, action, meta)
-
-    async def _waited(
-        self, call: asyncio.Task[dict[str, Any]], wait: float, action: str, meta: EnvelopeMeta
-    ) -> dict[str, Any]:
-        done, _ = await asyncio.wait({call}, timeout=wait)
-        if done:
-            return call.result()
-        # Stop waiting only: the update goes on in the workflow, whatever happens to this task.
-        call.cancel()
-        with contextlib.suppress(BaseException):
-            await call
-        meta.tool = action
-        message = (
-            f"no answer within {wait:g} s; the call goes on in its session: send it again "
-            f"with request_id {meta.request_id!r} for its answer"
-        )
-        return _dumped(ErrorCode.TIMEOUT, message, meta)
-
-    async def _takes_timeout(self, action: str) -> bool:
-        try:
-            return timeout_param(await self.tools.spec(action))
-        except Exception:
-            return False
+            params.setdefault("timeout", timeout)
+        return await self._any(action, params, request_id, session_id, stream, strict_params)
 
     async def _any(
         self,

@@ -87,7 +87,7 @@ async def test_an_agentflow_script_runs_on_temporal(client: Client, worker: Work
     await agentflow_script(sandbox)
 
 
-async def test_timeout_is_the_tools_own_or_a_bounded_wait(
+async def test_timeout_is_the_tools_own_or_cancels_the_call(
     client: Client, worker: WorkerProcess
 ) -> None:
     sandbox = Sandbox(new_sandbox_id(), client=client)
@@ -95,15 +95,15 @@ async def test_timeout_is_the_tools_own_or_a_bounded_wait(
     # bash:run has a timeout parameter: AgentFlow's timeout becomes it.
     stopped = await sandbox.execute("bash:run", {"command": "sleep 20"}, timeout=1)
     assert stopped["code"] == ErrorCode.TIMEOUT and stopped["meta"]["execution_time_ms"] < 10_000
-    # testkit:sleep has none: the caller stops waiting; the call goes on, and its request id
-    # fetches its answer later (the session answers an id once).
+    # testkit:sleep has none: the worker cancels the call there, as AgentFlow does
+    # (tests/test_timeout_cancels.py); a repeat of its request id answers the same.
     started = time.perf_counter()
     waited = await sandbox.execute("testkit:sleep", {"seconds": 2}, timeout=0.3)
     assert waited["code"] == ErrorCode.TIMEOUT and time.perf_counter() - started < 1.5
+    assert waited["data"]["cancelled"] is True, waited
     request_id = waited["meta"]["request_id"]
-    assert request_id in waited["message"]
-    answer = await sandbox.execute("testkit:sleep", {"seconds": 2}, request_id=request_id)
-    assert answer["code"] == 0 and answer["data"]["slept"] == 2
+    again = await sandbox.execute("testkit:sleep", {"seconds": 2}, request_id=request_id)
+    assert again["code"] == ErrorCode.TIMEOUT and again["data"] == waited["data"]
     # Extra keyword arguments are parameters (AgentFlow's rule); trace_id is echoed.
     merged = await sandbox.execute("testkit:sleep", {}, seconds=0.01, trace_id="t-1")
     assert merged["code"] == 0 and merged["meta"]["trace_id"] == "t-1"

@@ -38,12 +38,17 @@ def _matches(value: Any, schema: dict[str, Any]) -> bool:
     return False
 
 
+#: Parameters every call may carry, declared or not: ``timeout`` bounds any call (a tool that
+#: does not declare it never sees it; the worker cancels the call there).
+EVERY_CALL = frozenset({"timeout"})
+
+
 def unknown_params(schema: dict[str, Any], params: dict[str, Any]) -> list[str]:
     """The parameters a tool's schema does not declare (none when it takes any)."""
     if schema.get("additionalProperties", True) is not False:
         return []
     properties: dict[str, Any] = schema.get("properties", {})
-    return [name for name in params if name not in properties]
+    return [name for name in params if name not in properties and name not in EVERY_CALL]
 
 
 def check_params(
@@ -59,7 +64,7 @@ def check_params(
     for name, value in params.items():
         prop = properties.get(name)
         if prop is None:
-            if strict and schema.get("additionalProperties", True) is False:
+            if strict and name not in EVERY_CALL and schema.get("additionalProperties") is False:
                 known = ", ".join(properties) or "none"
                 return (
                     ErrorCode.INVALID_INPUT,
