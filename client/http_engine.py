@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aiohttp
 from temporalio.client import Client
@@ -25,6 +25,20 @@ from contract import ErrorCode
 
 #: The API key the client sends when none is given (``Authorization: Bearer <key>``).
 API_KEY_ENV = "DURABLE_SESSIONS_API_KEY"
+
+
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """``url`` without its userinfo, and the password there (the API key), if any."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host)), unquote(parts.password or "") or None
+
+
+def public_url(url: str | None) -> str | None:
+    """``url`` as it may be shown: without a key in it."""
+    return None if url is None else split_userinfo(url)[0]
 
 
 class HttpEngine:
@@ -41,12 +55,15 @@ class HttpEngine:
         retry_count: int,
         session_ttl: float,
     ) -> None:
-        self.server_url = server_url.rstrip("/")
+        # A key in the URL (AgentFlow's form, http://alice:KEY@host) goes into the header, and
+        # the URL kept (shown in messages, errors and the Sandbox) has none.
+        url, in_url = split_userinfo(server_url)
+        self.server_url = url.rstrip("/")
         self.worker_id = worker_id
         self.timeout = timeout
         self.retry_count = max(1, retry_count)
         self.session_ttl = session_ttl
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        key = api_key if api_key is not None else in_url or os.environ.get(API_KEY_ENV)
         self._headers = {"Content-Type": "application/json", "X-Worker-ID": worker_id}
         if key:
             self._headers["Authorization"] = f"Bearer {key}"

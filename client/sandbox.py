@@ -30,7 +30,7 @@ from client.agentflow import (
 )
 from client.catalog import ToolCatalog
 from client.engine import Engine, each_type, open_checked, send_call
-from client.http_engine import HttpEngine
+from client.http_engine import HttpEngine, public_url
 from client.private_loop import PrivateLoop, blocking
 from client.streams import follow_call, watch_output
 from client.temporal_engine import TemporalEngine
@@ -114,7 +114,7 @@ class Sandbox:
         self.destroy_on_exit, self.after_expiry = destroy_on_exit, after_expiry
         self.warmup_resources = list(reach.warmup_resources or [])
         self.address, self.namespace, self.task_queue = address, namespace, task_queue
-        self.server_url, self.timeout = reach.server_url, float(reach.timeout)
+        self.server_url, self.timeout = public_url(reach.server_url), float(reach.timeout)
         self.strict_params = strict_params
         self._engine: Engine = (
             HttpEngine.of(self, reach.server_url, api_key, reach.retry_count)
