@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "durable_sessions.backends"
 #: The backends this project ships (its own entry points). `./run.sh` offers only these unless
 #: told otherwise, so a backend installed for tests or by another package is never offered there.
-BUILTIN_BACKENDS: tuple[str, ...] = ("bash", "code", "rag", "vm")
+BUILTIN_BACKENDS: tuple[str, ...] = ("bash", "code", "mcp", "rag", "vm")
 
 
 class ToolCallError(Exception):

@@ -36,9 +36,10 @@ apt_install() {
 
 # Debian packages: bubblewrap (every session's sandbox), slirp4netns (the network of a session
 # allowed one, without the host's loopback), and what the vm backend drives: a virtual X server,
-# an input tool, a terminal to type into. With --tests also Chromium, which the UI test
+# an input tool, a terminal to type into; Node and npm for the mcp backend's npm servers. With --tests also Chromium, which the UI test
 # drives headless through Playwright (Playwright's own browser download is never used).
-tools=(bwrap:bubblewrap slirp4netns:slirp4netns Xvfb:xvfb xdotool:xdotool xterm:xterm)
+tools=(bwrap:bubblewrap slirp4netns:slirp4netns Xvfb:xvfb xdotool:xdotool xterm:xterm
+       node:nodejs npm:npm)
 if [ "$with_tests" = 1 ]; then tools+=(chromium:chromium); fi
 missing=()
 for tool in "${tools[@]}"; do
@@ -68,4 +69,22 @@ if [ "$with_tests" = 1 ]; then
       .venv/bin/python -m pip install -q -e tests/plugin_pkg
     rm -f .venv/.tests-installed-* && touch "$tests_stamp"
   fi
+fi
+
+# The mcp backend's servers (backends/mcp.py SERVERS_DIR): npm's filesystem and memory servers,
+# and the `mcp` package for Python servers run by the system's python3 (PYTHONPATH=.../python).
+# Under /usr/local because a session's jail sees /usr of the host and nothing else; pinned, and
+# skipped when this set is there already.
+mcp_dir=${DURABLE_SESSIONS_MCP_DIR:-/usr/local/lib/durable-sessions-mcp}
+mcp_npm=(@modelcontextprotocol/server-filesystem@2026.8.31 @modelcontextprotocol/server-memory@2026.8.31)
+mcp_python=mcp==2.3.0
+mcp_stamp="$mcp_dir/.installed-$(echo "${mcp_npm[*]} $mcp_python" | sha256sum | cut -c1-16)"
+if [ ! -f "$mcp_stamp" ]; then
+  SUDO=$([ "$(id -u)" = 0 ] || [ -w "$(dirname "$mcp_dir")" ] && echo "" || echo "sudo -n")
+  progress "installing the MCP servers into $mcp_dir" sh -c "
+    $SUDO mkdir -p '$mcp_dir' &&
+    $SUDO npm install -q --no-audit --no-fund --prefix '$mcp_dir' ${mcp_npm[*]} >/dev/null &&
+    $SUDO .venv/bin/python -m pip install -q --no-warn-conflicts --target '$mcp_dir/python' \
+      --upgrade '$mcp_python' &&
+    $SUDO rm -f '$mcp_dir'/.installed-* && $SUDO touch '$mcp_stamp'"
 fi

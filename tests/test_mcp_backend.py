@@ -1,0 +1,218 @@
+"""The ``mcp`` resource type: stdio MCP servers per session, in its jail, through the client.
+
+Real servers: npm's ``@modelcontextprotocol/server-filesystem`` and ``server-memory`` (installed
+by scripts/setup.sh under :data:`backends.mcp.SERVERS_DIR`) and a small Python server of the
+tests' own (tests/mcp_servers/echo_server.py), copied in as the task's initial workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from backends.mcp import SERVERS_DIR
+from client import Sandbox
+from tests.conftest import new_sandbox_id
+from tests.processes import WorkerProcess, start_on
+
+ECHO = Path(__file__).with_name("mcp_servers") / "echo_server.py"
+PREPROCESS = """
+import argparse, pathlib
+parser = argparse.ArgumentParser()
+parser.add_argument("--agent_workspace")
+parser.add_argument("--launch_time")
+args = parser.parse_args()
+pathlib.Path(args.agent_workspace, "prepared.txt").write_text("launched " + args.launch_time)
+"""
+#: AgentFlow's server files, as they are (``type: stdio``, ``params``, placeholders).
+SERVER_FILES = {
+    "filesystem.yaml": """
+type: stdio
+name: filesystem
+params:
+  command: npx
+  args: ["-y", "@modelcontextprotocol/server-filesystem", "${agent_workspace}"]
+""",
+    "memory.yaml": """
+type: stdio
+name: memory
+params:
+  command: npx
+  args: ["-y", "@modelcontextprotocol/server-memory"]
+  env:
+    MEMORY_FILE_PATH: "${agent_workspace}/memory.jsonl"
+""",
+    "echo.yaml": """
+type: stdio
+name: echo
+params:
+  command: /usr/bin/python3
+  args: ["${agent_workspace}/echo_server.py"]
+  env:
+    PYTHONPATH: "${local_servers_paths}/python"
+  cwd: "${agent_workspace}"
+""",
+}
+
+
+@pytest.fixture
+def mcp_config(tmp_path: Path) -> dict[str, Any]:
+    """A config dir of server files and a task dir (initial workspace, preprocess)."""
+    for package in ("server-filesystem", "server-memory"):
+        installed = SERVERS_DIR / "node_modules" / "@modelcontextprotocol" / package
+        assert installed.is_dir(), f"{installed} is missing: run bash scripts/setup.sh"
+    configs = tmp_path / "mcp_servers"
+    configs.mkdir()
+    for name, text in SERVER_FILES.items():
+        (configs / name).write_text(text)
+    task = tmp_path / "task"
+    (task / "initial_workspace" / "notes").mkdir(parents=True)
+    shutil.copy(ECHO, task / "initial_workspace" / "echo_server.py")
+    (task / "initial_workspace" / "notes" / "hello.txt").write_text("hello from the task\n")
+    (task / "preprocess").mkdir()
+    (task / "preprocess" / "main.py").write_text(PREPROCESS)
+    return {"config_dir": str(configs), "task_dir": str(task)}
+
+
+def _text(result: dict[str, Any]) -> str:
+    assert result["code"] == 0, result
+    assert result["data"]["isError"] is False, result["data"]
+    return "".join(c.get("text", "") for c in result["data"]["content"])
+
+
+async def test_filesystem_and_python_servers_in_the_session(
+    client: Client, worker: WorkerProcess, mcp_config: dict[str, Any]
+) -> None:
+    sandbox = Sandbox(new_sandbox_id("mcp"), client=client)
+    config = {**mcp_config, "enabled_servers": ["filesystem", "echo"]}
+    created = await sandbox.create_session("mcp", config)
+    assert created["status"] == "success", created
+    try:
+        listed = await sandbox.execute("mcp:list_tools", {})
+        assert listed["code"] == 0, listed
+        tools = {t["name"]: t for t in listed["data"]["tools"]}
+        assert {"mcp:filesystem.write_file", "mcp:filesystem.read_text_file"} <= set(tools)
+        assert {"mcp:echo.echo", "mcp:echo.add", "mcp:echo.bump"} <= set(tools)
+        assert tools["mcp:echo.add"]["input_schema"]["required"] == ["a", "b"]
+
+        # The initial workspace and the preprocess step, as the filesystem server sees them.
+        hello = await sandbox.execute(
+            "mcp:call",
+            {"server": "filesystem", "tool": "read_text_file",
+             "arguments": {"path": "/workspace/notes/hello.txt"}},
+        )  # fmt: skip
+        assert _text(hello) == "hello from the task\n"
+        prepared = await sandbox.execute("mcp:read_file", {"path": "prepared.txt"})
+        assert prepared["data"]["content"].startswith("launched "), prepared
+
+        made = await sandbox.execute(
+            "mcp:call",
+            {"server": "filesystem", "tool": "create_directory",
+             "arguments": {"path": "/workspace/out"}},
+        )  # fmt: skip
+        assert "Successfully created" in _text(made)
+        wrote = await sandbox.execute(
+            "mcp:call",
+            {"server": "filesystem", "tool": "write_file",
+             "arguments": {"path": "/workspace/out/answer.txt", "content": "forty-two"}},
+        )  # fmt: skip
+        assert "Successfully wrote" in _text(wrote)
+        read = await sandbox.execute(
+            "mcp:call",
+            {"server": "filesystem", "tool": "read_text_file",
+             "arguments": {"path": "/workspace/out/answer.txt"}},
+        )  # fmt: skip
+        assert _text(read) == "forty-two"
+        # The same file through the session's own workspace tools: one workspace.
+        same = await sandbox.execute("mcp:read_file", {"path": "out/answer.txt"})
+        assert same["data"]["content"] == "forty-two"
+        # Outside the workspace the filesystem server refuses (its allowed directory).
+        outside = await sandbox.execute(
+            "mcp:call",
+            {
+                "server": "filesystem",
+                "tool": "read_text_file",
+                "arguments": {"path": "/etc/passwd"},
+            },
+        )
+        assert outside["code"] == 0 and outside["data"]["isError"] is True, outside
+
+        added = await sandbox.execute(
+            "mcp:call", {"server": "echo", "tool": "add", "arguments": {"a": 20, "b": 22}}
+        )
+        assert added["data"]["structuredContent"] == {"result": 42}, added
+        short = await sandbox.execute(
+            "mcp:call", {"tool": "echo.echo", "arguments": {"text": "hi"}}
+        )
+        assert _text(short) == "hi"
+        listed_name = await sandbox.execute(
+            "mcp:call", {"tool": "mcp:echo.echo", "arguments": {"text": "ho"}}
+        )
+        assert _text(listed_name) == "ho"
+        unknown = await sandbox.execute("mcp:call", {"server": "echo", "tool": "nope"})
+        assert unknown["code"] == 4002, unknown
+        no_server = await sandbox.execute("mcp:call", {"server": "nope", "tool": "x"})
+        assert no_server["code"] == 4008, no_server
+    finally:
+        await sandbox.destroy_session("mcp")
+
+
+async def test_memory_server_survives_a_killed_worker(
+    client: Client,
+    address: str,
+    queue: str,
+    workers: list[WorkerProcess],
+    mcp_config: dict[str, Any],
+) -> None:
+    first = await start_on(address, queue, workers)
+    sandbox = Sandbox(new_sandbox_id("mcp"), client=client, task_queue=queue)
+    config = {**mcp_config, "enabled_servers": ["memory", "echo"]}
+    created = await sandbox.create_session("mcp", config)
+    assert created["worker"] == first.queue, created
+    entity = {"name": "Ada", "entityType": "person", "observations": ["wrote the first program"]}
+    stored = await sandbox.execute(
+        "mcp:call",
+        {"server": "memory", "tool": "create_entities", "arguments": {"entities": [entity]}},
+    )
+    assert stored["code"] == 0 and stored["data"]["isError"] is False, stored
+    bumped = await sandbox.execute("mcp:call", {"server": "echo", "tool": "bump"})
+    assert bumped["data"]["structuredContent"] == {"result": 1}, bumped
+
+    second = await start_on(address, queue, workers)
+    await first.kill()
+
+    graph = await sandbox.execute("mcp:call", {"server": "memory", "tool": "read_graph"})
+    if graph["code"] == 5014:  # the call that meets the lost instance says so, once
+        assert "resource lost, re-initialized" in graph["message"], graph
+        graph = await sandbox.execute("mcp:call", {"server": "memory", "tool": "read_graph"})
+    assert graph["code"] == 0, graph
+    names = [e["name"] for e in json.loads(_text(graph))["entities"]]
+    assert names == ["Ada"], graph
+    # The Python server's counter file came back with the workspace too: the next is 2.
+    again = await sandbox.execute("mcp:call", {"server": "echo", "tool": "bump"})
+    assert again["data"]["structuredContent"] == {"result": 2}, again
+    view = await sandbox.describe_session("mcp")
+    assert view is not None and view["worker"] == second.queue
+    await sandbox.destroy_session("mcp")
+
+
+async def test_a_bad_server_definition_fails_the_create(
+    client: Client, worker: WorkerProcess, mcp_config: dict[str, Any]
+) -> None:
+    sandbox = Sandbox(new_sandbox_id("mcp"), client=client)
+    broken = {
+        "enabled_servers": ["gone"],
+        "server_configs": {"gone": {"type": "stdio", "params": {"command": "/usr/bin/false"}}},
+    }
+    failed = await sandbox.create_session("mcp", broken)
+    assert failed["status"] == "error" and failed["code"] == 4007, failed
+    assert "MCP server 'gone' did not start" in failed["message"], failed
+    other = Sandbox(new_sandbox_id("mcp"), client=client)
+    missing = await other.create_session("mcp", {**mcp_config, "enabled_servers": ["missing"]})
+    assert missing["code"] == 4007, missing
+    assert "no definition of MCP server 'missing'" in missing["message"], missing
