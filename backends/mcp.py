@@ -210,6 +210,14 @@ class McpBackend(WorkspaceTools, Backend):
             raise ToolCallError(
                 ErrorCode.TIMEOUT, f"{server}.{tool} did not answer within {timeout:g}s"
             ) from None
+        except Exception as exc:
+            if link.alive:
+                raise
+            raise ToolCallError(
+                ErrorCode.TOOL_ERROR,
+                f"MCP server {server!r} ended during the call ({exc}); the next call to it "
+                "starts it again",
+            ) from None
         return {"server": server, "tool": tool, **result}
 
 
@@ -380,28 +388,20 @@ async def _preprocess(info: dict[str, Any], config: dict[str, Any]) -> None:
     argv = [python, "-c", script.read_text(), "--agent_workspace", box.root]
     argv += ["--launch_time", launch]
     waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    info["preprocess_waiter"] = waiter
-    out_r, out_w = os.pipe()
-    null_r = os.open(os.devnull, os.O_RDONLY)
-    try:
-        await box.request(
-            "spawn",
-            [null_r, out_w],
-            handle="preprocess",
-            argv=argv,
-            env=info["settings"].env,
-            cwd=box.root,
-        )
-    finally:
-        os.close(null_r)
-        os.close(out_w)
-    try:
-        status = await asyncio.wait_for(waiter, PREPROCESS_TIMEOUT)
-        output = os.read(out_r, 4000).decode(errors="replace") if status else ""
-    finally:
-        os.close(out_r)
+    info["preprocess_waiter"] = waiter  # before the spawn: its end may come at once
+    output = await _links().output_of(
+        box,
+        argv,
+        env=info["settings"].env,
+        cwd=box.root,
+        handle="preprocess",
+        timeout=PREPROCESS_TIMEOUT,
+    )
+    if output is None:
+        raise RuntimeError(f"the preprocess step {script} ran past {PREPROCESS_TIMEOUT:g}s")
+    status = await asyncio.wait_for(waiter, 30)
     if status != 0:
-        raise RuntimeError(f"the preprocess step {script} failed ({status}): {output}")
+        raise RuntimeError(f"the preprocess step {script} failed ({status}): {output.strip()}")
 
 
 def _task_path(config: dict[str, Any], key: str, default: str) -> Path | None:

@@ -92,7 +92,10 @@ class ServerLink:
             self.error = f"did not answer initialize within {START_TIMEOUT:g}s"
         if self.error is not None:
             await self.stop()
-            said = await output_of(box, ["tail", "-c", "1500", self.spec.stderr_path])
+            try:
+                said = await output_of(box, ["tail", "-c", "1500", self.spec.stderr_path]) or ""
+            except Exception as exc:  # noqa: BLE001 - a diagnosis only
+                said = f"({exc})"
             raise RuntimeError(
                 f"MCP server {self.spec.name!r} did not start: {self.error}; "
                 f"its stderr ({self.spec.stderr_path} in the session): {said.strip() or '-'}"
@@ -166,15 +169,28 @@ class ServerLink:
         return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-async def output_of(box: JailedProcess, argv: list[str], timeout: float = 10) -> str:
-    """What a short command run in the jail prints (stdout and stderr), at most 64 KiB."""
+async def output_of(
+    box: JailedProcess,
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str = "/",
+    handle: str = "output",
+    timeout: float = 10,
+    keep: int = 4000,
+) -> str | None:
+    """What a command run in the jail prints (stdout and stderr together; its last ``keep``
+    bytes), read until it closes its output; None when that takes past ``timeout``. Everything
+    is read, so a talkative command never blocks on a full pipe."""
     out_r, out_w = os.pipe()
     null_r = os.open(os.devnull, os.O_RDONLY)
     try:
-        await box.request("spawn", [null_r, out_w], handle="output", argv=argv, env={}, cwd="/")
-    except Exception as exc:  # noqa: BLE001 - a diagnosis only
+        await box.request(
+            "spawn", [null_r, out_w], handle=handle, argv=argv, env=env or {}, cwd=cwd
+        )
+    except BaseException:
         os.close(out_r)
-        return f"({exc})"
+        raise
     finally:
         os.close(null_r)
         os.close(out_w)
@@ -183,14 +199,16 @@ async def output_of(box: JailedProcess, argv: list[str], timeout: float = 10) ->
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(out_r, "rb", buffering=0)
     )
+    data = bytearray()
+    deadline = loop.time() + timeout
     try:
-        data = await asyncio.wait_for(reader.read(1 << 16), timeout)
-        while len(data) < 1 << 16 and (
-            more := await asyncio.wait_for(reader.read(1 << 16), timeout)
+        while chunk := await asyncio.wait_for(
+            reader.read(1 << 16), max(0.0, deadline - loop.time())
         ):
-            data += more
+            data += chunk
+            del data[: max(0, len(data) - keep)]
     except TimeoutError:
-        data = b""
+        return None
     finally:
         transport.close()
     return data.decode(errors="replace")

@@ -158,6 +158,14 @@ async def test_filesystem_and_python_servers_in_the_session(
         assert unknown["code"] == 4002, unknown
         no_server = await sandbox.execute("mcp:call", {"server": "nope", "tool": "x"})
         assert no_server["code"] == 4008, no_server
+
+        # A server that ends is started again by the next call to it.
+        crashed = await sandbox.execute("mcp:call", {"tool": "echo.crash"})
+        assert crashed["code"] == 5005 and "ended during the call" in crashed["message"], crashed
+        revived = await sandbox.execute(
+            "mcp:call", {"tool": "echo.echo", "arguments": {"text": "back"}}
+        )
+        assert _text(revived) == "back"
     finally:
         await sandbox.destroy_session("mcp")
 
@@ -216,3 +224,82 @@ async def test_a_bad_server_definition_fails_the_create(
     missing = await other.create_session("mcp", {**mcp_config, "enabled_servers": ["missing"]})
     assert missing["code"] == 4007, missing
     assert "no definition of MCP server 'missing'" in missing["message"], missing
+
+    # A preprocess step that fails (after printing plenty) fails the create, naming its output.
+    task = Path(mcp_config["task_dir"])
+    (task / "preprocess" / "main.py").write_text(
+        "import sys\nprint('x' * 200000)\nprint('no data for this task')\nsys.exit(2)\n"
+    )
+    third = Sandbox(new_sandbox_id("mcp"), client=client)
+    failed = await third.create_session("mcp", {**mcp_config, "enabled_servers": ["echo"]})
+    assert failed["code"] == 4007, failed
+    assert "failed (2)" in failed["message"] and "no data for this task" in failed["message"]
+
+
+async def test_over_http_and_through_the_mcp_server_front(
+    client: Client, address: str, worker: WorkerProcess, mcp_config: dict[str, Any]
+) -> None:
+    """AgentFlow's HTTP requests make and drive the session; the MCP server front (``cli
+    mcp``, stdio) calls the same session's servers by its sandbox id."""
+    import aiohttp
+    from mcp import Client as McpClient
+
+    from http_api.app import Limits, create_app
+    from http_api.server import HttpService
+    from tests import agentflow_requests as af
+    from tests.test_mcp import _stdio
+
+    w = new_sandbox_id("mcp-http")
+    config = {**mcp_config, "enabled_servers": ["filesystem", "memory"]}
+    service = HttpService(create_app(client=client, limits=Limits()), "127.0.0.1", 0)
+    url = await service.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def call(request: af.Call) -> Any:
+                async with http.request(
+                    request.method, url + request.path, json=request.body, headers=af.headers(w)
+                ) as response:
+                    assert response.status == 200, await response.text()
+                    return await response.json(content_type=None)
+
+            created = await call(af.create_session(w, "mcp", config))
+            assert created["code"] == 0, created
+            wrote = await call(
+                af.execute(
+                    w,
+                    "mcp:call",
+                    {
+                        "tool": "filesystem.write_file",
+                        "arguments": {"path": "/workspace/via-http.txt", "content": "over http"},
+                    },
+                )  # fmt: skip
+            )
+            assert "Successfully wrote" in _text(wrote)
+
+            async with McpClient(_stdio(address)) as front:
+                tools = {t.name for t in (await front.list_tools()).tools}
+                assert "mcp_call" in tools, sorted(tools)
+                result = await front.call_tool(
+                    "mcp_call",
+                    {"sandbox_id": w, "tool": "filesystem.read_text_file",
+                     "arguments": {"path": "/workspace/via-http.txt"}},
+                )  # fmt: skip
+                answer = result.structured_content
+                assert answer is not None and answer["code"] == 0, answer
+                assert _text(answer) == "over http"
+                stored = await front.call_tool(
+                    "mcp_call",
+                    {"sandbox_id": w, "tool": "memory.create_entities",
+                     "arguments": {"entities": [{"name": "Grace", "entityType": "person",
+                                                 "observations": ["compilers"]}]}},
+                )  # fmt: skip
+                assert stored.structured_content is not None
+                assert stored.structured_content["code"] == 0, stored.structured_content
+
+            graph = await call(af.execute(w, "mcp:call", {"tool": "memory.read_graph"}))
+            assert [e["name"] for e in json.loads(_text(graph))["entities"]] == ["Grace"]
+            destroyed = await call(af.destroy_session(w, "mcp"))
+            assert destroyed["code"] == 0, destroyed
+    finally:
+        await service.stop()

@@ -3,6 +3,7 @@ and keeps a counter in a file of its working directory (the session's workspace)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
@@ -29,6 +30,12 @@ def bump(name: str = "counter.txt") -> int:
     value = int(path.read_text()) + 1 if path.exists() else 1
     path.write_text(str(value))
     return value
+
+
+@server.tool()
+def crash() -> str:
+    """End the server at once (exit status 3), without an answer."""
+    os._exit(3)
 
 
 if __name__ == "__main__":
