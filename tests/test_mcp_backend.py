@@ -154,6 +154,10 @@ async def test_filesystem_and_python_servers_in_the_session(
             "mcp:call", {"tool": "mcp:echo.echo", "arguments": {"text": "ho"}}
         )
         assert _text(listed_name) == "ho"
+        # AgentFlow's name for a server's tool, called as it is: mcp:<server>.<tool>.
+        named = await sandbox.execute("mcp:echo.add", {"a": 1, "b": 2})
+        assert named["code"] == 0 and named["data"]["structuredContent"] == {"result": 3}, named
+        assert named["meta"]["tool"] == "mcp:call", named["meta"]
         unknown = await sandbox.execute("mcp:call", {"server": "echo", "tool": "nope"})
         assert unknown["code"] == 4002, unknown
         no_server = await sandbox.execute("mcp:call", {"server": "nope", "tool": "x"})
@@ -297,7 +301,7 @@ async def test_over_http_and_through_the_mcp_server_front(
                 assert stored.structured_content is not None
                 assert stored.structured_content["code"] == 0, stored.structured_content
 
-            graph = await call(af.execute(w, "mcp:call", {"tool": "memory.read_graph"}))
+            graph = await call(af.execute(w, "mcp:memory.read_graph"))
             assert [e["name"] for e in json.loads(_text(graph))["entities"]] == ["Grace"]
             destroyed = await call(af.destroy_session(w, "mcp"))
             assert destroyed["code"] == 0, destroyed
