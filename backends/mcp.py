@@ -6,6 +6,8 @@ Config (AgentFlow's MCP backend's shape):
 - ``config_dir``: a directory of the worker holding ``<name>.yaml`` (or ``.yml``/``.json``)
   server files, AgentFlow's ``type: stdio`` with ``params: {command, args, env, cwd}``;
   ``server_configs``: the same files inline, ``{name: {...}}`` (they win over ``config_dir``).
+- Paths of the worker (``config_dir``, ``task_dir`` and the two below) must lie under one of the
+  directories the worker's ``$DURABLE_SESSIONS_MCP_ROOTS`` names (:func:`host_path`).
 - ``task_dir``: a directory of the worker holding the task: ``initial_workspace/`` (copied into
   the workspace before the servers start) and ``preprocess/main.py`` (run in the jail after the
   copy, as ``python main.py --agent_workspace /workspace --launch_time <UTC>``);
@@ -60,6 +62,9 @@ SERVERS_DIR = Path(
     os.environ.get("DURABLE_SESSIONS_MCP_DIR", "/usr/local/lib/durable-sessions-mcp")
 )
 _PLACEHOLDER = re.compile(r"\$\{(agent_workspace|local_servers_paths)\}")
+#: The worker's setting: directories (``os.pathsep``-separated) under which a session's config
+#: may name ``config_dir``, ``task_dir``, ``initial_workspace`` and ``preprocess``; unset: none.
+ROOTS_ENV = "DURABLE_SESSIONS_MCP_ROOTS"
 #: The sessions' default ``memory_mb`` (RLIMIT_AS per process): Node needs about 2 GiB of it.
 DEFAULT_MEMORY_MB = 4096
 #: Longest preprocess step.
@@ -303,7 +308,7 @@ def _from_dir(directory: Any, name: str) -> dict[str, Any] | None:
     if not directory:
         return None
     for suffix in (".yaml", ".yml", ".json"):
-        path = Path(str(directory)) / f"{name}{suffix}"
+        path = host_path(directory, "config_dir") / f"{name}{suffix}"
         if path.is_file():
             text = path.read_text()
             if suffix == ".json":
@@ -360,8 +365,11 @@ async def _copy_initial(workspace: Workspace, config: dict[str, Any]) -> None:
     if source is None:
         return
     total = 0
+    inside = os.path.realpath(source).rstrip("/") + "/"
     for path in sorted(source.rglob("*")):
         if not path.is_file() or path.is_symlink():
+            continue
+        if not os.path.realpath(path).startswith(inside):  # through a linked directory
             continue
         data = path.read_bytes()
         total += len(data)
@@ -404,13 +412,32 @@ async def _preprocess(info: dict[str, Any], config: dict[str, Any]) -> None:
         raise RuntimeError(f"the preprocess step {script} failed ({status}): {output.strip()}")
 
 
+def host_path(value: Any, key: str) -> Path:
+    """A directory or file of the worker that a session's config names, checked to lie under one
+    of the operator's roots (:data:`ROOTS_ENV`): a client never reads the worker's other files."""
+    roots = [r for r in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if r]
+    if not isinstance(value, str) or not os.path.isabs(value):
+        raise ValueError(f"{key} must be an absolute path on the worker, not {value!r}")
+    path = os.path.realpath(value)
+    for root in roots:
+        real = os.path.realpath(root)
+        if path == real or path.startswith(real.rstrip("/") + "/"):
+            return Path(path)
+    allowed = ", ".join(roots) or "none: the worker's $" + ROOTS_ENV + " is not set"
+    raise ValueError(f"{key} {value} lies outside the worker's MCP roots ({allowed})")
+
+
 def _task_path(config: dict[str, Any], key: str, default: str) -> Path | None:
     task_dir = config.get("task_dir")
     named = config.get(key)
     if named is None and task_dir is None:
         return None
-    base = Path(str(task_dir)) if task_dir else Path(".")
-    path = base / str(named or default)
+    base = host_path(task_dir, "task_dir") if task_dir else None
+    if base is None:
+        path = host_path(named, key)
+    else:
+        path = Path(os.path.realpath(base / str(named or default)))
+        host_path(str(path), key)
     if named is not None and not path.exists():
         raise ValueError(f"{key} {path} does not exist on the worker")
     return path if path.exists() else None

@@ -12,6 +12,7 @@ server's ``read_graph``), interleaved so that they see the same machine:
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from typing import Any
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from backends.mcp import SERVERS_DIR, McpBackend
+from backends.mcp import ROOTS_ENV, SERVERS_DIR, McpBackend
 from bench.measure import stats
 from bench.server import start_embedded
 from client import Sandbox
@@ -78,6 +79,7 @@ async def _interleaved(
 
 async def main(samples: int) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ[ROOTS_ENV] = tmp  # the task directory's root, here and in the worker
         task = Path(tmp) / "task"
         (task / "initial_workspace").mkdir(parents=True)
         shutil.copy(ECHO, task / "initial_workspace" / "echo_server.py")

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from temporalio.client import Client
 
-from backends.mcp import SERVERS_DIR
+from backends.mcp import ROOTS_ENV, SERVERS_DIR
 from client import Sandbox
 from tests.conftest import new_sandbox_id
-from tests.processes import WorkerProcess, start_on
+from tests.processes import WorkerProcess
 
 ECHO = Path(__file__).with_name("mcp_servers") / "echo_server.py"
 PREPROCESS = """
@@ -79,6 +80,17 @@ def mcp_config(tmp_path: Path) -> dict[str, Any]:
     return {"config_dir": str(configs), "task_dir": str(task)}
 
 
+async def _worker(
+    address: str, queue: str, workers: list[WorkerProcess], roots: Path
+) -> WorkerProcess:
+    """A worker on the test's queue whose sessions may name files under ``roots``."""
+    started = await WorkerProcess.start(
+        address, env={ROOTS_ENV: str(roots)}, args=["--task-queue", queue]
+    )
+    workers.append(started)
+    return started
+
+
 def _text(result: dict[str, Any]) -> str:
     assert result["code"] == 0, result
     assert result["data"]["isError"] is False, result["data"]
@@ -86,9 +98,15 @@ def _text(result: dict[str, Any]) -> str:
 
 
 async def test_filesystem_and_python_servers_in_the_session(
-    client: Client, worker: WorkerProcess, mcp_config: dict[str, Any]
+    client: Client,
+    address: str,
+    queue: str,
+    workers: list[WorkerProcess],
+    mcp_config: dict[str, Any],
+    tmp_path: Path,
 ) -> None:
-    sandbox = Sandbox(new_sandbox_id("mcp"), client=client)
+    await _worker(address, queue, workers, tmp_path)
+    sandbox = Sandbox(new_sandbox_id("mcp"), client=client, task_queue=queue)
     config = {**mcp_config, "enabled_servers": ["filesystem", "echo"]}
     created = await sandbox.create_session("mcp", config)
     assert created["status"] == "success", created
@@ -180,8 +198,9 @@ async def test_memory_server_survives_a_killed_worker(
     queue: str,
     workers: list[WorkerProcess],
     mcp_config: dict[str, Any],
+    tmp_path: Path,
 ) -> None:
-    first = await start_on(address, queue, workers)
+    first = await _worker(address, queue, workers, tmp_path)
     sandbox = Sandbox(new_sandbox_id("mcp"), client=client, task_queue=queue)
     config = {**mcp_config, "enabled_servers": ["memory", "echo"]}
     created = await sandbox.create_session("mcp", config)
@@ -195,7 +214,7 @@ async def test_memory_server_survives_a_killed_worker(
     bumped = await sandbox.execute("mcp:call", {"server": "echo", "tool": "bump"})
     assert bumped["data"]["structuredContent"] == {"result": 1}, bumped
 
-    second = await start_on(address, queue, workers)
+    second = await _worker(address, queue, workers, tmp_path)
     await first.kill()
 
     graph = await sandbox.execute("mcp:call", {"server": "memory", "tool": "read_graph"})
@@ -214,9 +233,21 @@ async def test_memory_server_survives_a_killed_worker(
 
 
 async def test_a_bad_server_definition_fails_the_create(
-    client: Client, worker: WorkerProcess, mcp_config: dict[str, Any]
+    client: Client,
+    worker: WorkerProcess,
+    address: str,
+    queue: str,
+    workers: list[WorkerProcess],
+    mcp_config: dict[str, Any],
+    tmp_path: Path,
 ) -> None:
-    sandbox = Sandbox(new_sandbox_id("mcp"), client=client)
+    # The suite's worker names no MCP roots: a session cannot make it read its files.
+    refused = await Sandbox(new_sandbox_id("mcp"), client=client).create_session(
+        "mcp", {**mcp_config, "enabled_servers": ["echo"]}
+    )
+    assert refused["code"] == 4007 and "outside the worker's MCP roots" in refused["message"]
+    await _worker(address, queue, workers, tmp_path)
+    sandbox = Sandbox(new_sandbox_id("mcp"), client=client, task_queue=queue)
     broken = {
         "enabled_servers": ["gone"],
         "server_configs": {"gone": {"type": "stdio", "params": {"command": "/usr/bin/false"}}},
@@ -224,7 +255,7 @@ async def test_a_bad_server_definition_fails_the_create(
     failed = await sandbox.create_session("mcp", broken)
     assert failed["status"] == "error" and failed["code"] == 4007, failed
     assert "MCP server 'gone' did not start" in failed["message"], failed
-    other = Sandbox(new_sandbox_id("mcp"), client=client)
+    other = Sandbox(new_sandbox_id("mcp"), client=client, task_queue=queue)
     missing = await other.create_session("mcp", {**mcp_config, "enabled_servers": ["missing"]})
     assert missing["code"] == 4007, missing
     assert "no definition of MCP server 'missing'" in missing["message"], missing
@@ -234,14 +265,14 @@ async def test_a_bad_server_definition_fails_the_create(
     (task / "preprocess" / "main.py").write_text(
         "import sys\nprint('x' * 200000)\nprint('no data for this task')\nsys.exit(2)\n"
     )
-    third = Sandbox(new_sandbox_id("mcp"), client=client)
+    third = Sandbox(new_sandbox_id("mcp"), client=client, task_queue=queue)
     failed = await third.create_session("mcp", {**mcp_config, "enabled_servers": ["echo"]})
     assert failed["code"] == 4007, failed
     assert "failed (2)" in failed["message"] and "no data for this task" in failed["message"]
 
 
 async def test_over_http_and_through_the_mcp_server_front(
-    client: Client, address: str, worker: WorkerProcess, mcp_config: dict[str, Any]
+    client: Client, address: str, worker: WorkerProcess
 ) -> None:
     """AgentFlow's HTTP requests make and drive the session; the MCP server front (``cli
     mcp``, stdio) calls the same session's servers by its sandbox id."""
@@ -254,7 +285,10 @@ async def test_over_http_and_through_the_mcp_server_front(
     from tests.test_mcp import _stdio
 
     w = new_sandbox_id("mcp-http")
-    config = {**mcp_config, "enabled_servers": ["filesystem", "memory"]}
+    inline = {
+        name: yaml.safe_load(SERVER_FILES[f"{name}.yaml"]) for name in ("filesystem", "memory")
+    }
+    config = {"enabled_servers": ["filesystem", "memory"], "server_configs": inline}
     service = HttpService(create_app(client=client, limits=Limits()), "127.0.0.1", 0)
     url = await service.start()
     try:
