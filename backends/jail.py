@@ -36,6 +36,7 @@ from typing import Any
 from backends import jail_net
 from backends.jail_control import ControlChannel
 from backends.jail_settings import (
+    ARCHIVE,
     FILES,
     HOST_ENV,
     INIT,
@@ -194,7 +195,7 @@ class JailedProcess(ControlChannel):
                 spec_fds.append([child, theirs])
             if self.settings.isolated:
                 python, binds = jail_python(self._python)
-                for host_file in [INIT, FILES, *self.files]:
+                for host_file in [INIT, FILES, ARCHIVE, *self.files]:
                     data[self.path_of(host_file)] = data_fd(host_file.read_bytes())
                 self._info, info_w = os.pipe()
                 inside.append(info_w)

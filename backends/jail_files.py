@@ -1,4 +1,5 @@
-"""File work inside a session's jail: confined paths, the workspace's fingerprint and archive.
+"""File work inside a session's jail: confined paths, the workspace's fingerprint, reads and
+writes (its archive: :mod:`backends.jail_archive`).
 
 Loaded by :mod:`backends.jail_init` (the jail's pid 1), never by the worker: it runs as the
 jail's user, in the jail's mount namespace, so it sees the session's workspace and nothing
@@ -16,11 +17,9 @@ Standard library only, any Python 3.8+: it runs with whatever interpreter the ja
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import stat
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,8 +32,6 @@ except ImportError:  # pragma: no cover - an interpreter built without it
 MAX_ENTRIES = 200_000
 #: Largest data a write takes, and a read gives, in one operation.
 MAX_TRANSFER = 64 * 1024 * 1024
-#: Names of skipped files an archive header lists (the count is always given).
-LISTED_SKIPS = 20
 
 
 class OpError(Exception):
@@ -81,7 +78,7 @@ def locate(root: str, path: str, *, follow: bool = True) -> str:
 # --- the workspace's fingerprint -------------------------------------------------------------
 
 
-def _walk(root: str, limit: int = MAX_ENTRIES) -> Iterator[tuple[str, os.stat_result]]:
+def walk(root: str, limit: int = MAX_ENTRIES) -> Iterator[tuple[str, os.stat_result]]:
     """(relative path, lstat result) of everything below root, sorted, depth first."""
     count = 0
     stack = [""]
@@ -180,7 +177,7 @@ def _lstat(target: str, path: str) -> os.stat_result:
         raise OpError("not_found", f"no such file or directory: {path}") from None
 
 
-def _open_regular(target: str, path: str, flags: int) -> int:
+def open_regular(target: str, path: str, flags: int) -> int:
     try:
         fd = os.open(target, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
     except FileNotFoundError:
@@ -230,7 +227,7 @@ def op_write(root: str, req: dict, data: bytes) -> dict:
         temporary = os.path.join(parent, f".{stem}.partial-{os.getpid()}")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fchmod(fd, mode)
         except BaseException:
             os.close(fd)
@@ -249,10 +246,10 @@ def op_write(root: str, req: dict, data: bytes) -> dict:
             raise OpError(
                 "invalid", f"offset {offset} lies past the end of {path!r} ({current} bytes)"
             )
-        fd = _open_regular(target, path, os.O_WRONLY | os.O_CREAT)
+        fd = open_regular(target, path, os.O_WRONLY | os.O_CREAT)
         try:
             os.lseek(fd, offset, os.SEEK_SET)
-            _write_all(fd, data)
+            write_all(fd, data)
             os.ftruncate(fd, offset + len(data))
             if executable or existing is None:
                 os.fchmod(fd, mode)
@@ -262,7 +259,7 @@ def op_write(root: str, req: dict, data: bytes) -> dict:
     return {"path": target, "written": len(data), "size": size}
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         try:
@@ -288,7 +285,7 @@ def op_read(root: str, req: dict) -> tuple[dict, bytes]:
         raise OpError("invalid", f"{path!r} is a directory: list it with list_files")
     offset = int(req.get("offset") or 0)
     length = min(int(req.get("length") or MAX_TRANSFER), MAX_TRANSFER)
-    fd = _open_regular(target, path, os.O_RDONLY)
+    fd = open_regular(target, path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
         if offset > size:
@@ -338,7 +335,7 @@ def op_list(root: str, req: dict) -> dict:
     entries: list[dict] = []
     truncated = False
     if req.get("recursive"):
-        for rel, child in _walk(target, MAX_ENTRIES):
+        for rel, child in walk(target, MAX_ENTRIES):
             if len(entries) >= limit:
                 truncated = True
                 break
@@ -368,7 +365,7 @@ def op_remove(root: str, req: dict) -> dict:
         if req.get("recursive"):
             import shutil
 
-            removed = sum(1 for _ in _walk(target, MAX_ENTRIES)) + 1
+            removed = sum(1 for _ in walk(target, MAX_ENTRIES)) + 1
             shutil.rmtree(target)
         else:
             try:
@@ -382,147 +379,6 @@ def op_remove(root: str, req: dict) -> dict:
     else:
         os.unlink(target)
     return {"path": target, "removed": removed}
-
-
-# --- the workspace archive -------------------------------------------------------------------
-
-
-class _Exactly(io.RawIOBase):
-    """A file's bytes, exactly ``size`` of them: cut if it grew, padded if it shrank meanwhile."""
-
-    def __init__(self, fd: int, size: int) -> None:
-        self.fd = fd
-        self.left = size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        want = min(len(buffer), self.left)
-        if want <= 0:
-            return 0
-        data = os.read(self.fd, want) or b"\0" * want
-        buffer[: len(data)] = data
-        self.left -= len(data)
-        return len(data)
-
-
-def op_pack(root: str, req: dict) -> tuple[dict, bytes]:
-    """The workspace as a gzipped tar: directories, symlinks and regular files in path order,
-    skipping files once ``budget`` bytes of file content are taken (they are listed instead)."""
-    import gzip
-    import tarfile
-
-    budget = int(req.get("budget", 0))
-    level = int(req.get("level", 1))
-    started = time.perf_counter()
-    digest = scan(root)["digest"]  # before anything is read: a change meanwhile shows next time
-    out = io.BytesIO()
-    files = taken = 0
-    skipped: list[str] = []
-    skipped_count = skipped_bytes = 0
-    # Nested, not parenthesized: this module runs on any Python 3.8+.
-    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0) as gz:  # noqa: SIM117
-        with tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for rel, st in _walk(root):
-                full = os.path.join(root, rel)
-                info = tarfile.TarInfo(rel)
-                info.mode = stat.S_IMODE(st.st_mode)
-                info.mtime = st.st_mtime
-                if stat.S_ISDIR(st.st_mode):
-                    info.type = tarfile.DIRTYPE
-                    tar.addfile(info)
-                elif stat.S_ISLNK(st.st_mode):
-                    try:
-                        info.linkname = os.readlink(full)
-                    except OSError:
-                        continue
-                    info.type = tarfile.SYMTYPE
-                    tar.addfile(info)
-                elif stat.S_ISREG(st.st_mode):
-                    if taken + st.st_size > budget:
-                        skipped_count += 1
-                        skipped_bytes += st.st_size
-                        if len(skipped) < LISTED_SKIPS:
-                            skipped.append(rel)
-                        continue
-                    try:
-                        fd = _open_regular(full, rel, os.O_RDONLY)
-                    except (OpError, OSError):
-                        continue
-                    try:
-                        info.size = os.fstat(fd).st_size
-                        if taken + info.size > budget:
-                            skipped_count += 1
-                            skipped_bytes += info.size
-                            if len(skipped) < LISTED_SKIPS:
-                                skipped.append(rel)
-                            continue
-                        tar.addfile(info, io.BufferedReader(_Exactly(fd, info.size), 1 << 20))
-                    finally:
-                        os.close(fd)
-                    files += 1
-                    taken += info.size
-    data = out.getvalue()
-    header = {
-        "digest": digest,
-        "files": files,
-        "raw_bytes": taken,
-        "bytes": len(data),
-        "skipped": skipped,
-        "skipped_count": skipped_count,
-        "skipped_bytes": skipped_bytes,
-        "pack_ms": round((time.perf_counter() - started) * 1000, 2),
-    }
-    return header, data
-
-
-def op_unpack(root: str, req: dict, data: bytes) -> dict:
-    """Unpack an archive made by :func:`op_pack` into the workspace; every member confined."""
-    import tarfile
-
-    files = 0
-    later = []  # directories get their mode once their content is in
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        for member in tar:
-            name = os.path.normpath(member.name)
-            if name.startswith("/") or name == ".." or name.startswith("../"):
-                continue
-            try:
-                target = locate(root, name, follow=False)
-            except OpError:
-                continue
-            if member.isdir():
-                os.makedirs(target, exist_ok=True)
-                later.append((target, member.mode))
-                continue
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            if os.path.lexists(target) and not os.path.isdir(target):
-                os.unlink(target)
-            if member.issym():
-                os.symlink(member.linkname, target)
-            elif member.isreg():
-                source = tar.extractfile(member)
-                if source is None:
-                    continue
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-                try:
-                    while True:
-                        chunk = source.read(1 << 20)
-                        if not chunk:
-                            break
-                        _write_all(fd, chunk)
-                    os.fchmod(fd, member.mode & 0o7777)
-                finally:
-                    os.close(fd)
-                os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
-                files += 1
-    for target, mode in reversed(later):
-        try:
-            os.chmod(target, mode & 0o7777)
-        except OSError:
-            pass
-    return {"files": files}
 
 
 # --- the helper's entry point ----------------------------------------------------------------
@@ -541,6 +397,13 @@ def _read_all(fd: int, limit: int) -> bytes:
         chunks.append(chunk)
 
 
+def _archive() -> Any:
+    """:mod:`backends.jail_archive`, loaded beside this module by ``Supervisor.files_module``."""
+    import jail_archive
+
+    return jail_archive
+
+
 def serve(root: str, req: dict, reply_fd: int, data_fd: int) -> None:
     """Run one operation; answer on ``reply_fd``: a JSON header line, then the payload."""
     payload = b""
@@ -556,9 +419,9 @@ def serve(root: str, req: dict, reply_fd: int, data_fd: int) -> None:
         elif op == "remove":
             header = op_remove(root, req)
         elif op == "pack":
-            header, payload = op_pack(root, req)
+            header, payload = _archive().op_pack(root, req)
         elif op == "unpack":
-            header = op_unpack(root, req, data)
+            header = _archive().op_unpack(root, req, data)
         else:
             raise OpError("invalid", f"unknown file operation {op!r}")
         header = dict(header, ok=True)

@@ -329,15 +329,20 @@ class Supervisor:
         return True
 
     def files_module(self):  # type: ignore[no-untyped-def]
-        """:mod:`jail_files`, loaded once (before any fork: helpers inherit it)."""
+        """:mod:`jail_files`, loaded once (before any fork: helpers inherit it), and beside it
+        :mod:`jail_archive`, which imports it by name (both are registered in ``sys.modules``)."""
         if self._files_module is None:
             import importlib.util
+            import sys
 
-            path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail_files.py")
-            spec = importlib.util.spec_from_file_location("jail_files", path)
-            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-            spec.loader.exec_module(module)  # type: ignore[union-attr]
-            self._files_module = module
+            here = os.path.dirname(os.path.abspath(__file__))
+            for name in ("jail_files", "jail_archive"):
+                path = os.path.join(here, f"{name}.py")
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+                sys.modules[name] = module
+                spec.loader.exec_module(module)  # type: ignore[union-attr]
+            self._files_module = sys.modules["jail_files"]
         return self._files_module
 
     def _child_setup(self, keep: dict) -> None:

@@ -22,6 +22,8 @@ from backends import jail_net
 INIT = Path(__file__).with_name("jail_init.py")
 #: File work inside the jail (fingerprint, archive, confined reads and writes); loaded by INIT.
 FILES = Path(__file__).with_name("jail_files.py")
+#: The workspace archive (pack, unpack) inside the jail; loaded by INIT beside FILES.
+ARCHIVE = Path(__file__).with_name("jail_archive.py")
 #: Where the jail sees the files the worker hands it (read-only).
 INSIDE_DIR = "/run/durable-sessions"
 WORKSPACE = "/workspace"
