@@ -144,13 +144,23 @@ class McpBackend(WorkspaceTools, Backend):
         return {"workspace": entry}
 
     async def restore(self, session_info: dict[str, Any], snapshot: dict[str, Any]) -> None:
-        """Unpack the workspace, then start the servers again: they read it afresh."""
-        try:
-            await session_info["workspace"].restore(snapshot.get("workspace"))
-        except Exception:
-            log.exception("restoring the workspace failed")
+        """The snapshot's workspace in place of the fresh one (whose initial files and
+        preprocess output the session may have changed or removed since), then the servers
+        started again: they read it afresh."""
+        entry = snapshot.get("workspace")
+        box: JailedProcess = session_info["box"]
         async with session_info["lock"]:
             await _stop_links(session_info)
+            if entry and box.settings.isolated:
+                emptied = await _links().output_of(
+                    box, ["find", box.root, "-mindepth", "1", "-delete"], timeout=60
+                )
+                if emptied:  # find says nothing when it removed everything
+                    log.warning("emptying the workspace before its restore: %s", emptied)
+            try:
+                await session_info["workspace"].restore(entry)
+            except Exception:
+                log.exception("restoring the workspace failed")
             await self._start_servers(session_info)
 
     def describe(self, session_info: dict[str, Any]) -> dict[str, Any]:

@@ -213,6 +213,8 @@ async def test_memory_server_survives_a_killed_worker(
     assert stored["code"] == 0 and stored["data"]["isError"] is False, stored
     bumped = await sandbox.execute("mcp:call", {"server": "echo", "tool": "bump"})
     assert bumped["data"]["structuredContent"] == {"result": 1}, bumped
+    removed = await sandbox.execute("mcp:remove_file", {"path": "notes/hello.txt"})
+    assert removed["code"] == 0, removed
 
     second = await _worker(address, queue, workers, tmp_path)
     await first.kill()
@@ -227,6 +229,10 @@ async def test_memory_server_survives_a_killed_worker(
     # The Python server's counter file came back with the workspace too: the next is 2.
     again = await sandbox.execute("mcp:call", {"server": "echo", "tool": "bump"})
     assert again["data"]["structuredContent"] == {"result": 2}, again
+    # The workspace is the snapshot's, not the task's initial one again: the removed file stays
+    # removed (the preprocess step ran again on the new instance; its file is the snapshot's).
+    gone = await sandbox.execute("mcp:read_file", {"path": "notes/hello.txt"})
+    assert gone["code"] == 4008, gone
     view = await sandbox.describe_session("mcp")
     assert view is not None and view["worker"] == second.queue
     await sandbox.destroy_session("mcp")
