@@ -41,6 +41,7 @@ from backends.jail_settings import (
     HOST_ENV,
     INIT,
     INSIDE_DIR,
+    REQUESTS,
     WORKSPACE,
     WRITABLE,
     JailSettings,
@@ -195,7 +196,7 @@ class JailedProcess(ControlChannel):
                 spec_fds.append([child, theirs])
             if self.settings.isolated:
                 python, binds = jail_python(self._python)
-                for host_file in [INIT, FILES, ARCHIVE, *self.files]:
+                for host_file in [INIT, REQUESTS, FILES, ARCHIVE, *self.files]:
                     data[self.path_of(host_file)] = data_fd(host_file.read_bytes())
                 self._info, info_w = os.pipe()
                 inside.append(info_w)

@@ -20,6 +20,8 @@ from typing import Any
 from backends import jail_net
 
 INIT = Path(__file__).with_name("jail_init.py")
+#: The supervisor's control requests and process helpers; loaded by INIT at its start.
+REQUESTS = Path(__file__).with_name("jail_requests.py")
 #: File work inside the jail (fingerprint, archive, confined reads and writes); loaded by INIT.
 FILES = Path(__file__).with_name("jail_files.py")
 #: The workspace archive (pack, unpack) inside the jail; loaded by INIT beside FILES.

@@ -159,12 +159,7 @@ def test_the_handler_check_finds_a_reference() -> None:
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 #: Modules allowed over MAX_MODULE_LINES, each with the reason; empty is the goal.
-LONG_MODULES: dict[str, str] = {
-    # The jail's pid 1, run by path inside the bubblewrap jail (standard library only) and
-    # handed in with --ro-bind-data. Its Supervisor class is most of it: a split needs a second
-    # file it loads at every jail's start (cheaply: importlib.util costs ms there), not yet done.
-    "backends/jail_init.py": "the jail's pid 1, run by path inside the jail",
-}
+LONG_MODULES: dict[str, str] = {}
 
 
 def _all_first_party() -> list[Path]:
