@@ -332,7 +332,7 @@ async def _demo(stack: Stack) -> dict[str, str]:
 
 def _unique_sandboxes() -> dict[str, str]:
     """The docs' sandbox ids, unique to this run: a session another test left cannot answer."""
-    return {f'"{name}"': f'"{new_sandbox_id(name)}"' for name in ("w1", "demo-http")}
+    return {f'"{name}"': f'"{new_sandbox_id(name)}"' for name in ("w1", "demo-http", "demo-sse")}
 
 
 async def _http(stack: Stack) -> dict[str, str]:
@@ -424,6 +424,14 @@ async def _curl(run: Run, stack: Stack) -> None:
     assert answers[3]["data"]["stdout"] == "/ 1\n", answers[3]
 
 
+async def _sse_curl(run: Run, stack: Stack) -> None:
+    # The create answer has no newline of its own, so an event may start mid-line.
+    events = re.findall(r"event: (\w+)\ndata: (.*)", run.output)
+    texts = "".join(json.loads(data)["text"] for kind, data in events if kind == "chunk")
+    assert texts == "one\ntwo\n", run.output
+    assert events[-1][0] == "result" and json.loads(events[-1][1])["code"] == 0, run.output
+
+
 async def _keyed_curl(run: Run, stack: Stack) -> None:
     (answer,) = _json_objects(run.output)
     assert answer["code"] == 0 and answer["data"]["stdout"] == "65534\n", answer
@@ -493,6 +501,7 @@ PLANS: dict[tuple[str, str], Plan | tuple[Plan, ...]] = {
     ("docs/client.md", "SessionManager"): Plan(_a_user, _manager),
     ("docs/tools.md", "Background processes"): Plan(check=_background),
     ("docs/http-api.md", "A session over HTTP"): Plan(_http, _curl),
+    ("docs/http-api.md", "Live output (server-sent events)"): Plan(_http, _sse_curl),
     ("docs/security.md", "HTTP API keys"): (Plan(check=_keys), Plan(_keyed, _keyed_curl)),
     ("docs/security.md", "Encrypted payloads"): Plan(check=_genkey),
     ("docs/integrations.md", "Agent workflows: session activities and tools"): Plan(check=_agents),

@@ -2,11 +2,12 @@
 
 from fastapi import APIRouter
 
-from http_api.routes import execute, health, init, lifecycle, sessions, tools
+from http_api.routes import execute, health, init, lifecycle, sessions, stream, tools
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     execute.router,
+    stream.router,
     lifecycle.router,
     sessions.router,
     init.router,
