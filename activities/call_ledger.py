@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from contract import ToolOutcome
+from contract.limits import json_size
 
 #: Finished calls kept (the oldest go first), and for how long: a repeat comes within the
 #: workflow task timeout of its first run, or after a server restart, so minutes are plenty.
@@ -97,7 +98,7 @@ class CallLedger:
 
 
 def _bounded(outcome: ToolOutcome) -> ToolOutcome:
-    if outcome.data is None or len(outcome.model_dump_json(include={"data"})) <= MAX_KEPT_BYTES:
+    if outcome.data is None or json_size(outcome.data) <= MAX_KEPT_BYTES:
         return outcome
     return outcome.model_copy(
         update={

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from tests.devserver import free_port
@@ -115,15 +116,14 @@ async def start_on(address: str, queue: str, started: list[WorkerProcess]) -> Wo
     return w
 
 
-async def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+async def run_to_end(
+    *argv: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> tuple[int, str]:
-    """Run ``python -m cli ARGS`` until it exits (killed past ``timeout``); (exit code, its
-    stdout and stderr)."""
+    """Run ``argv`` in the repository until it exits (killed past ``timeout``); (exit code, its
+    stdout and stderr). ``env`` replaces the environment (None: this process's)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", *args,
-        cwd=str(ROOT), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        *argv, cwd=str(ROOT), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)
@@ -132,7 +132,33 @@ async def run_cli(
             proc.kill()
             await proc.wait()
     assert proc.returncode is not None
-    return proc.returncode, out.decode()
+    return proc.returncode, out.decode(errors="replace")
+
+
+async def wait_listening(
+    proc: asyncio.subprocess.Process, port: int, what: str, timeout: float = 60
+) -> None:
+    """Until ``proc`` accepts connections on 127.0.0.1:``port``; fails if it exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            assert proc.returncode is None, f"{what} exited"
+            assert time.monotonic() < deadline, f"{what} did not listen in time"
+            await asyncio.sleep(0.2)
+
+
+async def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> tuple[int, str]:
+    """Run ``python -m cli ARGS`` until it exits (killed past ``timeout``); (exit code, its
+    stdout and stderr)."""
+    return await run_to_end(
+        sys.executable, "-m", "cli", *args, env={**os.environ, **(env or {})}, timeout=timeout
+    )
 
 
 async def serve_once(

@@ -29,7 +29,6 @@ import re
 import shlex
 import signal
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from client import Sandbox
 from tests.conftest import new_sandbox_id
 from tests.devserver import free_port
-from tests.processes import ROOT, WorkerProcess
+from tests.processes import ROOT, WorkerProcess, run_to_end, wait_listening
 
 #: The README, the manual in docs/, and the performance page the README links to.
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench" / "README.md"]
@@ -175,16 +174,7 @@ class Stack:
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         self._procs.append(proc)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                return
-            except OSError:
-                assert proc.returncode is None, f"`cli {' '.join(args)}` exited"
-                assert time.monotonic() < deadline, f"`cli {' '.join(args)}` did not listen"
-                await asyncio.sleep(0.2)
+        await wait_listening(proc, port, f"`cli {' '.join(args)}`")
 
     async def http_api(self) -> str:
         """``durable-sessions http`` with no keys: loopback only, as ``./run.sh`` serves it."""
@@ -236,18 +226,7 @@ class Stack:
 
 
 async def shell(script: str, env: dict[str, str], timeout: float = 120) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        "bash", "-euo", "pipefail", "-c", script, cwd=str(ROOT), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
+    return await run_to_end("bash", "-euo", "pipefail", "-c", script, env=env, timeout=timeout)
 
 
 @dataclass

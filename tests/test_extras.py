@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from contract.extras import EXTRAS
-from tests.processes import ROOT
+from tests.processes import ROOT, run_to_end
 from tests.without_extras import BLOCKED
 
 RUNNER = [sys.executable, "-m", "tests.without_extras"]
@@ -56,18 +56,7 @@ asyncio.run(main(*sys.argv[1:]))
 
 
 async def _run(*args: str, timeout: float = 120) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *RUNNER, *args, cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
+    return await run_to_end(*RUNNER, *args, timeout=timeout)
 
 
 @pytest.fixture

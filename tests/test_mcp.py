@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.devserver import free_port
-from tests.processes import WorkerProcess
+from tests.processes import WorkerProcess, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,16 +54,7 @@ async def http_server(address: str) -> AsyncIterator[str]:
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                assert proc.returncode is None, "the MCP server exited"
-                assert time.monotonic() < deadline, "the MCP server did not listen in time"
-                await asyncio.sleep(0.2)
+        await wait_listening(proc, port, "the MCP server")
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         if proc.returncode is None:

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,7 +23,7 @@ from temporalio.client import Client as TemporalClient
 from client import Sandbox
 from tests.conftest import new_sandbox_id
 from tests.devserver import free_port
-from tests.processes import ROOT, WorkerProcess, run_cli
+from tests.processes import ROOT, WorkerProcess, run_cli, wait_listening
 from tests.test_http_hardening import send_whole_body
 from tests.test_mcp import _read, _run, _stdio
 
@@ -55,16 +54,7 @@ async def _mcp_http(
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                assert proc.returncode is None, "the MCP server exited"
-                assert time.monotonic() < deadline, "the MCP server did not listen in time"
-                await asyncio.sleep(0.2)
+        await wait_listening(proc, port, "the MCP server")
         yield port
     finally:
         if proc.returncode is None:
