@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from typing import Annotated, Any
@@ -14,7 +13,7 @@ from backends.interpreter import Interpreter
 from backends.jail import JailedProcess
 from backends.jail_settings import jail_python
 from backends.process_config import process_config
-from backends.workspace import Workspace, WorkspaceTools
+from backends.workspace import Workspace, WorkspaceTools, changed_snapshot
 from contract import ErrorCode, ToolOutcome
 
 LANGUAGES = ("python",)
@@ -63,13 +62,7 @@ class CodeBackend(WorkspaceTools, Backend):
 
     async def snapshot(self, session_info: dict[str, Any]) -> dict[str, Any] | None:
         """The workspace (``workspace``), when it changed since the last snapshot; else None."""
-        workspace: Workspace = session_info["workspace"]
-        entry = await workspace.snapshot()
-        signature = json.dumps([workspace.version])
-        if entry is None or signature == session_info.get("snapshot_signature"):
-            return None
-        session_info["snapshot_signature"] = signature
-        return {"workspace": entry}
+        return await changed_snapshot(session_info)
 
     async def restore(self, session_info: dict[str, Any], snapshot: dict[str, Any]) -> None:
         try:

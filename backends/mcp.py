@@ -45,7 +45,7 @@ from backends.host import ToolCallError
 from backends.jail import JailedProcess
 from backends.jail_settings import jail_python
 from backends.process_config import ProcessConfig, process_config
-from backends.workspace import Workspace, WorkspaceTools
+from backends.workspace import Workspace, WorkspaceTools, changed_snapshot
 from contract import ErrorCode
 from contract.extras import require
 
@@ -135,13 +135,7 @@ class McpBackend(WorkspaceTools, Backend):
 
     async def snapshot(self, session_info: dict[str, Any]) -> dict[str, Any] | None:
         """The workspace (``workspace``), when it changed since the last snapshot; else None."""
-        workspace: Workspace = session_info["workspace"]
-        entry = await workspace.snapshot()
-        signature = json.dumps([workspace.version])
-        if entry is None or signature == session_info.get("snapshot_signature"):
-            return None
-        session_info["snapshot_signature"] = signature
-        return {"workspace": entry}
+        return await changed_snapshot(session_info)
 
     async def restore(self, session_info: dict[str, Any], snapshot: dict[str, Any]) -> None:
         """The snapshot's workspace in place of the fresh one (whose initial files and

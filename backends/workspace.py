@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -185,6 +186,18 @@ class Workspace:
         await box.file_op({"op": "unpack"}, data, limit=1 << 20, timeout=FILE_OP_TIMEOUT)
         scan, _ = await box.request("scan", timeout=30)
         self._digest = scan.get("digest")
+
+
+async def changed_snapshot(session_info: dict[str, Any]) -> dict[str, Any] | None:
+    """A session's snapshot of its ``workspace``, when it changed since the last one; else None
+    (what the code and mcp backends keep of a session)."""
+    workspace: Workspace = session_info["workspace"]
+    entry = await workspace.snapshot()
+    signature = json.dumps([workspace.version])
+    if entry is None or signature == session_info.get("snapshot_signature"):
+        return None
+    session_info["snapshot_signature"] = signature
+    return {"workspace": entry}
 
 
 def path_problem(path: str) -> str | None:
