@@ -7,7 +7,8 @@
 It sets the data converter (pydantic, large payloads stored outside history, encrypted when a key
 is configured) and the tracing interceptor, so no part of the product wires them by hand and the
 three cannot drift apart: a Replayer that decodes payloads differently from the worker that wrote
-them would not replay.
+them would not replay. It also spares the SDK's payload passes the sandbox entries that cannot
+change a payload (runtime/payload_visiting.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from temporalio.client import ClientConfig
 from temporalio.converter import PayloadCodec
 from temporalio.plugin import SimplePlugin
 
+from runtime import payload_visiting
 from runtime.payload_store import data_converter, filesystem_drivers
 from runtime.telemetry import recording, tracing_interceptor
 
@@ -56,6 +58,8 @@ class SessionsPlugin(SimplePlugin):
         """
         if tracing is None:
             tracing = recording()
+        # A worker's payload passes skip what cannot change a payload (runtime/payload_visiting).
+        payload_visiting.install()
         super().__init__(
             PLUGIN_NAME,
             data_converter=data_converter(payload_store, threshold=payload_threshold, codec=codec),
