@@ -135,3 +135,37 @@ async def test_a_cleanup_beside_a_start_leaves_the_new_instance_working() -> Non
     for info in live:
         assert (await backend.run("echo ok", session_info=info))["stdout"] == "ok\n"
         await backend.cleanup("test", info)
+
+
+class _SlowStart(BashBackend):
+    """A start that takes 0.2 s and starts nothing: the pool's sizing alone is under test."""
+
+    name = "slowstart"
+    warm_instances = 1
+
+    async def initialize(self, worker_id: str, config: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0.2)
+        return {}
+
+    async def cleanup(self, worker_id: str, session_info: dict[str, Any]) -> None:
+        return None
+
+
+async def test_a_config_in_demand_keeps_more_ready_up_to_the_cap(monkeypatch: Any) -> None:
+    monkeypatch.setenv("SESSIONS_WARM_MAX", "2")
+    backend = _SlowStart()
+    pool = WarmPool("test")
+    try:
+        pool.prefill(backend)
+        await _until(lambda: pool.ready("slowstart") == 1)
+        assert pool.target(backend, ("slowstart", "{}")) == 1  # nothing taken yet
+        for _ in range(30):  # 30 takes within 10 s (over 2 a second), each start 0.2 s
+            await pool.initialize(backend, {})
+            await asyncio.sleep(0.02)
+        # 2 x (over 2/s) x (0.2 s + 0.05 s after the answer): over 1, so 2, the cap
+        assert pool.target(backend, ("slowstart", "{}")) == 2
+        await _until(lambda: pool.ready("slowstart") == 2)
+        await asyncio.sleep(0.5)
+        assert pool.ready("slowstart") == 2  # never past the cap
+    finally:
+        await pool.close()
