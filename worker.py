@@ -23,6 +23,7 @@ from temporalio.worker import PollerBehaviorAutoscaling, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import InstanceRegistry, SessionActivities
+from activities.snapshots import SnapshotActivity
 from backends import BackendHost, load_backends
 from backends.jail_policy import ALLOW_ENV, JailCeiling, parse_allow
 from contract import DEFAULT_TASK_QUEUE, InstanceReleased
@@ -136,11 +137,12 @@ def _workers(
     """The process's three workers: the shared queue (sessions, initialize, temporary calls),
     its pinned queue (calls on the instances it holds) and its liveness queue."""
     pinned = acts.task_queue
+    snapshots = SnapshotActivity(acts.registry)
     shared_worker = Worker(
         client,
         task_queue=task_queue,
         workflows=[SessionWorkflow, SharedToolsWorkflow, WarmupWorkflow],
-        activities=[acts.warmup, acts.initialize, acts.call_tool],
+        activities=[acts.warmup, acts.initialize, acts.call_tool, snapshots.snapshot],
         # The sessions' Nexus service, for callers in other namespaces (integrations/).
         nexus_service_handlers=[SessionsNexusHandler(task_queue)],
         graceful_shutdown_timeout=graceful_shutdown,
@@ -155,7 +157,7 @@ def _workers(
     pinned_worker = Worker(
         client,
         task_queue=pinned,
-        activities=[acts.call_tool, acts.cleanup, acts.warmup],
+        activities=[acts.call_tool, acts.cleanup, acts.warmup, snapshots.snapshot],
         graceful_shutdown_timeout=graceful_shutdown,
         activity_task_poller_behavior=PollerBehaviorAutoscaling(),
         max_concurrent_activities=max_concurrent_calls,

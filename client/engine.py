@@ -52,8 +52,16 @@ class Engine(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def open(
-        self, resource_type: str, config: dict[str, Any], name: str, ttl: float | None
+        self,
+        resource_type: str,
+        config: dict[str, Any],
+        name: str,
+        ttl: float | None,
+        options: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]: ...
+    async def fork(
+        self, resource_type: str, n: int, from_checkpoint: str | None, ttl: float | None
+    ) -> list[dict[str, Any]]: ...
     async def execute(
         self,
         action: str,
@@ -92,11 +100,13 @@ async def open_checked(
     config: Mapping[str, Any],
     name: str,
     ttl: float | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``engine.open``, where a refusal (permission, bad input) is an answer, not an exception;
-    no worker answering (UNAVAILABLE) still raises."""
+    no worker answering (UNAVAILABLE) still raises. ``options``: the session's
+    ``idle_suspend_seconds`` and ``auto_resume`` (when not None)."""
     try:
-        return await engine.open(resource_type, dict(config), name, ttl)
+        return await engine.open(resource_type, dict(config), name, ttl, options)
     except SessionError as exc:
         if exc.code == ErrorCode.UNAVAILABLE:
             raise

@@ -64,6 +64,8 @@ class HttpEngine:
         self.retry_count = max(1, retry_count)
         self.session_ttl = session_ttl
         key = api_key if api_key is not None else in_url or os.environ.get(API_KEY_ENV)
+        #: The key sent (a forked Sandbox sends the same).
+        self.api_key = key
         self._headers = {"Content-Type": "application/json", "X-Worker-ID": worker_id}
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
@@ -150,7 +152,12 @@ class HttpEngine:
     # --- the calls Sandbox makes ---------------------------------------------------------------
 
     async def open(
-        self, resource_type: str, config: dict[str, Any], name: str, ttl: float | None
+        self,
+        resource_type: str,
+        config: dict[str, Any],
+        name: str,
+        ttl: float | None,
+        options: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """What Sandbox._open answers: the session's view with status success/exists/error."""
         _, body = await self.post(
@@ -160,6 +167,7 @@ class HttpEngine:
                 "session_config": config,
                 "custom_name": name or None,
                 "ttl": self.session_ttl if ttl is None else ttl,
+                **{k: v for k, v in (options or {}).items() if v is not None},
             },
         )
         session = _data(body).get("session")
@@ -168,6 +176,17 @@ class HttpEngine:
         if session.get("status") != "error":
             self.created.add(resource_type)
         return session
+
+    async def fork(
+        self, resource_type: str, n: int, from_checkpoint: str | None, ttl: float | None
+    ) -> list[dict[str, Any]]:
+        """The forked sessions' views (each with its own ``sandbox_id``); raises SessionError."""
+        body = {"resource_type": resource_type, "n": n, "from_checkpoint": from_checkpoint}
+        _, answer = await self.post(
+            "/api/v1/session/fork", {**body, "ttl": ttl}, timeout=max(self.timeout, 300)
+        )
+        _raise_for(answer)
+        return [dict(c["session"]) for c in _data(answer).get("children", [])]
 
     async def destroy(self, resource_type: str) -> dict[str, Any]:
         """The destroyed session's view; raises SessionGone when there was none."""

@@ -30,6 +30,7 @@ from client.agentflow import (
 )
 from client.catalog import ToolCatalog
 from client.engine import Engine, each_type, open_checked, send_call
+from client.forking import checked_count, forked_sandbox
 from client.http_engine import HttpEngine, public_url
 from client.private_loop import PrivateLoop, blocking
 from client.streams import follow_call, watch_output
@@ -177,11 +178,15 @@ class Sandbox:
         config: Mapping[str, Any] | None = None,
         *,
         ttl: float | None = None,
+        idle_suspend_seconds: float | None = None,
+        auto_resume: bool | None = None,
     ) -> dict[str, Any]:
         """Create a session (or several); an existing one answers with its status.
 
         A ``custom_name`` key in a config names the session (``session_name``); ``ttl`` is the
-        new sessions' TTL (default the sandbox's ``session_ttl``). AgentFlow's answer:
+        new sessions' TTL (default the sandbox's ``session_ttl``); ``idle_suspend_seconds``
+        suspends one that long idle, and a call resumes it unless ``auto_resume`` is False
+        (docs/fork-and-suspend.md). AgentFlow's answer:
         ``status``, ``create_time_ms``, ``total``, ``success`` and ``sessions`` (one line per
         resource type). For one type the session's own fields are at the top too, with
         ``status`` ``success``, ``exists`` or ``error``; for several ``status`` is ``success``,
@@ -191,9 +196,10 @@ class Sandbox:
         wanted = wanted_sessions(resource_type, config)
         configs = {k: {n: v for n, v in c.items() if n != "custom_name"} for k, c in wanted.items()}
         names = {k: str(c.get("custom_name") or "") for k, c in wanted.items()}
+        options = {"idle_suspend_seconds": idle_suspend_seconds, "auto_resume": auto_resume}
         opened = await asyncio.gather(
             *(
-                open_checked(self._engine, self.sandbox_id, k, configs[k], names[k], ttl)
+                open_checked(self._engine, self.sandbox_id, k, configs[k], names[k], ttl, options)
                 for k in wanted
             )
         )
@@ -297,6 +303,24 @@ class Sandbox:
             item.setdefault("strict_params", strict)
         trace_id = trace_id or uuid.uuid4().hex
         return await self._engine.execute_batch(items, parallel, stop_on_error, trace_id)
+
+    async def fork(
+        self,
+        resource_type: str,
+        n: int = 1,
+        *,
+        from_checkpoint: str | None = None,
+        ttl: float | None = None,
+    ) -> list[Sandbox]:
+        """``n`` (1..32) new sessions from this sandbox's ``resource_type`` session as it is now
+        (or at ``from_checkpoint``), each in a started Sandbox of its own: the parent's
+        workspace, working directory and exported variables, owner and options (``ttl``: a new
+        TTL); independent of each other and of the parent (docs/fork-and-suspend.md). Raises
+        SessionError (4000, 4008 unknown checkpoint, 4010 closed, 4012 not the owner)."""
+        views = await self._engine.fork(resource_type, checked_count(n), from_checkpoint, ttl)
+        return [
+            await forked_sandbox(self, self._engine, v["sandbox_id"], resource_type) for v in views
+        ]
 
     async def refresh_sessions(
         self, resource_type: str | Iterable[str] | None = None, *, ttl: float | None = None
@@ -447,6 +471,7 @@ class Sandbox:
     list_sessions_sync = blocking(list_sessions)
     execute_sync = blocking(execute)
     execute_batch_sync = blocking(execute_batch)
+    fork_sync = blocking(fork)
     reinitialize_sync = blocking(reinitialize)
     refresh_sessions_sync = blocking(refresh_sessions)
     get_tools_sync = blocking(get_tools)

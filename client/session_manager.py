@@ -26,6 +26,7 @@ from client.errors import (
     error_envelope,
     printable,
 )
+from client.forking import Child, checked_count, fork_sessions
 from client.session_access import SessionRecord, checked_arg, refusal
 from client.session_log import SessionLog
 from client.streams import watch_output
@@ -122,8 +123,12 @@ class SessionManager(SessionLog):
         name: str = "",
         idle_seconds: float | None = None,
         on_expire: Literal["destroy", "pause"] | None = None,
+        idle_suspend_seconds: float | None = None,
+        auto_resume: bool = True,
     ) -> SessionRecord:
-        """Create a session owned by ``user_id``; with no ``resource_type`` it is a record only."""
+        """Create a session owned by ``user_id``; with no ``resource_type`` it is a record only.
+        ``idle_suspend_seconds``: suspend it that long idle; a call resumes it unless
+        ``auto_resume`` is False (docs/fork-and-suspend.md)."""
         user_id = self._caller(user_id) or user_id
         checked_arg(agent_id, "agent_id")
         if resource_type is not None:
@@ -143,6 +148,8 @@ class SessionManager(SessionLog):
                 metadata=dict(metadata or {}),
                 idle_seconds=idle_seconds or self.idle_seconds,
                 on_expire=on_expire or self.on_expire,
+                idle_suspend_seconds=idle_suspend_seconds,
+                auto_resume=auto_resume,
                 opened_by=request_id,
             )
         except ValidationError as exc:
@@ -155,6 +162,39 @@ class SessionManager(SessionLog):
             summary=f"{what} of {user_id} ({agent_id})",
         )
         return SessionRecord.from_view(view)
+
+    async def fork(
+        self,
+        session_id: str,
+        n: int = 1,
+        *,
+        from_checkpoint: str | None = None,
+        ttl: float | None = None,
+        user_id: str | None = None,
+    ) -> list[SessionRecord]:
+        """``n`` (1..32) new sessions from the session's state now (or ``from_checkpoint``'s):
+        workspace, working directory and exported variables, owner and options (``ttl``: a new
+        TTL), each independent (``client.forking``). The per-user limit counts them."""
+        checked_count(n)
+        owner, limit = self._caller(user_id), self.max_sessions_per_user
+        live = len(await self._list(SessionQuery(user_id=owner))) if owner and limit else 0
+        if limit is not None and owner and live + n > limit:
+            raise QuotaExceeded(
+                ErrorCode.QUOTA_EXCEEDED,
+                f"quota exceeded: user {owner!r} has {live} live sessions; {n} more would pass "
+                f"the limit of {limit}",
+            )
+        acting = self._acting(user_id)
+        views = await fork_sessions(
+            self.workflows,
+            checked_arg(session_id, "session_id"),
+            [Child.managed() for _ in range(n)],
+            from_checkpoint=from_checkpoint,
+            ttl=ttl,
+            user_id=acting["user_id"],
+            admin=acting["admin"],
+        )
+        return [SessionRecord.from_view(v) for v in views]
 
     async def get_session(
         self, session_id: str, *, user_id: str | None = None

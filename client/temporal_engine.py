@@ -27,6 +27,7 @@ from client.agentflow import (
 from client.catalog import ToolCatalog
 from client.engine import SandboxIdentity, open_checked, refused
 from client.errors import PermissionDenied, SessionError, code_of, error_envelope
+from client.forking import Child, fork_sessions
 from client.tool_calls import ToolCalls
 from client.transport import SessionGone, call_problem
 from client.workflow_api import SessionQuery, SessionWorkflows
@@ -107,7 +108,12 @@ class TemporalEngine:
     # --- sessions ----------------------------------------------------------------------------
 
     async def open(
-        self, resource_type: str, config: dict[str, Any], name: str, ttl: float | None
+        self,
+        resource_type: str,
+        config: dict[str, Any],
+        name: str,
+        ttl: float | None,
+        options: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         owner = self.owner
         request_id = uuid.uuid4().hex
@@ -121,6 +127,7 @@ class TemporalEngine:
             name=name,
             metadata=owner.metadata,
             opened_by=request_id,
+            **{k: v for k, v in (options or {}).items() if v is not None},
         )
         view = await self.workflows.open(
             inp,
@@ -132,6 +139,24 @@ class TemporalEngine:
         failed = view.status is SessionStatus.ERROR
         dumped = view.model_dump(mode="json")
         return opened(dumped, created=view.created, failed=failed, code=view.error_code)
+
+    async def fork(
+        self, resource_type: str, n: int, from_checkpoint: str | None, ttl: float | None
+    ) -> list[dict[str, Any]]:
+        """``n`` sessions from this sandbox's ``resource_type`` session, each in a new sandbox
+        (``client.forking``); their views."""
+        owner = self.owner
+        children = [Child.of_sandbox(owner.sandbox_id, resource_type) for _ in range(n)]
+        views = await fork_sessions(
+            self.workflows,
+            self._workflow_id(resource_type),
+            children,
+            from_checkpoint=from_checkpoint,
+            ttl=ttl,
+            user_id=owner.user_id,
+            admin=owner.admin,
+        )
+        return [v.model_dump(mode="json") for v in views]
 
     async def refresh(self, resource_type: str, ttl: float | None) -> dict[str, Any]:
         req = RefreshRequest(ttl_seconds=ttl, user_id=self.owner.user_id, admin=self.owner.admin)

@@ -38,6 +38,7 @@ from contract import (
     AgentIdAttr,
     DeadlineAttr,
     ErrorCode,
+    ParentSessionAttr,
     ResourceTypeAttr,
     SandboxIdAttr,
     SessionInput,
@@ -307,6 +308,8 @@ def start_search_attributes(inp: SessionInput) -> TypedSearchAttributes:
         # differ by its slack, a minute), and needs no upsert of its own at start.
         deadline = datetime.now(UTC) + timedelta(seconds=inp.ttl_seconds)
         attrs.append(SearchAttributePair(DeadlineAttr, deadline))
+    if inp.parent_session:
+        attrs.append(SearchAttributePair(ParentSessionAttr, inp.parent_session))
     kind = "temporary" if inp.temporary else "session" if inp.resource_type else "record"
     attrs.append(SearchAttributePair(SessionKindAttr, kind))
     return TypedSearchAttributes(attrs)

@@ -56,6 +56,8 @@ from contract import (
     EventsPage,
     EventsQuery,
     ExecuteRequest,
+    ForkRequest,
+    ForkSource,
     MetadataRequest,
     OpenRequest,
     RefreshRequest,
@@ -309,6 +311,16 @@ class SessionWorkflows:
         handle = self.handle(workflow_id)
         return await self._send(
             lambda: handle.execute_update(SessionWorkflow.destroy, req, rpc_timeout=CALL_SLACK * 2)
+        )
+
+    async def fork(self, workflow_id: str, req: ForkRequest) -> ForkSource:
+        """What the children ``req`` names start from (a fresh snapshot of the session's
+        instance may take a while: the bound is a call's)."""
+        handle = self.handle(workflow_id)
+        return await self._send(
+            lambda: handle.execute_update(
+                SessionWorkflow.fork, req, id=req.request_id or None, rpc_timeout=CALL_SLACK * 5
+            )
         )
 
     async def rename(self, workflow_id: str, req: RenameRequest) -> SessionView:

@@ -23,6 +23,7 @@ INITIALIZE = "session.initialize"
 CALL_TOOL = "session.call_tool"
 CLEANUP = "session.cleanup"
 ALIVE = "session.alive"
+SNAPSHOT = "session.snapshot"
 
 
 def liveness_queue(pinned_queue: str) -> str:
@@ -57,4 +58,11 @@ async def cleanup(inp: CleanupInput) -> None:
 @activity.defn(name=ALIVE)
 async def alive() -> str:
     """Answer the worker's id at once: its process is up and its event loop is free."""
+    raise NotImplementedError
+
+
+@activity.defn(name=SNAPSHOT)
+async def snapshot(inp: CleanupInput) -> ToolOutcome:
+    """The held instance's state now (``ToolOutcome.snapshot``; None when unchanged since the
+    last one), taken before a fork or an idle suspend; 5014 when this worker does not hold it."""
     raise NotImplementedError

@@ -110,6 +110,9 @@ class EnvelopeMeta(_Model):
     #: Parameters the tool does not declare, dropped before it ran (not with ``strict_params``:
     #: then they answer 4000), as AgentFlow's tools take ``**kwargs``.
     ignored_params: list[str] = Field(default_factory=list)
+    #: The call found the session paused (idle-suspended or paused by request) and resumed it:
+    #: a new instance restored from its snapshot ran the call.
+    resumed: bool = False
 
 
 class Envelope(_Model):
@@ -216,6 +219,8 @@ class CarriedState(_Model):
     #: The live output stream's newest items and offsets (``contract.output``), set only when
     #: the session continues as new.
     output_stream: WorkflowStreamState | None = None
+    #: PAUSED by ``idle_suspend_seconds`` (its deadline kept), not by a request or its deadline.
+    suspended: bool = False
 
 
 class SessionInput(_Model):
@@ -237,6 +242,16 @@ class SessionInput(_Model):
     #: and keeps the record for ``paused_ttl_seconds`` more.
     on_expire: Literal["destroy", "pause"] = "destroy"
     paused_ttl_seconds: float = _seconds(MAX_PAUSED_TTL_SECONDS, 7 * 86400.0)
+    #: Quiet time after which the session snapshots, releases its instance and turns PAUSED
+    #: (its deadline unchanged); the next call resumes it. None: never.
+    idle_suspend_seconds: float | None = _seconds(MAX_IDLE_SECONDS)
+    #: A call to a PAUSED session resumes it (``meta.resumed``); False: it answers 4007 instead.
+    #: A request's own ``auto_resume`` wins.
+    auto_resume: bool = True
+    #: The workflow id of the session this one was forked from (``ParentSession``).
+    parent_session: str | None = Field(default=None, max_length=1000)
+    #: The backend snapshot a forked session's first instance restores (the parent's state).
+    restore: dict[str, Any] | None = None
     #: The request that started the session; its open update answers "created".
     opened_by: str = _REQUEST_ID
     #: False on servers that cannot register custom search attributes (the time-skipping one).

@@ -16,6 +16,8 @@ DeadlineAttr = SearchAttributeKey.for_datetime("SessionDeadline")
 SessionNameAttr = SearchAttributeKey.for_keyword("SessionName")
 #: "session", "temporary" (one call) or "record" (no resource): lets operators filter.
 SessionKindAttr = SearchAttributeKey.for_keyword("SessionKind")
+#: The workflow id of the session a forked session was forked from.
+ParentSessionAttr = SearchAttributeKey.for_keyword("ParentSession")
 
 #: Every custom search attribute a session sets; a server must have them all registered.
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (
@@ -27,6 +29,7 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (
     DeadlineAttr,
     SessionNameAttr,
     SessionKindAttr,
+    ParentSessionAttr,
 )
 
 

@@ -4,7 +4,7 @@ answers about itself: its view and a page of its event log."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -26,11 +26,15 @@ from contract.models import (
     _REQUEST_ID,
     Envelope,
     SessionEvent,
+    SessionInput,
     SessionStatus,
     _Model,
     _seconds,
     _within,
 )
+
+#: The most sessions one fork makes.
+MAX_FORK = 32
 
 
 class OwnedRequest(_Model):
@@ -80,6 +84,9 @@ class ExecuteRequest(Replyable):
     #: Refuse a parameter the tool does not declare (4000) instead of dropping it and naming it
     #: in ``meta.ignored_params``.
     strict_params: bool = False
+    #: A PAUSED session: resume it and run the call (True), or answer 4007 (False); None: the
+    #: session's ``auto_resume``.
+    auto_resume: bool | None = None
 
     @field_validator("params")
     @classmethod
@@ -169,6 +176,35 @@ class AppendRequest(OwnedRequest):
     message: str = Field(default="", max_length=MAX_MESSAGE_CHARS)
 
 
+class ForkRequest(OwnedRequest):
+    """Start sessions from this one's state. ``children``: their workflow ids (the client names
+    them, one per new session); ``from_checkpoint``: start from that checkpoint's snapshot
+    instead of the session's state now (a fresh snapshot of its instance)."""
+
+    children: list[Annotated[str, Field(pattern=_ID)]] = Field(min_length=1, max_length=MAX_FORK)
+    from_checkpoint: str | None = Field(default=None, max_length=200)
+    request_id: str = _REQUEST_ID
+
+    @field_validator("children")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("the children's workflow ids must differ")
+        return value
+
+
+class ForkSource(_Model):
+    """What a fork answers: what each child starts from."""
+
+    #: The parent's workflow id (each child's ``parent_session``).
+    parent: str
+    #: The parent's input with its config, name and metadata as they are now (owner, TTL and
+    #: the other options are the children's too).
+    input: SessionInput
+    #: The backend snapshot the children restore (None: the parent had no state to copy).
+    snapshot: dict[str, Any] | None = None
+
+
 class EventsQuery(_Model):
     start_id: int | None = Field(default=None, ge=1)
     end_id: int | None = Field(default=None, ge=1)
@@ -213,3 +249,9 @@ class SessionView(_Model):
     on_expire: str = "destroy"
     #: Background processes the session started (``bash:start``), as of its last call.
     processes: list[dict[str, Any]] = Field(default_factory=list)
+    #: The session it was forked from (its workflow id), if any.
+    parent_session: str | None = None
+    idle_suspend_seconds: float | None = None
+    auto_resume: bool = True
+    #: PAUSED by its idle-suspend time (the next call resumes it).
+    suspended: bool = False

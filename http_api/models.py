@@ -78,6 +78,12 @@ class CreateBody(SessionBody):
     session_config: dict[str, Any] | None = None
     custom_name: str | None = None
     ttl: Ttl = Field(default=None, description="seconds the session lives idle (ours)")
+    idle_suspend_seconds: Ttl = Field(
+        default=None, description="suspend the session after this long idle (ours)"
+    )
+    auto_resume: bool | None = Field(
+        default=None, description="false: a call to a suspended session answers 4007 (ours)"
+    )
 
 
 class RefreshBody(SessionBody):

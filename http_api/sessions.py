@@ -16,11 +16,12 @@ from typing import Any
 
 from backends.jail_policy import HTTP_KEY, JailCeiling, JailPolicyError
 from client import Sandbox
+from client.forking import Child, fork_sessions
 from contract import ErrorCode, EventsPage, EventsQuery, SessionView, session_workflow_id
-from http_api.answers import ApiError
+from http_api.answers import ApiError, http_status
 from http_api.caller import Caller
 from http_api.limits import OverQuota
-from http_api.owners import hide, may_read, readable
+from http_api.owners import check_read, hide, may_read, readable
 from http_api.state import State
 
 #: The keys of create_session's answer that sum up several sessions, not the one made.
@@ -141,15 +142,50 @@ class SandboxSessions:
     # --- making: policy, then a place in the quota ----------------------------------------------
 
     async def create(
-        self, resource_type: str, config: dict[str, Any], ttl: float | None = None
+        self,
+        resource_type: str,
+        config: dict[str, Any],
+        ttl: float | None = None,
+        **options: Any,
     ) -> Opened:
-        """Open a session (or find it live); refused (403, 429) before anything starts."""
+        """Open a session (or find it live); refused (403, 429) before anything starts.
+        ``options``: ``idle_suspend_seconds``, ``auto_resume`` (``Sandbox.create_session``)."""
         self.check_config(config)
         async with self._place(resource_type) as slot:
-            answer = await self.sandbox.create_session(resource_type, config, ttl=ttl)
+            answer = await self.sandbox.create_session(resource_type, config, ttl=ttl, **options)
             opened = Opened.of(answer, resource_type)
             slot.made = opened.ok
         return opened
+
+    async def fork(
+        self, resource_type: str, n: int, from_checkpoint: str | None, ttl: float | None
+    ) -> list[SessionView]:
+        """``n`` sessions from the caller's ``resource_type`` session, each in a new sandbox and
+        owned as the parent is; refused (404, 403, 429) before any starts."""
+        parent = await self.find(resource_type)
+        if parent is None:
+            raise ApiError(404, ErrorCode.NO_SESSION, f"No session found for {resource_type}")
+        check_read(self.who, parent)
+        if parent.status.is_final:
+            raise ApiError(
+                http_status(ErrorCode.SESSION_CLOSED),
+                ErrorCode.SESSION_CLOSED,
+                f"session {parent.workflow_id} is {parent.status.value}: only a live session "
+                "can be forked",
+            )
+        children = [Child.of_sandbox(self.worker_id, resource_type) for _ in range(n)]
+        async with self._places([c.workflow_id for c in children]) as slot:
+            views = await fork_sessions(
+                self.state.sessions,
+                parent.workflow_id,
+                children,
+                from_checkpoint=from_checkpoint,
+                ttl=ttl,
+                user_id=self.who.user_id,
+                admin=self.who.admin,
+            )
+            slot.made = True
+        return views
 
     async def reinitialize(
         self, resource_type: str, config: dict[str, Any] | None
@@ -172,37 +208,47 @@ class SandboxSessions:
             data = {"setting": exc.setting, "asked": exc.asked, "allowed": exc.allowed}
             raise ApiError(403, ErrorCode.PERMISSION_DENIED, exc.message, data=data) from None
 
-    @asynccontextmanager
-    async def _place(self, resource_type: str) -> AsyncIterator[_Slot]:
+    def _place(self, resource_type: str) -> Any:
         """Refuse (429) a session over the key's limit, else hold its place in the count while
         the block makes it: kept when the block sets ``slot.made``, given back otherwise. An
         existing session may always be opened."""
+        return self._places([session_workflow_id(self.worker_id, resource_type)])
+
+    @asynccontextmanager
+    async def _places(self, workflow_ids: list[str]) -> AsyncIterator[_Slot]:
+        """``_place`` for several sessions made together (a fork's): all fit, or none is made."""
         who, quota = self.who, self.state.quota
         slot = _Slot()
-        workflow_id = session_workflow_id(self.worker_id, resource_type)
-        reserved = False
+        reserved: list[str] = []
         if who.user_id is not None:
             limit = self.state.limits.max_sessions
             if who.key is not None and who.key.max_sessions is not None:
                 limit = who.key.max_sessions
             try:
-                reserved = await quota.reserve(who.user_id, limit, workflow_id)
+                for workflow_id in workflow_ids:
+                    if await quota.reserve(who.user_id, limit, workflow_id):
+                        reserved.append(workflow_id)
             except OverQuota as over:
+                for workflow_id in reserved:
+                    quota.gone(who.user_id, workflow_id)
+                more = f"; {len(workflow_ids)} more were asked for" if len(workflow_ids) > 1 else ""
                 raise ApiError(
                     429,
                     ErrorCode.QUOTA_EXCEEDED,
-                    f"quota exceeded: user {who.user_id!r} has {over.count} live sessions, the "
-                    f"most this key allows ({limit}); destroy one or wait for one to expire",
-                    data={"limit": limit, "live_sessions": over.count},
+                    f"quota exceeded: user {who.user_id!r} has {over.count - len(reserved)} live "
+                    f"sessions{more}, the most this key allows is {limit}; destroy one or wait "
+                    "for one to expire",
+                    data={"limit": limit, "live_sessions": over.count - len(reserved)},
                     headers={"Retry-After": str(int(over.retry))},
                 ) from None
         try:
             yield slot
         finally:
-            if slot.made:
-                quota.made(who.user_id, workflow_id)
-            elif reserved:
-                quota.gone(who.user_id, workflow_id)
+            for workflow_id in workflow_ids:
+                if slot.made:
+                    quota.made(who.user_id, workflow_id)
+                elif workflow_id in reserved:
+                    quota.gone(who.user_id, workflow_id)
 
     # --- ending: the quota's place given back ------------------------------------------------
 

@@ -51,7 +51,10 @@ class Clock:
 
     def idle_in(self) -> float | None:
         """Seconds until the session turns IDLE; None when it has no idle timer."""
-        idle = self._input.idle_seconds
+        return self.quiet_for(self._input.idle_seconds)
+
+    def quiet_for(self, idle: float | None) -> float | None:
+        """Seconds until the session has been quiet ``idle`` seconds; None for None."""
         if idle is None:
             return None
         since = self._state.last_activity or self._state.created_at or workflow.now()

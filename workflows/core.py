@@ -60,8 +60,9 @@ DEADLINE_SLACK = timedelta(seconds=60)
 class SessionCore:
     def __init__(self, inp: SessionInput) -> None:
         self.input = inp
+        # A forked session starts with its parent's snapshot: its first instance restores it.
         self.state = inp.carried or CarriedState(
-            config=inp.config, name=inp.name, metadata=inp.metadata
+            config=inp.config, name=inp.name, metadata=inp.metadata, snapshot=inp.restore
         )
         self.life = Lifecycle.resume(self.state.status)
         self.clock = Clock(inp, self.state)
@@ -168,7 +169,14 @@ class SessionCore:
         return self.record(req.kind, role=req.role, content=req.content, message=req.message)
 
     async def pause(self, reason: str) -> None:
-        """Release the instance and keep the record; call with the lock held."""
+        """Release the instance and keep the record; call with the lock held. A suspended
+        session (paused already) now keeps its record ``paused_ttl_seconds`` more."""
+        if self.phase is Phase.PAUSED and self.state.suspended:
+            self.state.suspended = False
+            self.clock.move_deadline(self.input.paused_ttl_seconds)
+            self.record("pause", message=reason)
+            self.show_details()
+            return
         if self.phase is Phase.PAUSED or not self.life.can_move(Phase.PAUSED):
             return
         await self.release_instance()
@@ -177,8 +185,46 @@ class SessionCore:
         self.record("pause", message=reason)
         self.show_details()
 
+    def suspend_in(self) -> float | None:
+        """Seconds until an idle session is suspended; None when it will not be (no
+        ``idle_suspend_seconds``, no instance to release)."""
+        if self.state.instance is None or self.phase not in (Phase.ACTIVE, Phase.IDLE):
+            return None
+        return self.clock.quiet_for(self.input.idle_suspend_seconds)
+
+    async def suspend(self) -> None:
+        """Idle long enough: a fresh snapshot, the instance released, PAUSED, the deadline
+        kept (call with the lock held; a call that came meanwhile keeps it running)."""
+        due = self.suspend_in()
+        if due is None or due > 0:
+            return
+        await self.fresh_snapshot()
+        await self.release_instance()
+        self.move(Phase.PAUSED)
+        self.state.suspended = True
+        self.record("suspend", message=f"idle {self.input.idle_suspend_seconds:g} s")
+        self.show_details()
+
+    def resumed_by_call(self) -> None:
+        """A call found the session PAUSED and its new instance runs it."""
+        self.state.suspended = False
+        self.record("resume", message="by a call (auto_resume)")
+
+    async def fresh_snapshot(self) -> None:
+        """Keep the instance's state now (what background processes wrote since the last call
+        too); a worker that cannot answer leaves the last call's snapshot."""
+        instance = self.state.instance
+        if instance is None:
+            return
+        outcome = await instance_activities.snapshot(instance, self.input.resource_type)
+        if outcome.snapshot is not None:
+            self.keep_snapshot(outcome.snapshot)
+        elif outcome.code:
+            self.record("snapshot", code=outcome.code, message=outcome.message[:500])
+
     async def resume(self, checkpoint_id: str | None) -> None:
         """Make the session ACTIVE now; from a checkpoint, on a new instance at its snapshot."""
+        self.state.suspended = False
         if checkpoint_id is not None:
             self.state.snapshot = find_checkpoint(self.state, checkpoint_id, self.id).snapshot
             await self.release_instance()

@@ -27,7 +27,7 @@ from workflows.core import SessionCore
 from workflows.failures import Rejected
 from workflows.output_stream import SessionOutput
 from workflows.params_check import unknown_params
-from workflows.phase import Request
+from workflows.phase import Phase, Request
 
 #: After a local try found the instance on another worker, every this many calls try here again.
 PROBE_HERE_EVERY = 16
@@ -83,6 +83,9 @@ class ExecutePath:
             # Accepted work runs while draining: only new updates go to the next run.
             self.core.admit(Request.EXECUTE, req, signal=True)
             check_call(req, self.core.input.resource_type, self.core.state.instance, self.core.id)
+            paused = self.core.phase is Phase.PAUSED and not self.core.input.temporary
+            if paused:
+                self._refuse_resume(req)
             if not self.core.input.temporary:
                 await self.core.ensure_instance()
                 check_call(
@@ -103,8 +106,24 @@ class ExecutePath:
                 self.core.state.config,
             )
         else:
+            if paused and self.core.state.instance is not None:
+                self.core.resumed_by_call()
             outcome = await self._call_on_instance(req, request_id)
-        return self._finish_call(req, request_id, outcome)
+        envelope = self._finish_call(req, request_id, outcome)
+        envelope.meta.resumed = paused
+        return envelope
+
+    def _refuse_resume(self, req: ExecuteRequest) -> None:
+        """A caller who set ``auto_resume`` False is told the session is paused (4007)."""
+        wanted = req.auto_resume if req.auto_resume is not None else self.core.input.auto_resume
+        if wanted:
+            return
+        why = "suspended after being idle" if self.core.state.suspended else "paused"
+        raise Rejected(
+            ErrorCode.NO_SESSION,
+            f"session {self.core.id} is {why}: no instance runs it. Call again with auto_resume "
+            "true (or resume it: set its state to active) to restore it and run the call",
+        )
 
     async def _call_on_instance(
         self, req: ExecuteRequest, request_id: str, *, retried: bool = False

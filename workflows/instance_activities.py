@@ -173,6 +173,24 @@ async def release(instance: InstanceInfo, resource_type: str) -> str | None:
     return None
 
 
+async def snapshot(instance: InstanceInfo, resource_type: str) -> ToolOutcome:
+    """The instance's state now, on the worker that holds it (``ToolOutcome.snapshot``; None
+    when unchanged since the last); a lost worker answers RESOURCE_LOST."""
+    try:
+        outcome: ToolOutcome = await on_its_worker(
+            instance,
+            stubs.snapshot,
+            CleanupInput(session_id=instance.session_id, resource_type=resource_type),
+            start_to_close_timeout=timedelta(seconds=300),
+            retry_policy=NO_RETRY,
+            summary=f"snapshot {instance.session_id}",
+        )
+        return outcome
+    except ActivityError as exc:
+        code = ErrorCode.RESOURCE_LOST if worker_lost(exc) else ErrorCode.INTERNAL
+        return ToolOutcome(code=code, message=describe_failure(exc))
+
+
 async def call_on_instance(instance: InstanceInfo, call: ToolCallInput) -> ToolOutcome:
     """The call on the worker that holds the instance; a lost worker answers RESOURCE_LOST."""
     timeout = tool_timeout(call.params) + TOOL_TIMEOUT_MARGIN

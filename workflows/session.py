@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
         EventsPage,
         EventsQuery,
         ExecuteRequest,
+        ForkRequest,
+        ForkSource,
         InstanceReleased,
         MetadataRequest,
         OpenRequest,
@@ -55,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.core import SessionCore
     from workflows.execute_path import ExecutePath
     from workflows.failures import Rejected
+    from workflows.forking import check_fork, fork
     from workflows.output_stream import SessionOutput
     from workflows.phase import Answer, Phase, Request
     from workflows.replies import Replies
@@ -101,7 +104,8 @@ class SessionWorkflow:
                 if self._core.lock.locked():  # a call is running: it will move the deadline
                     await workflow.wait_condition(lambda: not self._core.lock.locked())
                     continue
-                if self._core.input.on_expire == "pause" and self._core.life.can_move(Phase.PAUSED):
+                pausing = self._core.life.can_move(Phase.PAUSED) or self._core.state.suspended
+                if self._core.input.on_expire == "pause" and pausing:
                     async with self._core.lock:
                         await self._core.pause("expired; on_expire is pause")
                     continue
@@ -113,11 +117,20 @@ class SessionWorkflow:
                 self._core.move(Phase.IDLE)
                 self._core.show_details()
                 continue
-            idle_first = idle_in is not None and idle_in < remaining
+            suspend_in = self._core.suspend_in()
+            if suspend_in is not None and suspend_in <= 0:
+                async with self._core.lock:  # after a running call, which makes it not idle
+                    await self._core.suspend()
+                continue
+            wait, summary = remaining, "TTL deadline"
+            if idle_in is not None and idle_in < remaining:
+                wait, summary = idle_in, "idle timer"
+            if suspend_in is not None and suspend_in < wait:
+                wait, summary = suspend_in, "idle suspend"
             timed_out = await self._core.clock.sleep(
-                min(remaining, idle_in) if idle_in is not None else remaining,
+                wait,
                 stop=lambda: self._core.phase is Phase.CLOSING or self._should_continue(),
-                summary="idle timer" if idle_first else "TTL deadline",
+                summary=summary,
             )
             if not timed_out and self._core.phase.is_open and self._should_continue():
                 await self._drain_and_continue()
@@ -246,6 +259,15 @@ class SessionWorkflow:
     def _validate_reinitialize(self, req: ReinitializeRequest) -> None:
         self._core.admit(Request.REINITIALIZE, req)
         self._core.reject_if_temporary("reinitialized")
+
+    @workflow.update
+    async def fork(self, req: ForkRequest) -> ForkSource:
+        """What ``req.children`` start from: this session's state now (or a checkpoint's)."""
+        return await fork(self._core, req)
+
+    @fork.validator
+    def _validate_fork(self, req: ForkRequest) -> None:
+        check_fork(self._core, req)
 
     @workflow.update
     async def destroy(self, req: DestroyRequest) -> SessionView:

@@ -51,6 +51,10 @@ def session_view(
         checkpoint_count=len(state.checkpoints),
         on_expire=inp.on_expire,
         processes=list((state.snapshot or {}).get("processes") or []),
+        parent_session=inp.parent_session,
+        idle_suspend_seconds=inp.idle_suspend_seconds,
+        auto_resume=inp.auto_resume,
+        suspended=state.suspended,
     )
 
 
@@ -92,8 +96,12 @@ def current_details(
     deadline = (
         f"expires {state.deadline:%Y-%m-%d %H:%M:%S} UTC" if state.deadline else "no deadline"
     )
+    parent = f" · fork of `{inp.parent_session}`" if inp.parent_session else ""
+    if state.suspended:
+        where = "suspended (idle): the next call resumes it"
     return (
-        f"{title(inp, state.name)} · {status.value} · {where} · {calls} · {deadline}{_last(last)}"
+        f"{title(inp, state.name)} · {status.value} · {where} · {calls} · {deadline}{parent}"
+        f"{_last(last)}"
     )
 
 

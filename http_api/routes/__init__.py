@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from http_api.routes import execute, health, init, lifecycle, sessions, stream, tools
+from http_api.routes import execute, fork, health, init, lifecycle, sessions, stream, tools
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -10,6 +10,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     stream.router,
     lifecycle.router,
     sessions.router,
+    fork.router,
     init.router,
     tools.router,
     lifecycle.server,

@@ -45,7 +45,13 @@ async def create_session(body: CreateBody, gate: Gate) -> JSONResponse:
     config = dict(body.session_config or {})
     if body.custom_name:
         config["custom_name"] = body.custom_name
-    opened = await sessions.create(resource_type, config, body.ttl)
+    opened = await sessions.create(
+        resource_type,
+        config,
+        body.ttl,
+        idle_suspend_seconds=body.idle_suspend_seconds,
+        auto_resume=body.auto_resume,
+    )
     return opened_answer(opened, resource_type, "session:create", started)
 
 
