@@ -32,7 +32,7 @@ class BashBackend(WorkspaceTools, Backend):
     """A real bash process per session; cwd and exported variables persist between calls.
 
     Config: ``cwd`` (start directory), ``env`` (the variables it gets), ``max_output_bytes``
-    (per stream, default 256 KiB), ``workspace_snapshot_mb`` (default 8) and the jail's keys
+    (per stream, default 256 KiB), ``workspace_snapshot_mb`` (default 1024) and the jail's keys
     (:mod:`backends.jail_settings`).
     """
 

@@ -1,11 +1,11 @@
 """File work inside a session's jail: confined paths, the workspace's fingerprint, reads and
-writes (its archive: :mod:`backends.jail_archive`).
+writes (its snapshot: :mod:`backends.jail_archive`).
 
 Loaded by :mod:`backends.jail_init` (the jail's pid 1), never by the worker: it runs as the
 jail's user, in the jail's mount namespace, so it sees the session's workspace and nothing
 the session could not see itself. The supervisor computes fingerprints inline (a walk of ``lstat``
 calls, no file is opened) and forks a helper per file operation, which answers on a pipe the
-worker handed over: one JSON header line, then the payload bytes (a file's content, an archive).
+worker handed over: one JSON header line, then the payload bytes (a file's content, blobs).
 
 Paths are confined to the workspace root: a path that leaves it with ``..``, or that reaches a
 symlink leading out of it, is refused (``"kind": "invalid"``). Special files (FIFOs, sockets,
@@ -409,7 +409,11 @@ def serve(root: str, req: dict, reply_fd: int, data_fd: int) -> None:
     payload = b""
     try:
         op = req.get("op")
-        data = _read_all(data_fd, MAX_TRANSFER) if data_fd >= 0 else b""
+        if op == "send":  # streamed straight onto the reply pipe, header first
+            _archive().op_send(root, req, reply_fd)
+            return
+        streamed = op == "restore"
+        data = _read_all(data_fd, MAX_TRANSFER) if data_fd >= 0 and not streamed else b""
         if op == "write":
             header = op_write(root, req, data)
         elif op == "read":
@@ -418,8 +422,8 @@ def serve(root: str, req: dict, reply_fd: int, data_fd: int) -> None:
             header = op_list(root, req)
         elif op == "remove":
             header = op_remove(root, req)
-        elif op == "pack":
-            header, payload = _archive().op_pack(root, req)
+        elif op == "restore":
+            header = _archive().op_restore(root, req, data_fd)
         elif op == "unpack":
             header = _archive().op_unpack(root, req, data)
         else:

@@ -25,6 +25,8 @@ hand descriptors over (``SCM_RIGHTS``): one JSON message each, answered with the
 - ``fifo``: make a FIFO for a command's standard input; the answer carries its writable end
 - ``unlink``: remove such a FIFO
 - ``scan``: the workspace's fingerprint (:func:`jail_files.scan`; no file is opened)
+- ``manifest``: the workspace's manifest (:func:`jail_archive.op_manifest`: hashes only the
+  files that changed since the last one)
 - ``files``: fork a helper that runs one :mod:`jail_files` operation and answers on the pipe
   sent along
 

@@ -1,5 +1,5 @@
 """The supervisor's control channel inside a session's jail: the requests the worker sends on
-its ``SOCK_SEQPACKET`` socket (spawn, signal, fifo, unlink, scan, files; see
+its ``SOCK_SEQPACKET`` socket (spawn, signal, fifo, unlink, scan, manifest, files; see
 :mod:`backends.jail_init`), and the process and descriptor helpers the supervisor shares.
 
 Loaded by :mod:`backends.jail_init` by path at its start (the jail has no packages), as a mixin
@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,9 @@ class Requests:
                 answer = self.unlink_fifo(request)
             elif op == "scan":
                 answer = self.files_module().scan(self.root)
+            elif op == "manifest":  # inline: the hash cache lives in this process
+                self.files_module()
+                answer = sys.modules["jail_archive"].op_manifest(self.root, request)
             elif op == "files":
                 answer = self.files(request, fds)
             else:
@@ -89,7 +93,6 @@ class Requests:
         :mod:`jail_archive`, which imports it by name (both are registered in ``sys.modules``)."""
         if self._files_module is None:
             import importlib.util
-            import sys
 
             here = os.path.dirname(os.path.abspath(__file__))
             for name in ("jail_files", "jail_archive"):
@@ -205,9 +208,6 @@ class Requests:
         if not fds:
             return {"error": "a file operation needs a reply descriptor"}
         module = self.files_module()
-        import gzip  # noqa: F401 - once here, not in every helper: they inherit it
-        import tarfile  # noqa: F401
-
         reply = fds[0]
         data = fds[1] if len(fds) > 1 else -1
         pid = os.fork()

@@ -12,9 +12,10 @@ from backends.jail_settings import JailSettings, base_env, default_cwd, settings
 DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
 #: ``max_output_bytes``: per stream and call; there is no "unlimited".
 MAX_OUTPUT_RANGE = (1, 16 * 1024 * 1024)
-#: ``workspace_snapshot_mb``: file content a workspace snapshot takes at most (0: none).
-DEFAULT_WORKSPACE_SNAPSHOT_MB = 8
-WORKSPACE_SNAPSHOT_RANGE = (0, 64)
+#: ``workspace_snapshot_mb``: file content a workspace snapshot takes at most (0: none); the
+#: default is the default workspace's size (backends.jail_settings), so all of it is kept.
+DEFAULT_WORKSPACE_SNAPSHOT_MB = 1024
+WORKSPACE_SNAPSHOT_RANGE = (0, 65536)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -35,7 +36,7 @@ def process_config(config: dict[str, Any], **env_defaults: str) -> ProcessConfig
     created when it lies under ``/workspace`` or ``/tmp``). ``env``: the only variables the
     program gets besides PATH, HOME, TMPDIR, LANG and ``env_defaults``; never the worker's.
     ``max_output_bytes``: per stream, 1..16 MiB, default 256 KiB. ``workspace_snapshot_mb``:
-    how much file content the workspace's snapshot keeps, 0..64, default 8 in a jail and 0
+    how much file content the workspace's snapshot keeps, 0..65536, default 1024 in a jail and 0
     (off) with ``isolation: none``, whose files stay on the host. The jail keys are read by
     :func:`backends.jail_settings.settings_from`.
     """

@@ -5,16 +5,19 @@ helper forked by the jail's supervisor), as the jail's user and in its mount nam
 worker never opens a session's path on the host. Paths are relative to the workspace root
 (``/workspace``) or absolute inside it; ``..`` and symlinks leading out of it answer 4000.
 
-The snapshot: after each call the supervisor fingerprints the workspace (a walk of ``lstat``
-calls: paths, sizes, mtimes, modes; no file is opened). Only when the fingerprint changed is the
-workspace packed again (tar, gzip level 1, at most ``workspace_snapshot_mb`` of file content;
-files past it are left out and listed), base64-encoded into the backend's snapshot, which the
-workflow keeps (through external storage when large) and hands to a replacement instance, which
-unpacks it. A call that changes nothing costs the walk and packs nothing.
+The snapshot (docs/workspaces.md): after each call the jail's supervisor makes the workspace's
+manifest (paths, modes, mtimes, symlinks, and each file's sha256, hashed again only when its
+size, mtime, ctime or inode changed). When its digest is the last one's, nothing more happens.
+Otherwise a helper in the jail sends the manifest and the content the store lacks; the worker
+hashes it again, stores it (:mod:`backends.workspace_store`) and the snapshot entry carries only
+the manifest's name and counts, so history stays small whatever the workspace's size. A new
+instance, of this session or a fork of it, gets the manifest's content streamed into its jail.
+At most ``workspace_snapshot_mb`` of file content is taken; files past it are left out, listed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -25,11 +28,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
+from temporalio import activity
 
 from backends.base import tool
 from backends.host import ToolCallError
 from backends.jail import JailedProcess
 from backends.jail_settings import ControlError, FileOpError
+from backends.workspace_store import BlobStore, Owner, default_store
+from backends.workspace_sync import Inconsistent, list_new, receive, restore
 from contract import ErrorCode
 
 #: Largest content a write takes and a read answers in one call (bytes, before base64). A call's
@@ -38,6 +44,11 @@ MAX_WRITE_BYTES = 16 * 1024 * 1024
 MAX_READ_BYTES = 4 * 1024 * 1024
 #: How long one file operation may take inside the jail.
 FILE_OP_TIMEOUT = 120.0
+#: How long a snapshot (hashing what changed, storing it) and a restore may take.
+SNAPSHOT_TIMEOUT = 300.0
+RESTORE_TIMEOUT = 300.0
+#: The snapshot entry's format: a manifest in the content-addressed store (docs/workspaces.md).
+FORMAT = "cas"
 #: A file or directory name, and a whole path, at most (UTF-8 bytes), and how deep a path may
 #: go: Linux's NAME_MAX is 255; its PATH_MAX (4096) also counts the workspace root, which is a
 #: host directory with isolation "none". Past them the system answers with errors of its own
@@ -58,18 +69,27 @@ class Workspace:
 
     ``ensure`` answers a live jail (the backend makes a new one when the old one died, and
     :meth:`attach` is told). ``keep`` is the most file content a snapshot takes (0: none).
+    ``store``: where the content goes (default: this process's, :mod:`backends.workspace_store`).
     """
 
-    def __init__(self, keep: int, ensure: Callable[[], Awaitable[JailedProcess]]) -> None:
+    def __init__(
+        self,
+        keep: int,
+        ensure: Callable[[], Awaitable[JailedProcess]],
+        store: BlobStore | None = None,
+    ) -> None:
         self.keep = keep
         self._ensure = ensure
+        self._store = store
         self._box: JailedProcess | None = None
-        #: The latest snapshot entry (with its data) and the fingerprint of what it holds.
+        #: The latest snapshot entry and the manifest digest of what the workspace holds now.
         self._entry: dict[str, Any] | None = None
         self._digest: str | None = None
+        #: The manifest whose content is all in the store (told to the supervisor next time).
+        self._stored: str | None = None
         #: A chunked write is under way: the next snapshot leaves the workspace as it was.
         self._defer = False
-        #: Measures of the latest snapshot (scan and pack), for bench/README.md's figures and logs.
+        #: Measures of the latest snapshot, for bench/README.md's figures and logs.
         self.last: dict[str, Any] = {}
         #: Counts the entries made or restored: a backend's snapshot changed when this did.
         self.version = 0
@@ -78,10 +98,17 @@ class Workspace:
     def root(self) -> str | None:
         return self._box.root if self._box else None
 
+    @property
+    def store(self) -> BlobStore:
+        if self._store is None:
+            self._store = default_store()
+        return self._store
+
     async def attach(self, box: JailedProcess) -> None:
         """A new jail: when it replaces a lost one, it gets the last snapshot's files."""
         first = self._box is None
         self._box = box
+        self._stored = None  # a new supervisor knows nothing stored
         if not first and self._entry is not None:
             try:
                 await self._unpack(box, self._entry)
@@ -112,66 +139,89 @@ class Workspace:
     # --- the snapshot ----------------------------------------------------------------------------
 
     async def baseline(self) -> None:
-        """Fingerprint the fresh workspace at start: the jail loads its file helper now (~10
-        ms), not during the session's first call (an instance may start ahead of its session)."""
+        """The fresh workspace's manifest at start: the jail loads its file helper and hashing
+        now (~10 ms), not during the session's first call (an instance may start ahead)."""
         await self.snapshot()
 
+    async def _manifest(self, box: JailedProcess) -> dict[str, Any]:
+        answer, _ = await box.request(
+            "manifest", timeout=SNAPSHOT_TIMEOUT, budget=self.keep, stored=self._stored
+        )
+        return answer
+
     async def snapshot(self) -> dict[str, Any] | None:
-        """The workspace entry of the backend's snapshot: packed anew only when it changed."""
+        """The workspace entry of the backend's snapshot: a new one only when it changed."""
         box = self._box
         if not self.keep or box is None or not box.alive:
             return self._entry
         started = time.perf_counter()
         try:
-            scan, _ = await box.request("scan", timeout=30)
+            found = await self._manifest(box)
         except (ConnectionError, ControlError, TimeoutError):
             return self._entry
-        scan_ms = (time.perf_counter() - started) * 1000
-        self.last = {"scan_ms": round(scan_ms, 3), "packed": False}
-        if scan.get("digest") == self._digest:
+        self.last = {"manifest_ms": found.get("manifest_ms"), "stored": False}
+        if found.get("digest") == self._digest:
             return self._entry
         if self._defer:  # a chunked upload: its last chunk takes the snapshot
             self._defer = False
             return self._entry
-        if self._entry is None and not scan.get("entries"):
-            self._digest = scan.get("digest")  # never written to: nothing to keep
+        if self._entry is None and not found.get("entries"):
+            self._digest = found.get("digest")  # never written to: nothing to keep
             return None
         try:
-            header, data = await box.file_op(
-                {"op": "pack", "budget": self.keep, "level": 1},
-                limit=self.keep + self.keep // 8 + (4 << 20),
-                timeout=FILE_OP_TIMEOUT,
-            )
-        except (FileOpError, ConnectionError, ControlError, TimeoutError):
-            return self._entry  # the previous one stays: better than none
-        encoded = base64.b64encode(data).decode("ascii")
+            entry = await self._store_snapshot(box, found, started)
+        except Inconsistent as exc:  # the next call's snapshot tries again
+            log.info("workspace snapshot skipped: %s", exc)
+            return self._entry
+        except (FileOpError, OSError, ConnectionError, ControlError, TimeoutError, RuntimeError):
+            log.exception("workspace snapshot failed; the previous one stays")
+            return self._entry
+        self._entry = entry
+        self.version += 1
+        return entry
+
+    async def _store_snapshot(
+        self, box: JailedProcess, found: dict[str, Any], started: float
+    ) -> dict[str, Any]:
+        """Put what the store lacks of the jail's last manifest in it; answers the entry."""
+        store = self.store
+        new = found["new"]
+        if found["new_count"] > len(new):
+            new = await list_new(box, SNAPSHOT_TIMEOUT)
+        lacking = await asyncio.to_thread(store.missing, [h for h, _ in new])
+        manifest, stored_bytes = await receive(box, store, lacking, SNAPSHOT_TIMEOUT)
+        digest = await asyncio.to_thread(store.put, manifest)
+        await asyncio.to_thread(store.add_root, _owner(), digest)
+        self._digest = self._stored = digest
         took = (time.perf_counter() - started) * 1000
-        self._digest = str(header["digest"])
-        self._entry = {
-            "format": "tar+gzip",
-            "data": encoded,
-            "bytes": len(data),
-            "raw_bytes": header["raw_bytes"],
-            "files": header["files"],
-            "skipped": header["skipped"],
-            "skipped_count": header["skipped_count"],
-            "skipped_bytes": header["skipped_bytes"],
+        self.last = {
+            "manifest_ms": found.get("manifest_ms"),
+            "stored": True,
+            "took_ms": round(took, 1),
+            "hashed": found.get("hashed"),
+            "blobs_new": len(lacking),
+            "bytes_new": stored_bytes,
+            "manifest_bytes": len(manifest),
+        }
+        return {
+            "format": FORMAT,
+            "manifest": digest,
+            "files": found["files"],
+            "dirs": found["dirs"],
+            "links": found["links"],
+            "raw_bytes": found["raw_bytes"],
+            "blobs_new": len(lacking),
+            "bytes_new": stored_bytes,
+            "skipped": found["skipped"],
+            "skipped_count": found["skipped_count"],
+            "skipped_bytes": found["skipped_bytes"],
             "taken_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "took_ms": round(took, 1),
         }
-        self.version += 1
-        self.last = {
-            "scan_ms": round(scan_ms, 3),
-            "packed": True,
-            "pack_ms": header.get("pack_ms"),
-            "took_ms": round(took, 1),
-            "bytes": len(data),
-            "encoded_bytes": len(encoded),
-        }
-        return self._entry
 
     async def restore(self, entry: dict[str, Any] | None) -> None:
-        """Unpack a snapshot's workspace into this (fresh) jail; it is the baseline after."""
+        """Fill this (fresh) jail's workspace from a snapshot entry, of this session or another
+        (a fork); it is the baseline after."""
         if not entry or self._box is None:
             return
         await self._unpack(self._box, entry)
@@ -179,13 +229,36 @@ class Workspace:
         self.version += 1
 
     async def _unpack(self, box: JailedProcess, entry: dict[str, Any]) -> None:
-        try:
-            data = base64.b64decode(entry.get("data", ""), validate=True)
-        except (binascii.Error, ValueError):
-            return
-        await box.file_op({"op": "unpack"}, data, limit=1 << 20, timeout=FILE_OP_TIMEOUT)
-        scan, _ = await box.request("scan", timeout=30)
-        self._digest = scan.get("digest")
+        if entry.get("format") == FORMAT:
+            digest = str(entry.get("manifest", ""))
+            store = self.store
+            # A root of this session first: its blobs stay even when the one that made them goes.
+            await asyncio.to_thread(store.add_root, _owner(), digest)
+            manifest = await asyncio.to_thread(store.read, digest)
+            started = time.perf_counter()
+            await restore(box, store, manifest, RESTORE_TIMEOUT)
+            self.last = {"restore_ms": round((time.perf_counter() - started) * 1000, 1)}
+            self._stored = digest
+        else:  # "tar+gzip": a snapshot of the earlier format, in an old history
+            try:
+                data = base64.b64decode(entry.get("data", ""), validate=True)
+            except (binascii.Error, ValueError):
+                return
+            await box.file_op({"op": "unpack"}, data, limit=1 << 20, timeout=FILE_OP_TIMEOUT)
+        self._digest = (await self._manifest(box)).get("digest")
+
+
+def _owner() -> Owner:
+    """The session whose activity runs now (server, namespace, workflow id); None outside one."""
+    try:
+        info = activity.info()
+    except RuntimeError:
+        return None
+    try:
+        server: str | None = activity.client().service_client.config.target_host
+    except RuntimeError:
+        server = None
+    return (server, info.workflow_namespace or "", info.workflow_id or info.activity_id)
 
 
 async def changed_snapshot(session_info: dict[str, Any]) -> dict[str, Any] | None:

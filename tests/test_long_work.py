@@ -317,7 +317,7 @@ async def test_a_call_that_changes_nothing_packs_nothing() -> None:
         changed, _ = await call("echo new > f1")
         assert changed is not None and changed["workspace"]["files"] == 2000
         print(
-            f"2000 files: snapshot {first['workspace']['bytes']} bytes in "
+            f"2000 files: snapshot {first['workspace']['bytes_new']} bytes stored in "
             f"{first['workspace']['took_ms']} ms; unchanged: median "
             f"{sorted(costs)[len(costs) // 2]:.2f} ms"
         )

@@ -1,0 +1,251 @@
+"""The content-addressed store of workspace files, outside history (docs/workspaces.md).
+
+A folder beside the payload store's (``$SESSIONS_WORKSPACE_STORE``, else ``workspaces/`` in the
+folder of ``$SESSIONS_PAYLOAD_STORE``, else in the default payload folder)::
+
+    blobs/ab/ab12...ef        a file's content, named by its sha256 (a manifest is a blob too)
+    roots/w-<hash>/owner.json the session (server, namespace, workflow id) the roots below are of
+    roots/w-<hash>/<sha256>   an empty file: a manifest this session made or restored
+    roots/unowned/<sha256>    a manifest made outside any session (a bench, a test)
+
+Only the worker writes here; what a sandbox sends is hashed again before it is stored, so no
+session can put content under another content's name. Blobs are shared by every manifest that
+names them (a fork restores its parent's manifest: nothing is copied). :func:`sweep_store` drops
+the roots of sessions gone past their retention, then every blob no remaining manifest names
+(mark and sweep), sparing blobs written within the grace (a snapshot in flight).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+STORE_ENV = "SESSIONS_WORKSPACE_STORE"
+PAYLOAD_ENV = "SESSIONS_PAYLOAD_STORE"
+OWNER_FILE = "owner.json"
+UNOWNED = "unowned"
+#: A blob no manifest names is kept this long after it was written or last found in use.
+GRACE_SECONDS = 3600.0
+_HASH = re.compile(r"[0-9a-f]{64}")
+_OWNER_DIR = re.compile(r"w-[0-9a-f]{32}")
+
+#: (server, namespace, workflow id) of a session; None outside any.
+Owner = tuple[str | None, str, str] | None
+
+
+def default_payload_dir() -> Path:
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache_home) / "durable-sessions" / "payloads"
+
+
+def store_dir() -> Path:
+    """Where this process's workspace store is (see the module's docstring)."""
+    explicit = os.environ.get(STORE_ENV)
+    if explicit:
+        return Path(explicit.removeprefix("file://"))
+    payloads = os.environ.get(PAYLOAD_ENV) or ""
+    if payloads.startswith("s3://"):
+        raise RuntimeError(
+            f"the payload store is {payloads}: set ${STORE_ENV} to the workspace store's folder "
+            "(a shared mount); object storage for workspaces is not built yet"
+        )
+    base = Path(payloads.removeprefix("file://")) if payloads else default_payload_dir()
+    return base / "workspaces"
+
+
+def owner_dir(owner: Owner) -> str:
+    if owner is None:
+        return UNOWNED
+    server, namespace, workflow_id = owner
+    text = f"{server or ''}\n{namespace}\n{workflow_id}"
+    return "w-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class BlobStore:
+    """A folder of blobs and roots; every method blocks (call it in a thread)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.roots = root / "roots"
+
+    def path(self, digest: str) -> Path:
+        if not _HASH.fullmatch(digest):
+            raise ValueError(f"not a blob name: {digest!r}")
+        return self.blobs / digest[:2] / digest
+
+    def missing(self, digests: Iterable[str], *, touch: bool = True) -> list[str]:
+        """The blobs of ``digests`` the store lacks; those it has are touched (in use now: a
+        sweep spares them until the manifest naming them is a root)."""
+        lacking = []
+        now = time.time()
+        for digest in dict.fromkeys(digests):
+            path = self.path(digest)
+            try:
+                if touch:
+                    os.utime(path, (now, now))
+                elif not path.exists():
+                    lacking.append(digest)
+            except FileNotFoundError:
+                lacking.append(digest)
+        return lacking
+
+    def temporary(self, digest: str) -> tuple[int, Path]:
+        """A descriptor to write a blob's content to, and its temporary path (see commit)."""
+        final = self.path(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{digest}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), tmp
+
+    def commit(self, tmp: Path, digest: str) -> None:
+        os.replace(tmp, self.path(digest))  # atomic: a reader never sees half a blob
+
+    def put(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        if self.missing([digest]):
+            fd, tmp = self.temporary(digest)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+            self.commit(tmp, digest)
+        return digest
+
+    def read(self, digest: str) -> bytes:
+        return self.path(digest).read_bytes()
+
+    def add_root(self, owner: Owner, manifest: str) -> None:
+        """Record that ``owner`` holds ``manifest``: its blobs stay while the owner is kept."""
+        folder = self.roots / owner_dir(owner)
+        folder.mkdir(parents=True, exist_ok=True)
+        if owner is not None and not (folder / OWNER_FILE).exists():
+            server, namespace, workflow_id = owner
+            described = {"server": server, "namespace": namespace, "workflow_id": workflow_id}
+            tmp = folder / f"{OWNER_FILE}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(described))
+            tmp.replace(folder / OWNER_FILE)
+        marker = folder / manifest
+        marker.touch()
+
+
+@cache
+def _store_at(root: Path) -> BlobStore:
+    return BlobStore(root)
+
+
+def default_store() -> BlobStore:
+    """This process's store (one object per folder)."""
+    return _store_at(store_dir())
+
+
+def manifest_hashes(data: bytes) -> list[str]:
+    """The distinct content hashes a manifest names, in the order of their first file."""
+    entries = json.loads(data)["entries"]
+    return list(dict.fromkeys(e[5] for e in entries if e[1] == "f"))
+
+
+def manifest_sizes(data: bytes) -> list[tuple[str, int]]:
+    """(hash, size) of each distinct content of a manifest, in the order of its first file."""
+    sizes: dict[str, int] = {}
+    for entry in json.loads(data)["entries"]:
+        if entry[1] == "f" and entry[5] not in sizes:
+            sizes[entry[5]] = int(entry[4])
+    return list(sizes.items())
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+# --- the sweep ---------------------------------------------------------------------------------
+
+#: Given an owner.json's content (None: roots of no session), the time before which its roots
+#: go (epoch seconds), or None to keep them all.
+Judge = Callable[[dict[str, Any] | None], Awaitable[float | None]]
+
+
+def _files(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if _HASH.fullmatch(p.name)]
+    except FileNotFoundError:
+        return []
+
+
+def _older(path: Path, before: float) -> bool:
+    try:
+        return path.stat().st_mtime < before
+    except FileNotFoundError:
+        return False
+
+
+def _all_blobs(store: BlobStore) -> Iterator[Path]:
+    try:
+        fans = list(store.blobs.iterdir())
+    except FileNotFoundError:
+        return
+    for fan in fans:
+        if fan.is_dir():
+            yield from _files(fan)
+
+
+async def sweep_store(store: BlobStore, judge: Judge, *, grace: float = GRACE_SECONDS) -> int:
+    """Drop the roots ``judge`` lets go, then the blobs no remaining root's manifest names and
+    nothing used within ``grace`` seconds; answers how many blobs went."""
+    import asyncio
+
+    folders = [p for p in _dirs(store.roots) if p.name == UNOWNED or _OWNER_DIR.fullmatch(p.name)]
+    for folder in folders:
+        owner: dict[str, Any] | None = None
+        if folder.name != UNOWNED:
+            try:
+                owner = json.loads((folder / OWNER_FILE).read_text())
+            except (OSError, ValueError):
+                continue  # being written: the next sweep decides
+        before = await judge(owner)
+        if before is None:
+            continue
+        for root in _files(folder):
+            if _older(root, before):
+                root.unlink(missing_ok=True)
+    return await asyncio.to_thread(_mark_and_sweep, store, grace)
+
+
+def _dirs(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir()]
+    except FileNotFoundError:
+        return []
+
+
+def _mark_and_sweep(store: BlobStore, grace: float) -> int:
+    marked: set[str] = set()
+    for folder in _dirs(store.roots):
+        for root in _files(folder):
+            marked.add(root.name)
+            try:
+                marked.update(manifest_hashes(store.read(root.name)))
+            except (OSError, ValueError, KeyError, IndexError, TypeError):
+                pass  # a manifest gone or unreadable: its blobs cannot be told apart
+    before = time.time() - grace
+    removed = 0
+    for blob in _all_blobs(store):
+        if blob.name not in marked and _older(blob, before):
+            blob.unlink(missing_ok=True)
+            removed += 1
+    for folder in _dirs(store.roots):
+        if not _files(folder):
+            try:
+                (folder / OWNER_FILE).unlink(missing_ok=True)
+                folder.rmdir()
+            except OSError:
+                pass  # a root came in meanwhile
+    return removed
