@@ -90,7 +90,11 @@ class SessionActivities:
             task_queue=self.task_queue,
             worker=self.worker_id,
             data=instance.backend.describe(instance.session_info),
-            tools=self.host.specs(inp.resource_type),
+            # An instance's own tools (an mcp session's servers') are its session's too.
+            tools=[
+                *self.host.specs(inp.resource_type),
+                *instance.backend.instance_tools(instance.session_info),
+            ],
             restored=inp.restore is not None,
         )
 

@@ -82,6 +82,19 @@ class Backend:
         """JSON-safe facts about an instance, shown in the session's view (never secrets)."""
         return {}
 
+    def instance_tools(self, session_info: dict[str, Any]) -> list[ToolSpec]:
+        """Tools this instance offers beside the backend's ``@tool`` methods, named
+        ``"<resource>:<action>"`` (an ``mcp`` session's servers' tools). The session lists and
+        checks them with the others; :meth:`call_instance_tool` runs them."""
+        return []
+
+    async def call_instance_tool(
+        self, name: str, params: dict[str, Any], session_info: dict[str, Any]
+    ) -> Any:
+        """Run one of :meth:`instance_tools` with its parameters (undeclared ones already
+        dropped); its answer is the envelope's data, as a ``@tool`` method's is."""
+        raise NotImplementedError(f"{type(self).__name__} lists no instance tools")
+
 
 @dataclass(frozen=True)
 class ToolBinding:

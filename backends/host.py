@@ -154,6 +154,19 @@ class BackendHost:
         args.update(model.model_extra or {})
         return args, ignored
 
+    def instance_tool(
+        self, tool_name: str, session_info: dict[str, Any] | None
+    ) -> tuple[Backend, ToolSpec] | None:
+        """The backend and spec of a tool the instance offers itself (``Backend.instance_tools``);
+        None for a backend's ``@tool`` method or a name nothing offers."""
+        if tool_name in self.tools or session_info is None:
+            return None
+        backend = self.backends.get(tool_name.partition(":")[0])
+        if backend is None:
+            return None
+        spec = next((s for s in backend.instance_tools(session_info) if s.name == tool_name), None)
+        return (backend, spec) if spec is not None else None
+
     async def invoke(
         self,
         tool_name: str,
@@ -168,13 +181,20 @@ class BackendHost:
         started = time.perf_counter()
         ignored: list[str] = []
         try:
-            binding = self.binding(tool_name)
-            args, ignored = self.arguments(tool_name, params, strict=strict)
-            await self.ensure_warm(binding.spec.resource_type)
-            if binding.wants_session:
-                result = await binding.method(**args, session_info=session_info or {})
+            found = self.instance_tool(tool_name, session_info)
+            if found is not None:  # an instance's own tool (an mcp session's server's)
+                backend, spec = found
+                args, ignored = instance_arguments(spec, params, strict=strict)
+                await self.ensure_warm(backend.name)
+                result = await backend.call_instance_tool(tool_name, args, session_info or {})
             else:
-                result = await binding.method(**args)
+                binding = self.binding(tool_name)
+                args, ignored = self.arguments(tool_name, params, strict=strict)
+                await self.ensure_warm(binding.spec.resource_type)
+                if binding.wants_session:
+                    result = await binding.method(**args, session_info=session_info or {})
+                else:
+                    result = await binding.method(**args)
         except ToolCallError as exc:
             return _outcome(exc.code, exc.message, None, started, ignored)
         except asyncio.CancelledError:
@@ -197,6 +217,27 @@ class BackendHost:
                 await backend.shutdown()
             except Exception:
                 log.exception("backend %s failed to shut down", backend.name)
+
+
+def instance_arguments(
+    spec: ToolSpec, params: dict[str, Any], *, strict: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """An instance tool's arguments and the names it does not declare, by its JSON schema's
+    ``properties``: undeclared ones are dropped (4000 when ``strict``) unless the schema says
+    it takes more (``additionalProperties``: true or a schema). Types are checked by the tool
+    itself (an MCP server checks its own)."""
+    schema = spec.params_schema
+    properties = schema.get("properties") or {}
+    if schema.get("additionalProperties", False) not in (False, None):
+        return dict(params), []
+    ignored = [name for name in params if name not in properties]
+    if ignored and strict:
+        known = ", ".join(properties) or "none"
+        raise ToolCallError(
+            ErrorCode.INVALID_INPUT,
+            f"{spec.name}: unknown parameter {ignored[0]!r} (takes: {known})",
+        )
+    return {k: v for k, v in params.items() if k in properties}, ignored
 
 
 def _elapsed_ms(started: float) -> float:

@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import re
+import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -44,33 +42,35 @@ from backends.base import Backend, tool
 from backends.host import ToolCallError
 from backends.jail import JailedProcess
 from backends.jail_settings import jail_python
+from backends.mcp_config import (
+    JAIL_TASK_DIR,
+    ROOTS_ENV,
+    SERVERS_DIR,
+    copy_initial,
+    fill_placeholders,
+    host_path,
+    local_server,
+    resolve_npx,
+    server_definitions,
+    task_path,
+    walk_task,
+)
 from backends.process_config import ProcessConfig, process_config
 from backends.workspace import Workspace, WorkspaceTools, changed_snapshot
-from contract import ErrorCode
+from contract import ErrorCode, ToolSpec
 from contract.extras import require
+
+__all__ = ["ROOTS_ENV", "SERVERS_DIR", "McpBackend", "host_path", "server_definitions"]
 
 if TYPE_CHECKING:
     from backends.mcp_link import ServerLink, ServerSpec
 
 log = logging.getLogger(__name__)
 
-#: Where ``scripts/setup.sh`` installs the MCP servers (``node_modules/``, npm's) and the ``mcp``
-#: package for Python servers (``python/``, for the system's ``python3``: ``PYTHONPATH``). Under
-#: ``/usr``, because that is what a jail sees of the host (read-only): no host directory is
-#: added to a jail's view. ``DURABLE_SESSIONS_MCP_DIR`` names another (with ``isolation: none``).
-SERVERS_DIR = Path(
-    os.environ.get("DURABLE_SESSIONS_MCP_DIR", "/usr/local/lib/durable-sessions-mcp")
-)
-_PLACEHOLDER = re.compile(r"\$\{(agent_workspace|local_servers_paths)\}")
-#: The worker's setting: directories (``os.pathsep``-separated) under which a session's config
-#: may name ``config_dir``, ``task_dir``, ``initial_workspace`` and ``preprocess``; unset: none.
-ROOTS_ENV = "DURABLE_SESSIONS_MCP_ROOTS"
 #: The sessions' default ``memory_mb`` (RLIMIT_AS per process): Node needs about 2 GiB of it.
 DEFAULT_MEMORY_MB = 4096
 #: Longest preprocess step.
 PREPROCESS_TIMEOUT = 300.0
-#: Largest initial workspace the worker copies in (bytes).
-MAX_INITIAL_BYTES = 64 * 1024 * 1024
 
 
 class McpBackend(WorkspaceTools, Backend):
@@ -91,9 +91,12 @@ class McpBackend(WorkspaceTools, Backend):
         box = await self._new_jail(info)
         try:
             await info["workspace"].attach(box)
+            await _place_task(info)
             await info["workspace"].baseline()
-            await _copy_initial(info["workspace"], config)
-            await _preprocess(info, config)
+            if config.get("copy_initial_workspace", True) is not False:  # AgentFlow's flag
+                await copy_initial(info["workspace"], config)
+            if config.get("run_preprocess", True) is not False:
+                await _preprocess(info, config)
             await self._start_servers(info)
         except BaseException:
             await self.cleanup(worker_id, info)
@@ -120,6 +123,7 @@ class McpBackend(WorkspaceTools, Backend):
                 await box.close()
             box = await self._new_jail(info)
             await info["workspace"].attach(box)  # the last snapshot's files come back
+            await _place_task(info)
             await self._start_servers(info)
             return box
 
@@ -201,33 +205,72 @@ class McpBackend(WorkspaceTools, Backend):
         started again first."""
         if not server and "." in tool:  # "<server>.<tool>", or its listed "mcp:<server>.<tool>"
             server, tool = tool.removeprefix("mcp:").split(".", 1)
-        await self._ensure_jail(session_info)
-        link = _link(session_info, server)
-        if not link.alive:  # it ended (or crashed): a new one, on the same workspace
-            async with session_info["lock"]:
-                if not _link(session_info, server).alive:
-                    await _start_link(session_info, server)
-                link = _link(session_info, server)
-        if tool not in {t["name"] for t in link.tools}:
-            known = ", ".join(t["name"] for t in link.tools) or "none"
-            raise ToolCallError(
-                ErrorCode.UNKNOWN_TOOL, f"server {server!r} has no tool {tool!r} (it has: {known})"
+        return await _call_server(self, session_info, server, tool, arguments or {}, timeout)
+
+    def instance_tools(self, session_info: dict[str, Any]) -> list[ToolSpec]:
+        """Each server's tools as it listed them, named ``mcp:<server>.<tool>`` (AgentFlow's
+        names), with the input schema the server gave: the session lists, checks and calls
+        them as its own."""
+        links: dict[str, ServerLink] = session_info.get("links", {})
+        return [
+            ToolSpec(
+                name=f"mcp:{name}.{t['name']}",
+                resource_type=self.name,
+                description=t.get("description") or "",
+                params_schema=t.get("input_schema") or {"type": "object", "properties": {}},
             )
-        try:
-            result = await link.call(tool, arguments or {}, timeout)
-        except TimeoutError:
-            raise ToolCallError(
-                ErrorCode.TIMEOUT, f"{server}.{tool} did not answer within {timeout:g}s"
-            ) from None
-        except Exception as exc:
-            if link.alive:
-                raise
-            raise ToolCallError(
-                ErrorCode.TOOL_ERROR,
-                f"MCP server {server!r} ended during the call ({exc}); the next call to it "
-                "starts it again",
-            ) from None
-        return {"server": server, "tool": tool, **result}
+            for name, link in sorted(links.items())
+            for t in link.tools
+        ]
+
+    async def call_instance_tool(
+        self, name: str, params: dict[str, Any], session_info: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``mcp:<server>.<tool>``: that server's tool with ``params`` as its arguments, bound
+        by the server file's ``client_session_timeout_seconds`` (60) and the call's own
+        ``timeout`` (the worker cancels the call there)."""
+        server, tool = name.removeprefix("mcp:").split(".", 1)
+        definition = session_info["servers"].get(server, {})
+        timeout = float(definition.get("client_session_timeout_seconds") or 60)
+        return await _call_server(self, session_info, server, tool, params, timeout)
+
+
+async def _call_server(
+    backend: McpBackend,
+    info: dict[str, Any],
+    server: str,
+    tool: str,
+    arguments: dict[str, Any],
+    timeout: float,
+) -> dict[str, Any]:
+    """One call to a server's tool, its server started again first when it ended."""
+    await backend._ensure_jail(info)
+    link = _link(info, server)
+    if not link.alive:  # it ended (or crashed): a new one, on the same workspace
+        async with info["lock"]:
+            if not _link(info, server).alive:
+                await _start_link(info, server)
+            link = _link(info, server)
+    if tool not in {t["name"] for t in link.tools}:
+        known = ", ".join(t["name"] for t in link.tools) or "none"
+        raise ToolCallError(
+            ErrorCode.UNKNOWN_TOOL, f"server {server!r} has no tool {tool!r} (it has: {known})"
+        )
+    try:
+        result = await link.call(tool, arguments, timeout)
+    except TimeoutError:
+        raise ToolCallError(
+            ErrorCode.TIMEOUT, f"{server}.{tool} did not answer within {timeout:g}s"
+        ) from None
+    except Exception as exc:
+        if link.alive:
+            raise
+        raise ToolCallError(
+            ErrorCode.TOOL_ERROR,
+            f"MCP server {server!r} ended during the call ({exc}); the next call to it "
+            "starts it again",
+        ) from None
+    return {"server": server, "tool": tool, **result}
 
 
 def _links() -> ModuleType:
@@ -241,7 +284,7 @@ async def _start_link(info: dict[str, Any], name: str) -> None:
     if old is not None:
         await old.stop()
     box: JailedProcess = info["box"]
-    link = _links().ServerLink(server_spec(name, info["servers"][name], info["settings"], box))
+    link = _links().ServerLink(server_spec(name, info["servers"][name], info, box))
     info["links"][name] = link
     await link.start(box)
 
@@ -277,66 +320,24 @@ async def _stop_links(info: dict[str, Any]) -> None:
     links.clear()
 
 
-def server_definitions(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The enabled servers' definitions, from ``server_configs`` and ``config_dir``."""
-    enabled = config.get("enabled_servers", config.get("servers", []))
-    if isinstance(enabled, str):
-        enabled = [enabled]
-    if not isinstance(enabled, list) or not all(isinstance(n, str) for n in enabled):
-        raise ValueError("enabled_servers must be a list of server names")
-    if not enabled:
-        raise ValueError("enabled_servers names no MCP server: the session would have no tools")
-    inline = config.get("server_configs") or {}
-    if not isinstance(inline, dict):
-        raise ValueError("server_configs must be an object of server names to definitions")
-    found: dict[str, dict[str, Any]] = {}
-    for name in enabled:
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-            raise ValueError(f"server name {name!r}: use letters, digits, '_' and '-'")
-        definition = inline.get(name) or _from_dir(config.get("config_dir"), name)
-        if definition is None:
-            raise ValueError(
-                f"no definition of MCP server {name!r} (in server_configs or config_dir)"
-            )
-        kind = definition.get("type", "stdio")
-        if kind != "stdio":
-            raise ValueError(f"MCP server {name!r} is of type {kind!r}; only stdio is supported")
-        params = definition.get("params", definition)
-        if not isinstance(params, dict) or not isinstance(params.get("command"), str):
-            raise ValueError(f"MCP server {name!r} needs params.command")
-        found[name] = params
-    return found
-
-
-def _from_dir(directory: Any, name: str) -> dict[str, Any] | None:
-    if not directory:
-        return None
-    for suffix in (".yaml", ".yml", ".json"):
-        path = host_path(directory, "config_dir") / f"{name}{suffix}"
-        if path.is_file():
-            text = path.read_text()
-            if suffix == ".json":
-                loaded = json.loads(text)
-            else:
-                yaml = require("yaml", "the mcp backend's YAML server files")  # [mcp]: pyyaml
-                loaded = yaml.safe_load(text)
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path} holds no server definition")
-            return loaded
-    return None
-
-
 def server_spec(
-    name: str, params: dict[str, Any], settings: ProcessConfig, box: JailedProcess
+    name: str, params: dict[str, Any], info: dict[str, Any], box: JailedProcess
 ) -> ServerSpec:
-    """The argv, environment and cwd of a server, placeholders replaced, ``npx`` resolved."""
-    values = {"agent_workspace": box.root, "local_servers_paths": str(SERVERS_DIR)}
+    """The argv, environment and cwd of a server: AgentFlow's placeholders filled in,
+    ``npx`` and AgentFlow's ``${local_servers_paths}/<name>`` resolved to what setup.sh
+    installed."""
+    settings: ProcessConfig = info["settings"]
+    values = {
+        "agent_workspace": box.root,
+        "local_servers_paths": str(SERVERS_DIR),
+        "task_dir": info.get("task_dir", ""),
+    }
 
     def fill(text: Any) -> str:
-        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], str(text))
+        return local_server(fill_placeholders(text, values))
 
     argv = [fill(params["command"]), *(fill(a) for a in params.get("args") or [])]
-    argv = _resolve_npx(argv)
+    argv = resolve_npx(argv)
     env = {**settings.env, **{str(k): fill(v) for k, v in (params.get("env") or {}).items()}}
     cwd = fill(params.get("cwd") or box.root)
     stderr = f"/tmp/.mcp-{name}.stderr" if settings.jail.isolated else os.devnull
@@ -344,61 +345,57 @@ def server_spec(
     return spec
 
 
-def _resolve_npx(argv: list[str]) -> list[str]:
-    """``npx [-y] <package>[@version] ARGS`` -> ``node <its bin> ARGS`` when installed here."""
-    if os.path.basename(argv[0]) != "npx":
-        return argv
-    rest = [a for a in argv[1:] if a not in ("-y", "--yes")]
-    if not rest:
-        return argv
-    package = rest[0]
-    bare = package if not package[1:].count("@") else package[: package.rindex("@")]
-    manifest = SERVERS_DIR / "node_modules" / bare / "package.json"
-    if not manifest.is_file():
-        return argv
-    bins = json.loads(manifest.read_text()).get("bin")
-    entry = bins if isinstance(bins, str) else next(iter((bins or {}).values()), None)
-    if not entry:
-        return argv
-    return ["node", str(manifest.parent / entry), *rest[1:]]
-
-
-async def _copy_initial(workspace: Workspace, config: dict[str, Any]) -> None:
-    """AgentFlow's initial workspace: the files of a worker directory, copied in."""
-    source = _task_path(config, "initial_workspace", "initial_workspace")
-    if source is None:
+async def _place_task(info: dict[str, Any]) -> None:
+    """AgentFlow's ``${task_dir}`` as the session's programs see it: the worker's directory
+    itself without isolation; in a jail, which sees no host directory, a copy of it (less its
+    ``initial_workspace/``, copied into the workspace instead) at :data:`JAIL_TASK_DIR`, made
+    through the workspace and moved out of it before the workspace's baseline, so no snapshot
+    carries it. Made again for a new jail."""
+    task_dir = info["config"].get("task_dir")
+    box: JailedProcess = info["box"]
+    if not task_dir:
+        info["task_dir"] = ""
         return
-    total = 0
-    inside = os.path.realpath(source).rstrip("/") + "/"
-    for path in sorted(source.rglob("*")):
-        if not path.is_file() or path.is_symlink():
-            continue
-        if not os.path.realpath(path).startswith(inside):  # through a linked directory
-            continue
-        data = path.read_bytes()
-        total += len(data)
-        if total > MAX_INITIAL_BYTES:
-            raise ValueError(f"the initial workspace {source} is over {MAX_INITIAL_BYTES} bytes")
+    base = host_path(task_dir, "task_dir")
+    if not box.settings.isolated:
+        info["task_dir"] = str(base)
+        return
+    staging = f".task-{uuid.uuid4().hex[:12]}"
+    for relative, data, executable in walk_task(base, skip="initial_workspace"):
         request = {
             "op": "write",
-            "path": path.relative_to(source).as_posix(),
+            "path": f"{staging}/{relative}",
             "offset": None,
-            "executable": os.access(path, os.X_OK),
+            "executable": executable,
             "make_dirs": True,
         }
-        await workspace.op(request, data)
+        await info["workspace"].op(request, data)
+    script = f'rm -rf {JAIL_TASK_DIR} && mkdir -p "$0" && mv "$0" {JAIL_TASK_DIR}'
+    moved = await _links().output_of(box, ["sh", "-c", script, f"{box.root}/{staging}"])
+    if moved:
+        raise RuntimeError(f"copying the task directory into the jail failed: {moved.strip()}")
+    info["task_dir"] = JAIL_TASK_DIR
 
 
 async def _preprocess(info: dict[str, Any], config: dict[str, Any]) -> None:
     """AgentFlow's preprocess step: its ``main.py`` run in the jail, in the workspace."""
-    script = _task_path(config, "preprocess", "preprocess/main.py")
+    script = task_path(config, "preprocess", "preprocess/main.py")
     if script is None or not script.is_file():
         return
     box: JailedProcess = info["box"]
     python, _ = jail_python(None)
-    launch = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    argv = [python, "-c", script.read_text(), "--agent_workspace", box.root]
-    argv += ["--launch_time", launch]
+    # AgentFlow's: the config's launch_time (its first two words), else now.
+    given = " ".join(str(config.get("launch_time") or "").split()[:2])
+    launch = given or datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    # The script by its path in the task directory the jail sees, so it finds its neighbours
+    # there; one named outside the task directory runs from its text.
+    base = host_path(config["task_dir"], "task_dir") if config.get("task_dir") else None
+    inside = base is not None and script.is_relative_to(base) and info.get("task_dir")
+    if inside and base is not None:
+        run = [f"{info['task_dir']}/{script.relative_to(base).as_posix()}"]
+    else:
+        run = ["-c", script.read_text()]
+    argv = [python, *run, "--agent_workspace", box.root, "--launch_time", launch]
     waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     info["preprocess_waiter"] = waiter  # before the spawn: its end may come at once
     output = await _links().output_of(
@@ -414,34 +411,3 @@ async def _preprocess(info: dict[str, Any], config: dict[str, Any]) -> None:
     status = await asyncio.wait_for(waiter, 30)
     if status != 0:
         raise RuntimeError(f"the preprocess step {script} failed ({status}): {output.strip()}")
-
-
-def host_path(value: Any, key: str) -> Path:
-    """A directory or file of the worker that a session's config names, checked to lie under one
-    of the operator's roots (:data:`ROOTS_ENV`): a client never reads the worker's other files."""
-    roots = [r for r in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if r]
-    if not isinstance(value, str) or not os.path.isabs(value):
-        raise ValueError(f"{key} must be an absolute path on the worker, not {value!r}")
-    path = os.path.realpath(value)
-    for root in roots:
-        real = os.path.realpath(root)
-        if path == real or path.startswith(real.rstrip("/") + "/"):
-            return Path(path)
-    allowed = ", ".join(roots) or "none: the worker's $" + ROOTS_ENV + " is not set"
-    raise ValueError(f"{key} {value} lies outside the worker's MCP roots ({allowed})")
-
-
-def _task_path(config: dict[str, Any], key: str, default: str) -> Path | None:
-    task_dir = config.get("task_dir")
-    named = config.get(key)
-    if named is None and task_dir is None:
-        return None
-    base = host_path(task_dir, "task_dir") if task_dir else None
-    if base is None:
-        path = host_path(named, key)
-    else:
-        path = Path(os.path.realpath(base / str(named or default)))
-        host_path(str(path), key)
-    if named is not None and not path.exists():
-        raise ValueError(f"{key} {path} does not exist on the worker")
-    return path if path.exists() else None

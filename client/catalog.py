@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,3 +125,46 @@ def timeout_param(spec: ToolSpec | None) -> bool:
     if spec is None:
         return False
     return "timeout" in spec.params_schema.get("properties", {})
+
+
+#: Resource types whose sessions offer tools of their own (an ``mcp`` session's servers'
+#: ``mcp:<server>.<tool>``), listed by their ``<type>:list_tools`` tool.
+SESSION_TOOL_TYPES = ("mcp",)
+
+
+async def session_tools(
+    describe: Callable[[str], Awaitable[Mapping[str, Any] | None]],
+    execute: Callable[[str, dict[str, Any]], Awaitable[Mapping[str, Any]]],
+    known: Iterable[str],
+) -> list[ToolSpec]:
+    """The tools a sandbox's live sessions offer beyond the workers' catalog (``known``): an
+    ``mcp`` session's servers' tools, named ``mcp:<server>.<tool>`` with the input schemas the
+    servers listed. ``describe`` is the sandbox's ``describe_session``; the schemas come from
+    one ``mcp:list_tools`` call, made only when the session's view lists such tools."""
+    catalog = set(known)
+    found: list[ToolSpec] = []
+    for resource_type in SESSION_TOOL_TYPES:
+        try:
+            view = await describe(resource_type)
+        except Exception:  # another user's session, or none reachable: nothing to add
+            continue
+        names = [n for n in (view or {}).get("tools") or [] if n not in catalog]
+        if not names:
+            continue
+        answer = await execute(f"{resource_type}:list_tools", {})
+        listed = {
+            t.get("name"): t
+            for t in ((answer.get("data") or {}).get("tools") or [])
+            if answer.get("code") == ErrorCode.SUCCESS and isinstance(t, dict)
+        }
+        for name in names:
+            entry = listed.get(name) or {}
+            found.append(
+                ToolSpec(
+                    name=name,
+                    resource_type=resource_type,
+                    description=str(entry.get("description") or ""),
+                    params_schema=dict(entry.get("input_schema") or {}),
+                )
+            )
+    return found

@@ -43,22 +43,6 @@ def trace_id_of(current: otel_trace.Span) -> str:
     return format(context.trace_id, "032x") if context.is_valid else uuid.uuid4().hex
 
 
-def mcp_server_tool(
-    action: str, params: Mapping[str, Any] | None
-) -> tuple[str, Mapping[str, Any] | None]:
-    """``mcp:<server>.<tool>``, a tool an MCP server of an ``mcp`` session listed (AgentFlow's
-    name), is ``mcp:call`` with ``tool: "<server>.<tool>"`` and the call's parameters as its
-    ``arguments``; ``timeout`` stays the call's own (backends/mcp.py)."""
-    resource, _, name = action.partition(":")
-    if resource != "mcp" or "." not in name:
-        return action, params
-    arguments = dict(params or {})
-    wrapped: dict[str, Any] = {"tool": name, "arguments": arguments}
-    if "timeout" in arguments:
-        wrapped["timeout"] = arguments.pop("timeout")
-    return "mcp:call", wrapped
-
-
 def _dumped(code: int, message: str, meta: EnvelopeMeta) -> dict[str, Any]:
     return error_envelope(code, message, meta).model_dump(mode="json")
 
@@ -167,7 +151,6 @@ class ToolCalls:
         strict_params: bool = False,
     ) -> dict[str, Any]:
         """The call where it runs: a shared tool's workflow, or the sandbox's session."""
-        action, params = mcp_server_tool(action, params)
         meta = EnvelopeMeta(tool=action, request_id=request_id, session_id=session_id)
         try:
             resource_type, _ = split_tool_name(action)

@@ -35,6 +35,7 @@ except ModuleNotFoundError as exc:  # the [mcp] extra
 
 from backends.jail_policy import MCP, JailCeiling, JailPolicyError
 from client import Sandbox
+from client.catalog import SESSION_TOOL_TYPES, session_tools
 from client.errors import PermissionDenied
 from contract import ErrorCode, ToolSpec
 from contract.limits import ID_PATTERN
@@ -115,14 +116,27 @@ class SessionsMCPServer(MCPServer[Any]):
         return self._by_alias
 
     async def list_tools(self) -> list[MCPTool]:
+        specs = dict(await self._specs())
+        specs.update(aliases(await self._session_specs(set(s.name for s in specs.values()))))
         return [
             MCPTool(
                 name=alias,
                 description=spec.description or spec.name,
                 input_schema=_with_sandbox(spec.params_schema),
             )
-            for alias, spec in (await self._specs()).items()
+            for alias, spec in specs.items()
         ]
+
+    async def _session_specs(self, known: set[str]) -> list[ToolSpec]:
+        """The tools this server's own sandbox's sessions offer of their own (an mcp session's
+        servers' ``mcp:<server>.<tool>``, as ``mcp_<server>.<tool>``): listed when a default
+        sandbox (stdio) has such a session; any sandbox's are called by name."""
+        offered = self.resource_types
+        types = [t for t in SESSION_TOOL_TYPES if offered is None or t in offered]
+        if self.default_sandbox is None or not types:
+            return []
+        sandbox = await self.gateway.sandbox(self.default_sandbox, self.user_id)
+        return await session_tools(sandbox.describe_session, sandbox.execute, known)
 
     def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
         spec = (self._by_alias or {}).get(name)
@@ -131,7 +145,7 @@ class SessionsMCPServer(MCPServer[Any]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult:
-        spec = (await self._specs()).get(name)
+        spec = (await self._specs()).get(name) or _session_tool(name)
         if spec is None:
             raise ToolError(f"unknown tool {name!r}")
         params = dict(arguments)
@@ -208,6 +222,17 @@ class SessionsMCPServer(MCPServer[Any]):
                 f"no {resource_type} session in sandbox {sandbox_id}"
             ) from exc
         return json.dumps(page, default=str)
+
+
+def _session_tool(name: str) -> ToolSpec | None:
+    """A session's own tool by its alias (``mcp_memory.read_graph``) or full name
+    (``mcp:memory.read_graph``): the session checks that it has it."""
+    for resource_type in SESSION_TOOL_TYPES:
+        for prefix in (f"{resource_type}_", f"{resource_type}:"):
+            rest = name.removeprefix(prefix)
+            if rest != name and "." in rest:
+                return ToolSpec(name=f"{resource_type}:{rest}", resource_type=resource_type)
+    return None
 
 
 def _checked(sandbox_id: str) -> str:

@@ -117,6 +117,10 @@ async def test_filesystem_and_python_servers_in_the_session(
         assert {"mcp:filesystem.write_file", "mcp:filesystem.read_text_file"} <= set(tools)
         assert {"mcp:echo.echo", "mcp:echo.add", "mcp:echo.bump"} <= set(tools)
         assert tools["mcp:echo.add"]["input_schema"]["required"] == ["a", "b"]
+        # The session lists the servers' tools as its own (its view, the workflow's checks).
+        view = await sandbox.describe_session("mcp")
+        assert view is not None and "mcp:echo.add" in view["tools"], view
+        assert "mcp:filesystem.write_file" in view["tools"] and "mcp:call" in view["tools"]
 
         # The initial workspace and the preprocess step, as the filesystem server sees them.
         hello = await sandbox.execute(
@@ -175,7 +179,7 @@ async def test_filesystem_and_python_servers_in_the_session(
         # AgentFlow's name for a server's tool, called as it is: mcp:<server>.<tool>.
         named = await sandbox.execute("mcp:echo.add", {"a": 1, "b": 2})
         assert named["code"] == 0 and named["data"]["structuredContent"] == {"result": 3}, named
-        assert named["meta"]["tool"] == "mcp:call", named["meta"]
+        assert named["meta"]["tool"] == "mcp:echo.add", named["meta"]
         unknown = await sandbox.execute("mcp:call", {"server": "echo", "tool": "nope"})
         assert unknown["code"] == 4002, unknown
         no_server = await sandbox.execute("mcp:call", {"server": "nope", "tool": "x"})
@@ -265,6 +269,14 @@ async def test_a_bad_server_definition_fails_the_create(
     missing = await other.create_session("mcp", {**mcp_config, "enabled_servers": ["missing"]})
     assert missing["code"] == 4007, missing
     assert "no definition of MCP server 'missing'" in missing["message"], missing
+    # A placeholder AgentFlow does not know is refused, as AgentFlow's client refuses it.
+    unknown = {"type": "stdio", "params": {"command": "node", "args": ["${workspace}/x.js"]}}
+    odd = Sandbox(new_sandbox_id("mcp"), client=client, task_queue=queue)
+    placeholder = await odd.create_session(
+        "mcp", {"enabled_servers": ["odd"], "server_configs": {"odd": unknown}}
+    )
+    assert placeholder["code"] == 4007, placeholder
+    assert "unsupported placeholder(s) workspace" in placeholder["message"], placeholder
 
     # A preprocess step that fails (after printing plenty) fails the create, naming its output.
     task = Path(mcp_config["task_dir"])
@@ -300,11 +312,11 @@ async def test_over_http_and_through_the_mcp_server_front(
     try:
         async with aiohttp.ClientSession() as http:
 
-            async def call(request: af.Call) -> Any:
+            async def call(request: af.Call, status: int = 200) -> Any:
                 async with http.request(
                     request.method, url + request.path, json=request.body, headers=af.headers(w)
                 ) as response:
-                    assert response.status == 200, await response.text()
+                    assert response.status == status, await response.text()
                     return await response.json(content_type=None)
 
             created = await call(af.create_session(w, "mcp", config))
@@ -321,9 +333,29 @@ async def test_over_http_and_through_the_mcp_server_front(
             )
             assert "Successfully wrote" in _text(wrote)
 
-            async with McpClient(_stdio(address)) as front:
-                tools = {t.name for t in (await front.list_tools()).tools}
+            # The listing, with the sandbox named: the session's servers' tools and schemas.
+            async with http.get(url + "/api/v1/tools", headers=af.headers(w)) as response:
+                listed = {t["full_name"]: t for t in (await response.json())["tools"]}
+            assert "mcp:call" in listed and "bash:run" in listed, sorted(listed)
+            entity = listed["mcp:memory.create_entities"]
+            assert entity["params_schema"]["required"] == ["entities"], entity
+            assert "mcp:filesystem.read_text_file" in listed, sorted(listed)
+            async with http.get(url + "/api/v1/tools", headers=af.headers("nobody")) as response:
+                plain = {t["full_name"] for t in (await response.json())["tools"]}
+            assert "mcp:memory.create_entities" not in plain
+
+            front_params = _stdio(address)
+            front_params.args += ["--sandbox-id", w]
+            async with McpClient(front_params) as front:
+                tools = {t.name: t for t in (await front.list_tools()).tools}
                 assert "mcp_call" in tools, sorted(tools)
+                # The front lists its sandbox's servers' tools, and calls them by that name.
+                assert "mcp_memory.read_graph" in tools, sorted(tools)
+                schema = tools["mcp_memory.create_entities"].input_schema
+                assert "entities" in schema["properties"], schema
+                empty = await front.call_tool("mcp_memory.read_graph", {})
+                assert empty.structured_content is not None
+                assert empty.structured_content["code"] == 0, empty.structured_content
                 result = await front.call_tool(
                     "mcp_call",
                     {"sandbox_id": w, "tool": "filesystem.read_text_file",
@@ -341,8 +373,15 @@ async def test_over_http_and_through_the_mcp_server_front(
                 assert stored.structured_content is not None
                 assert stored.structured_content["code"] == 0, stored.structured_content
 
-            graph = await call(af.execute(w, "mcp:memory.read_graph"))
+            # AgentFlow's name, the server's own schema: a task's kwarg is dropped and named.
+            graph = await call(af.execute(w, "mcp:memory.read_graph", {"seed_path": "x"}))
             assert [e["name"] for e in json.loads(_text(graph))["entities"]] == ["Grace"]
+            assert graph["meta"]["tool"] == "mcp:memory.read_graph", graph["meta"]
+            assert graph["meta"]["ignored_params"] == ["seed_path"], graph["meta"]
+            wrong = await call(af.execute(w, "mcp:memory.create_entities", {"entities": "x"}), 400)
+            assert wrong["code"] == 4004, wrong
+            missing = await call(af.execute(w, "mcp:memory.no_such_tool"), 400)
+            assert missing["code"] == 4002, missing
             destroyed = await call(af.destroy_session(w, "mcp"))
             assert destroyed["code"] == 0, destroyed
     finally:

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from client.agentflow import tool_info, visible
-from contract import ErrorCode
-from http_api.access import WARMUP_WORKER, Api, Gate, authenticate
+from client.catalog import session_tools
+from contract import ErrorCode, ToolSpec
+from contract.limits import ID_PATTERN
+from http_api.access import WARMUP_WORKER, Access, Api, Gate, authenticate
 from http_api.answers import answer
 from http_api.models import WarmupBody
 
@@ -18,17 +20,25 @@ router = APIRouter(tags=["tools"])
 _authed = [Depends(authenticate)]
 
 
-@router.get("/api/v1/tools", dependencies=_authed)
-async def list_tools(api: Api, include_hidden: bool = False) -> dict[str, Any]:
-    specs = await api.tools.specs()
+@router.get("/api/v1/tools")
+async def list_tools(
+    gate: Gate, include_hidden: bool = False, worker_id: str | None = None
+) -> dict[str, Any]:
+    """Every tool the workers offer; with a sandbox (``X-Worker-ID`` or ``worker_id``), also
+    the tools its live sessions offer of their own (an mcp session's ``mcp:<server>.<tool>``)."""
+    specs = await gate.state.tools.specs()
+    specs += await _sandbox_tools(gate, worker_id, {s.name for s in specs})
     tools = [tool_info(s) for s in specs if visible(s, include_hidden)]
     return {"tools": tools, "count": len(tools)}
 
 
-@router.get("/api/v1/tools/{tool_name}/schema", dependencies=_authed)
-async def tool_schema(tool_name: str, api: Api) -> JSONResponse:
-    resolved = await api.tools.resolve(tool_name)
-    spec = await api.tools.spec(resolved.tool) if resolved.tool else None
+@router.get("/api/v1/tools/{tool_name}/schema")
+async def tool_schema(tool_name: str, gate: Gate, worker_id: str | None = None) -> JSONResponse:
+    resolved = await gate.state.tools.resolve(tool_name)
+    spec = await gate.state.tools.spec(resolved.tool) if resolved.tool else None
+    if spec is None and resolved.tool:
+        own = await _sandbox_tools(gate, worker_id, set())
+        spec = next((s for s in own if s.name == resolved.tool), None)
     if spec is None:
         body = {
             "status": "error",
@@ -37,6 +47,14 @@ async def tool_schema(tool_name: str, api: Api) -> JSONResponse:
         }
         return answer(404, body)
     return answer(200, tool_info(spec))
+
+
+async def _sandbox_tools(gate: Access, worker_id: str | None, known: set[str]) -> list[ToolSpec]:
+    sandbox_id = worker_id if worker_id and ID_PATTERN.match(worker_id) else gate.header_worker()
+    if sandbox_id is None:
+        return []
+    sandbox = gate.sandbox(sandbox_id)
+    return await session_tools(sandbox.describe_session, sandbox.execute, known)
 
 
 @router.post("/api/v1/warmup")
