@@ -164,8 +164,9 @@ class DurableSessionsSandboxClient(BaseSandboxClient[DurableSessionsSandboxClien
             **options.model_dump(exclude={"type", "sandbox_id"}),
         )
         sandbox = await self.sandbox_for(state)
-        await _open(sandbox, state)
-        inner = DurableSessionsSandboxSession(state=state, sandbox=sandbox, reattached=False)
+        # A named sandbox whose session lives is reattached to, as resume does.
+        existed = await _open(sandbox, state)
+        inner = DurableSessionsSandboxSession(state=state, sandbox=sandbox, reattached=existed)
         return self._wrap_session(inner, instrumentation=self._instrumentation)
 
     async def resume(self, state: SandboxSessionState) -> SandboxSession:
@@ -205,8 +206,8 @@ class DurableSessionsSandboxClient(BaseSandboxClient[DurableSessionsSandboxClien
         return state
 
 
-async def _open(sandbox: Sandbox, state: DurableSessionsSandboxSessionState) -> None:
-    """Open the durable session (an open one answers ``exists``); a refusal raises."""
+async def _open(sandbox: Sandbox, state: DurableSessionsSandboxSessionState) -> bool:
+    """Open the durable session; True when it was open already. A refusal raises."""
     answer = await sandbox.create_session(state.resource_type, state.config)
     if answer.get("status") not in ("success", "exists"):
         raise WorkspaceStartError(
@@ -214,6 +215,7 @@ async def _open(sandbox: Sandbox, state: DurableSessionsSandboxSessionState) -> 
             message=f"durable session {state.workflow_id} could not be opened: "
             f"{answer.get('message') or answer.get('error') or answer}",
         )
+    return answer.get("status") == "exists"
 
 
 def _check_root(manifest: Manifest) -> None:
