@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -169,7 +170,8 @@ class Workspace:
             self._digest = found.get("digest")  # never written to: nothing to keep
             return None
         try:
-            entry = await self._store_snapshot(box, found, started)
+            async with _heartbeats():
+                entry = await self._store_snapshot(box, found, started)
         except Inconsistent as exc:  # the next call's snapshot tries again
             log.info("workspace snapshot skipped: %s", exc)
             return self._entry
@@ -236,7 +238,8 @@ class Workspace:
             await asyncio.to_thread(store.add_root, _owner(), digest)
             manifest = await asyncio.to_thread(store.read, digest)
             started = time.perf_counter()
-            await restore(box, store, manifest, RESTORE_TIMEOUT)
+            async with _heartbeats():
+                await restore(box, store, manifest, RESTORE_TIMEOUT)
             self.last = {"restore_ms": round((time.perf_counter() - started) * 1000, 1)}
             self._stored = digest
         else:  # "tar+gzip": a snapshot of the earlier format, in an old history
@@ -246,6 +249,28 @@ class Workspace:
                 return
             await box.file_op({"op": "unpack"}, data, limit=1 << 20, timeout=FILE_OP_TIMEOUT)
         self._digest = (await self._manifest(box)).get("digest")
+
+
+@contextlib.asynccontextmanager
+async def _heartbeats() -> AsyncIterator[None]:
+    """Heartbeats while a large snapshot or restore runs in a call's activity (the workflow
+    takes a call's worker for lost after seconds without one; a local activity has none)."""
+    try:
+        local = activity.info().is_local
+    except RuntimeError:
+        local = True
+    beating = None if local else asyncio.create_task(_beat())
+    try:
+        yield
+    finally:
+        if beating is not None:
+            beating.cancel()
+
+
+async def _beat() -> None:
+    while True:
+        await asyncio.sleep(1)
+        activity.heartbeat()
 
 
 def _owner() -> Owner:

@@ -13,7 +13,8 @@ workflow's payloads are dropped once it has been closed ``$SESSIONS_PAYLOAD_RETE
 workflow the server no longer knows (past the namespace's retention) loses them after an hour;
 payloads stored outside any workflow, and files of the earlier flat layout, after the retention
 counted from when they were written. A running session's payloads are never dropped: its history
-may need them to replay.
+may need them to replay. The workspace store (backends/workspace_store.py, a ``workspaces``
+folder beside the payloads) is swept by the same rules (:func:`sweep_workspaces`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -46,6 +47,7 @@ from temporalio.converter import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from backends.workspace_store import BlobStore, default_store, sweep_store
 from runtime.encryption import codec_from_env
 
 log = logging.getLogger(__name__)
@@ -250,6 +252,32 @@ async def sweep(
     return removed
 
 
+async def sweep_workspaces(
+    client: Client, store: BlobStore | None = None, *, retention: float | None = None
+) -> int:
+    """Sweep the workspace store (backends/workspace_store.py) by the same rules: a session's
+    manifest roots go as its payloads do, then every blob no remaining manifest names (and
+    unused for an hour) goes; answers how many blobs went. A blob another session's manifest
+    names (a fork's) stays with that session."""
+    keep = retention if retention is not None else retention_seconds()
+    server = client.service_client.config.target_host
+
+    async def judge(owner: dict[str, Any] | None) -> float | None:
+        now = time.time()
+        if owner is None or owner.get("server") is None:
+            return now - keep
+        if owner["server"] != server or owner.get("namespace") != client.namespace:
+            return None  # another server's: its own workers judge
+        closed = await _closed_since(client, str(owner["workflow_id"]))
+        if closed is None:
+            return None
+        if closed == 0.0:
+            return now - UNKNOWN_GRACE
+        return closed if now - closed >= keep else None
+
+    return await sweep_store(store if store is not None else default_store(), judge)
+
+
 def retention_seconds() -> float:
     return float(os.environ.get(RETENTION_ENV) or DEFAULT_RETENTION)
 
@@ -267,7 +295,7 @@ async def sweep_forever(client: Client, every: float | None = None) -> None:
     interval = every if every is not None else float(os.environ.get(SWEEP_ENV) or 0)
     interval = interval or DEFAULT_SWEEP_EVERY
     drivers = filesystem_drivers(client.data_converter)
-    while drivers:
+    while True:
         for driver in drivers:
             try:
                 removed = await sweep(client, driver)
@@ -277,6 +305,14 @@ async def sweep_forever(client: Client, every: float | None = None) -> None:
                 raise
             except Exception:
                 log.warning("payload store %s: sweep failed", driver.root, exc_info=True)
+        try:
+            removed = await sweep_workspaces(client)
+            if removed:
+                log.info("workspace store: dropped %d blobs", removed)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("workspace store: sweep failed", exc_info=True)
         await asyncio.sleep(interval)
 
 
