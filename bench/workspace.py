@@ -1,14 +1,19 @@
 """What the durable workspace costs, backend alone: `.venv/bin/python -m bench.workspace`.
 
-Per call: the fingerprint walk that finds nothing changed (empty workspace, 200 and 2000 files);
-per change: packing (tar + gzip level 1 + base64) a source-like tree and an incompressible one at
-the default cap, and unpacking it into a fresh sandbox; a small file's write and read.
+Side by side, one run: for workspaces of 8 MB, 100 MB and 500 MB (a virtual environment, a git
+repository of 300 source files in two commits, and random data files to the size), the first
+snapshot, then the snapshot after a one-file change (p50, p95), a call that changed nothing, and
+the restore into a fresh sandbox (a lost worker's replacement, a fork). Then a small file's write
+and read. The store is a temporary folder (``$SESSIONS_WORKSPACE_STORE``). ``--quick``: 8 MB only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,12 +21,19 @@ from typing import Any
 from backends.bash import BashBackend
 from backends.host import BackendHost
 
-SOURCE_TREE = (
-    "mkdir -p src && for i in $(seq 1 200); do "
-    'for j in $(seq 1 40); do echo "def function_$j(x): return x * $i + $j  # line"; done '
-    "> src/module_$i.py; done"
+SIZES_MB = (8, 100, 500)
+CHANGES = 30
+RESTORES = 3
+#: A venv (~25 MB, ~2000 entries with pip), a git repository, data files to ``{data}`` MB.
+MAKE = (
+    "set -e; cd /workspace; rm -rf /workspace/* /workspace/.[!.]*; {venv}"
+    "git init -q repo; cd repo; git config user.email b@example.com; git config user.name b; "
+    'mkdir src; for i in $(seq 1 300); do seq 1 $((i * 3)) | sed "s/^/line $i /" > src/m$i.py; '
+    'done; git add -A; git commit -qm one; for i in $(seq 1 50); do echo "# $i" >> src/m$i.py; '
+    "done; git commit -qam two; cd ..; mkdir data; "
+    "for i in $(seq 1 {files}); do head -c {chunk} /dev/urandom > data/b$i; done; "
+    "du -sb /workspace | cut -f1; find /workspace | wc -l"
 )
-RANDOM_8MB = "head -c 8000000 /dev/urandom > blob"
 
 
 async def _timed(fn: Callable[[], Awaitable[Any]], runs: int) -> list[float]:
@@ -33,74 +45,90 @@ async def _timed(fn: Callable[[], Awaitable[Any]], runs: int) -> list[float]:
     return times
 
 
-def _p50(times: list[float]) -> str:
-    return f"{statistics.median(times):.2f} ms"
+def _p(times: list[float], q: float) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _size(backend: BashBackend, host: BackendHost, megabytes: int) -> str:
+    info = await backend.initialize("bench", {})
+    others: list[dict[str, Any]] = []
+    try:
+        venv = "python3 -m venv venv >/dev/null; " if megabytes >= 100 else ""
+        base = 25 if venv else 1
+        data = max(1, megabytes - base)
+        files = max(1, data // 10)
+        command = MAKE.format(venv=venv, files=files, chunk=data * 1_000_000 // files)
+        made = await host.invoke("bash:run", {"command": command, "timeout": 600}, info)
+        total, entries = (int(x) for x in made.data["stdout"].split())
+        workspace = info["workspace"]
+        started = time.perf_counter()
+        await backend.snapshot(info)
+        first = (time.perf_counter() - started) * 1000
+        await asyncio.sleep(0.3)  # past the racy window: the next snapshots hash only changes
+
+        async def change() -> None:
+            command = "echo change >> /workspace/repo/src/m1.py"
+            await host.invoke("bash:run", {"command": command}, info)
+
+        snaps, unchanged, stored = [], [], []
+        manifest = 0
+        latest: dict[str, Any] = {}
+        for _ in range(CHANGES):
+            await change()
+            started = time.perf_counter()
+            snapshot = await backend.snapshot(info)
+            snaps.append((time.perf_counter() - started) * 1000)
+            assert snapshot is not None, "a change makes a snapshot"
+            latest = snapshot
+            stored.append(workspace.last.get("blobs_new", 0))
+            manifest = workspace.last.get("manifest_bytes", manifest)
+            await host.invoke("bash:run", {"command": "true"}, info)
+            started = time.perf_counter()
+            assert await backend.snapshot(info) is None
+            unchanged.append((time.perf_counter() - started) * 1000)
+        restores = []
+        for _ in range(RESTORES):
+            other = await backend.initialize("bench", {})
+            others.append(other)
+            started = time.perf_counter()
+            await backend.restore(other, latest)
+            restores.append((time.perf_counter() - started) * 1000)
+        return (
+            f"| {total / 1e6:.0f} MB, {entries} entries | {first:.0f} ms | "
+            f"{statistics.median(snaps):.1f} / {_p(snaps, 0.95):.1f} ms | "
+            f"{statistics.median(unchanged):.1f} ms | {manifest / 1000:.0f} kB | "
+            f"{statistics.median(restores):.0f} ms | {max(stored)} |"
+        )
+    finally:
+        for other in others:
+            await backend.cleanup("bench", other)
+        await backend.cleanup("bench", info)
 
 
 async def main() -> None:
-    backend = BashBackend()
-    host = BackendHost([backend])
-
-    async def fresh() -> dict[str, Any]:
-        return await backend.initialize("bench", {})
-
-    info = await fresh()
-
-    async def call_and_snapshot(command: str = "echo hi") -> None:
-        await host.invoke("bash:run", {"command": command}, info)
-        await backend.snapshot(info)
-
-    async def call_only() -> None:
-        await host.invoke("bash:run", {"command": "echo hi"}, info)
-
-    await call_and_snapshot()
-    print("| what | p50 |")
-    print("| --- | --- |")
-    print(f"| bash call (`echo hi`), no snapshot | {_p50(await _timed(call_only, 200))} |")
-    print(
-        "| bash call + snapshot, empty workspace, unchanged | "
-        f"{_p50(await _timed(call_and_snapshot, 200))} |"
-    )
-    for files in (200, 2000):
-        await call_and_snapshot(
-            f"rm -rf /workspace/*; mkdir -p /workspace/t; cd /workspace/t; "
-            f"seq 1 {files} | while read i; do echo $i > f$i; done; cd /workspace"
-        )
-        times = await _timed(call_and_snapshot, 100)
-        print(f"| bash call + snapshot, {files} files, unchanged | {_p50(times)} |")
-    for label, command in (
-        ("200 source files", SOURCE_TREE),
-        ("8 MB of random bytes", RANDOM_8MB),
-    ):
-        await call_and_snapshot("rm -rf /workspace/* /workspace/.[!.]*; cd /workspace")
-        await host.invoke("bash:run", {"command": command}, info)
-        packs, inside, restores = [], [], []
-        for _ in range(5):
-            await host.invoke("bash:run", {"command": "touch -m /workspace/changed"}, info)
-            snapshot = await backend.snapshot(info)
-            assert snapshot is not None
-            entry = snapshot["workspace"]
-            last = info["workspace"].last
-            packs.append(last["took_ms"])
-            inside.append(last["pack_ms"])
-            other = await fresh()
-            started = time.perf_counter()
-            await backend.restore(other, snapshot)
-            restores.append((time.perf_counter() - started) * 1000)
-            await backend.cleanup("bench", other)
+    sizes = SIZES_MB[:1] if "--quick" in sys.argv else SIZES_MB
+    with tempfile.TemporaryDirectory(prefix="bench-workspace-") as store:
+        os.environ["SESSIONS_WORKSPACE_STORE"] = store
+        backend = BashBackend()
+        host = BackendHost([backend])
         print(
-            f"| pack {label}: {entry['raw_bytes']} bytes of files -> {entry['bytes']} bytes "
-            f"gzip, {last['encoded_bytes']} base64 | {_p50(packs)} (in the sandbox "
-            f"{_p50(inside)}); restore {_p50(restores)} |"
+            "| workspace | first snapshot | one-file change: snapshot p50 / p95 | "
+            "nothing changed | manifest | restore (p50) | blobs stored per change, at most |"
         )
-    await call_and_snapshot("rm -rf /workspace/*")
-    write = {"path": "small.txt", "content": "x" * 1000}
-    times = await _timed(lambda: host.invoke("bash:write_file", write, info), 50)
-    print(f"| write_file 1 kB | {_p50(times)} |")
-    read = {"path": "small.txt"}
-    times = await _timed(lambda: host.invoke("bash:read_file", read, info), 50)
-    print(f"| read_file 1 kB | {_p50(times)} |")
-    await backend.cleanup("bench", info)
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for megabytes in sizes:
+            print(await _size(backend, host, megabytes), flush=True)
+        info = await backend.initialize("bench", {})
+        write = {"path": "small.txt", "content": "x" * 1000}
+        writes = await _timed(lambda: host.invoke("bash:write_file", write, info), 50)
+        read = {"path": "small.txt"}
+        reads = await _timed(lambda: host.invoke("bash:read_file", read, info), 50)
+        print(
+            f"\nwrite_file 1 kB: {statistics.median(writes):.2f} ms; "
+            f"read_file 1 kB: {statistics.median(reads):.2f} ms"
+        )
+        await backend.cleanup("bench", info)
 
 
 if __name__ == "__main__":
