@@ -270,10 +270,12 @@ class SessionManager(SessionLog):
         request_id: str | None = None,
         user_id: str | None = None,
         stream: bool = False,
+        auto_resume: bool | None = None,
     ) -> dict[str, Any]:
         """Run a tool on the session's resource; answers an envelope, as Sandbox.execute.
         ``stream``: publish its output while it runs, for :meth:`watch` (the answer still
-        comes at its end)."""
+        comes at its end). ``auto_resume``: for a paused session, resume it (True) or answer
+        4007 (False); None: the session's own setting."""
         request_id = request_id or uuid.uuid4().hex
         meta = EnvelopeMeta(tool=printable(tool), request_id=request_id, workflow_id=session_id)
         problem = call_problem(tool, params)
@@ -283,7 +285,12 @@ class SessionManager(SessionLog):
         acting = self._acting(user_id)
         try:
             req = ExecuteRequest(
-                tool=tool, params=params, request_id=request_id, stream=stream, **acting
+                tool=tool,
+                params=params,
+                request_id=request_id,
+                stream=stream,
+                auto_resume=auto_resume,
+                **acting,
             )
         except ValidationError as exc:
             refused = refusal(exc)

@@ -108,10 +108,13 @@ async def test_a_fork_from_a_checkpoint_and_bad_forks_refused(
 
 
 @pytest.fixture(scope="module")
-async def http_api(client: Client, worker: WorkerProcess) -> AsyncIterator[tuple[str, dict]]:
+async def http_api(
+    client: Client, worker: WorkerProcess
+) -> AsyncIterator[tuple[str, dict[str, str]]]:
     keys: dict[str, str] = {}
     lines = []
-    for user, opts in {"alice": {"max_sessions": 3}, "bob": {}}.items():
+    options: dict[str, dict[str, Any]] = {"alice": {"max_sessions": 3}, "bob": {}}
+    for user, opts in options.items():
         keys[user], line = new_key(user, **opts)
         lines.append(line)
     store = KeyStore(parse_lines("\n".join(lines), where="test keys"))

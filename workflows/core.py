@@ -432,8 +432,9 @@ class SessionCore:
         if status is self.state.status:
             return
         previous, self.state.status = self.state.status, status
-        if status is SessionStatus.ACTIVE and self.input.idle_seconds is not None:
-            self.clock.wake()  # the run loop arms the idle timer again
+        timers = (self.input.idle_seconds, self.input.idle_suspend_seconds)
+        if status is SessionStatus.ACTIVE and timers != (None, None):
+            self.clock.wake()  # the run loop arms the idle (and suspend) timer again
         shown = workflow.info().typed_search_attributes.get(SessionStateAttr)
         if self.input.search_attributes and shown != status.value:  # a start may set it already
             workflow.upsert_search_attributes([SessionStateAttr.value_set(status.value)])

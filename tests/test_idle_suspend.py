@@ -1,0 +1,119 @@
+"""Idle suspend and transparent resume (issue 26 item 3) on the real server and workers: the
+E2B#884 loop (write, suspend, resume, write... five times) keeps every file with its content,
+also when the worker that ran the session is SIGKILLed while it is paused; the deadline keeps
+its own rule; ``auto_resume=False`` answers 4007 and leaves the session paused."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from temporalio.client import Client
+
+from client import Sandbox, SessionManager
+from tests.conftest import new_sandbox_id
+from tests.processes import WorkerProcess, start_on
+
+#: Short idle times keep the test short; the wait for "paused" has a generous margin.
+SUSPEND_AFTER = 1.0
+PAUSED_WITHIN = 20.0
+ROUNDS = 5
+
+
+async def _wait_for_status(sb: Sandbox, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + PAUSED_WITHIN
+    while True:
+        view = await sb.describe_session("bash")
+        assert view is not None
+        if view["status"] == status:
+            return view
+        assert time.monotonic() < deadline, view
+        await asyncio.sleep(0.2)
+
+
+async def _write_suspend_resume_loop(
+    sb: Sandbox, between: Any = None, *, rounds: int = ROUNDS
+) -> None:
+    """Each round writes a file, waits for the suspend, then the next call resumes the
+    session and finds every file written so far with its content."""
+    for i in range(rounds):
+        # Absolute paths: the working directory comes back too (the listing's cd).
+        command = f"mkdir -p /workspace/n && echo content-{i} > /workspace/n/f{i}"
+        wrote = await sb.execute("bash:run", {"command": command})
+        assert wrote["code"] == 0, wrote
+        before = await sb.describe_session("bash")
+        assert before is not None
+        paused = await _wait_for_status(sb, "paused")
+        assert paused["suspended"] and paused["session_id"] is None, paused
+        assert paused["deadline"] == before["deadline"]  # suspending moves no deadline
+        if between is not None:
+            await between()
+        answer = await sb.execute(
+            "bash:run", {"command": "cd /workspace/n && for f in f*; do echo $f $(cat $f); done"}
+        )
+        assert answer["code"] == 0, answer
+        assert answer["meta"]["resumed"] is True, answer
+        expected = [f"f{j} content-{j}" for j in range(i + 1)]
+        assert answer["data"]["stdout"].splitlines() == expected, answer
+        after = await sb.execute("bash:run", {"command": "pwd"})
+        assert after["meta"]["resumed"] is False  # only the call that resumed says so
+
+
+async def test_every_write_survives_five_suspends(client: Client, worker: WorkerProcess) -> None:
+    sb = await Sandbox(new_sandbox_id("susp"), client=client).start()
+    await sb.create_session("bash", idle_suspend_seconds=SUSPEND_AFTER)
+    try:
+        await _write_suspend_resume_loop(sb)
+        kinds = [e["kind"] for e in (await sb.get_events("bash", limit=100))["events"]]
+        assert kinds.count("suspend") == ROUNDS and kinds.count("resume") == ROUNDS, kinds
+    finally:
+        await sb.destroy_session("bash")
+
+
+async def test_every_write_survives_suspends_with_the_worker_killed_while_paused(
+    client: Client, address: str, queue: str, workers: list[WorkerProcess]
+) -> None:
+    holder = await start_on(address, queue, workers)
+    sb = await Sandbox(new_sandbox_id("susp-kill"), client=client, task_queue=queue).start()
+    await sb.create_session("bash", idle_suspend_seconds=SUSPEND_AFTER)
+    current = [holder]
+
+    async def kill_the_worker() -> None:
+        successor = await start_on(address, queue, workers)
+        await current[0].kill()
+        current[0] = successor
+
+    try:
+        await _write_suspend_resume_loop(sb, kill_the_worker)
+    finally:
+        await sb.destroy_session("bash")
+
+
+async def test_auto_resume_false_answers_4007_and_the_session_stays_paused(
+    client: Client, worker: WorkerProcess
+) -> None:
+    manager = SessionManager(client=client, user_id="sleeper")
+    record = await manager.create_session(
+        "sleeper",
+        "a",
+        resource_type="bash",
+        idle_suspend_seconds=SUSPEND_AFTER,
+        auto_resume=False,
+    )
+    sid = record.session_id
+    try:
+        assert (await manager.execute(sid, "bash:run", {"command": "echo x > x"}))["code"] == 0
+        deadline = time.monotonic() + PAUSED_WITHIN
+        while (await manager.get_session_state(sid)).value != "paused":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        refused = await manager.execute(sid, "bash:run", {"command": "cat x"})
+        assert refused["code"] == 4007 and "auto_resume" in refused["message"], refused
+        assert (await manager.get_session_state(sid)).value == "paused"
+        # The call's own choice wins over the session's.
+        answer = await manager.execute(sid, "bash:run", {"command": "cat x"}, auto_resume=True)
+        assert answer["code"] == 0 and answer["data"]["stdout"] == "x\n", answer
+        assert answer["meta"]["resumed"] is True
+    finally:
+        await manager.delete_session(sid)
