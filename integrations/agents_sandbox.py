@@ -90,8 +90,9 @@ class DurableSessionsSandboxClientOptions(BaseSandboxClientOptions):
     #: ``delete`` (the Runner's cleanup after a run it owns) leaves the session to its TTL
     #: instead of destroying it, so the next run's ``resume`` reattaches to the same shell.
     keep_on_delete: bool = False
-    #: The bound of an ``exec`` that names no timeout (seconds).
-    exec_timeout: float = Field(default=600.0, gt=0, le=86400)
+    #: The bound of an ``exec`` that names no timeout (seconds). Up to 30 s a call runs on the
+    #: session's fast path (a local activity); a longer bound costs a regular activity.
+    exec_timeout: float = Field(default=30.0, gt=0, le=86400)
 
 
 class DurableSessionsSandboxClient(BaseSandboxClient[DurableSessionsSandboxClientOptions | None]):

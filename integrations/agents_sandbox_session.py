@@ -71,7 +71,7 @@ class DurableSessionsSandboxSessionState(SandboxSessionState):
     task_queue: str | None = None
     persistent_shell: bool = True
     keep_on_delete: bool = False
-    exec_timeout: float = 600.0
+    exec_timeout: float = 30.0
     #: How many times resume had to make a replacement (the session had ended).
     replacements: int = 0
 
