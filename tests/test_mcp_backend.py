@@ -28,7 +28,8 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--agent_workspace")
 parser.add_argument("--launch_time")
 args = parser.parse_args()
-pathlib.Path(args.agent_workspace, "prepared.txt").write_text("launched " + args.launch_time)
+seed = pathlib.Path(__file__).with_name("seed.txt").read_text()  # beside it in the task dir
+pathlib.Path(args.agent_workspace, "prepared.txt").write_text(seed + "launched " + args.launch_time)
 """
 #: AgentFlow's server files, as they are (``type: stdio``, ``params``, placeholders).
 SERVER_FILES = {
@@ -53,7 +54,7 @@ type: stdio
 name: echo
 params:
   command: /usr/bin/python3
-  args: ["${agent_workspace}/echo_server.py"]
+  args: ["${task_dir}/servers/echo_server.py"]
   env:
     PYTHONPATH: "${local_servers_paths}/python"
   cwd: "${agent_workspace}"
@@ -73,10 +74,12 @@ def mcp_config(tmp_path: Path) -> dict[str, Any]:
         (configs / name).write_text(text)
     task = tmp_path / "task"
     (task / "initial_workspace" / "notes").mkdir(parents=True)
-    shutil.copy(ECHO, task / "initial_workspace" / "echo_server.py")
+    (task / "servers").mkdir()
+    shutil.copy(ECHO, task / "servers" / "echo_server.py")  # run from ${task_dir}
     (task / "initial_workspace" / "notes" / "hello.txt").write_text("hello from the task\n")
     (task / "preprocess").mkdir()
     (task / "preprocess" / "main.py").write_text(PREPROCESS)
+    (task / "preprocess" / "seed.txt").write_text("seeded; ")
     return {"config_dir": str(configs), "task_dir": str(task)}
 
 
@@ -130,7 +133,10 @@ async def test_filesystem_and_python_servers_in_the_session(
         )  # fmt: skip
         assert _text(hello) == "hello from the task\n"
         prepared = await sandbox.execute("mcp:read_file", {"path": "prepared.txt"})
-        assert prepared["data"]["content"].startswith("launched "), prepared
+        assert prepared["data"]["content"].startswith("seeded; launched "), prepared
+        # The task directory is no part of the workspace (its copy is in the jail's /tmp).
+        listed_files = await sandbox.execute("mcp:list_files", {"path": "."})
+        assert not any(".task" in str(e) for e in listed_files["data"]["entries"]), listed_files
 
         made = await sandbox.execute(
             "mcp:call",
