@@ -54,7 +54,7 @@ class ToolCall:
 
 
 #: The scripted model: per turn, a tool and its arguments (what an LLM would ask for).
-TURNS = [
+TURNS: list[tuple[str, dict[str, Any]]] = [
     ("mcp:memory.search_nodes", {"query": "Ada"}),
     ("mcp:filesystem.read_text_file", {"path": "/workspace/shelf/catalog.txt"}),
     (
