@@ -19,6 +19,7 @@ from client.workflow_api import SessionQuery, SessionWorkflows, session_kind
 from contract import (
     AgentIdAttr,
     DeadlineAttr,
+    ParentSessionAttr,
     ResourceTypeAttr,
     SandboxIdAttr,
     SessionNameAttr,
@@ -76,6 +77,7 @@ def listing_row(execution: WorkflowExecution) -> dict[str, Any]:
         "state": state,
         "kind": session_kind(execution),
         "name": attrs.get(SessionNameAttr) or "",
+        "parent": attrs.get(ParentSessionAttr),
         "deadline": attrs.get(DeadlineAttr) if running else None,
         "started_at": execution.start_time,
         "closed_at": execution.close_time,
@@ -111,6 +113,9 @@ async def list_sessions(client: Client, query: SessionQuery, *, limit: int) -> l
 @click.option("--temporary", is_flag=True, help="one-call temporary sessions too")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="print the session ids only, newest first")
+@click.option(
+    "--tree", is_flag=True, help="forked sessions under the session they were forked from"
+)
 @connection
 def ls(
     owner: str | None,
@@ -121,6 +126,7 @@ def ls(
     temporary: bool,
     limit: int,
     quiet: bool,
+    tree: bool,
     address: str | None,
     namespace: str | None,
     as_json: bool,
@@ -140,6 +146,9 @@ def ls(
         return await list_sessions(client, query, limit=limit)
 
     rows = run(go())
+    depths = {row["session_id"]: 0 for row in rows}
+    if tree:
+        rows, depths = as_tree(rows)
     if as_json:
         emit_json(rows)
         return
@@ -156,8 +165,9 @@ def ls(
     for column in ("session", "owner", "type", "state", "name", "expires", "started"):
         table.add_column(column, no_wrap=column == "session")
     for row in rows:
+        depth = depths[row["session_id"]]
         table.add_row(
-            row["session_id"],
+            ("   " * (depth - 1) + "└─ " if depth else "") + row["session_id"],
             escape(row["owner"] or ""),
             escape(row["resource_type"] or ""),
             state_text(row["state"]),
@@ -166,3 +176,27 @@ def ls(
             ago(row["started_at"], now),
         )
     console.print(table)
+
+
+def as_tree(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The rows with each forked session right under its parent (newest first among
+    siblings), and each one's depth; a session whose parent is not listed is a root."""
+    listed = {row["session_id"] for row in rows}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for row in rows:
+        parent = row["parent"] if row["parent"] in listed else None
+        children.setdefault(parent, []).append(row)
+    ordered: list[dict[str, Any]] = []
+    depths: dict[str, int] = {}
+
+    def visit(row: dict[str, Any], depth: int) -> None:
+        if row["session_id"] in depths:  # a cycle cannot happen; never loop on one
+            return
+        ordered.append(row)
+        depths[row["session_id"]] = depth
+        for child in children.get(row["session_id"], []):
+            visit(child, depth + 1)
+
+    for root in children.get(None, []):
+        visit(root, 0)
+    return ordered, depths

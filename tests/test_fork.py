@@ -19,7 +19,7 @@ from http_api.app import Limits, create_app
 from http_api.keys import KeyStore, new_key, parse_lines
 from http_api.server import HttpService
 from tests.conftest import new_sandbox_id
-from tests.processes import WorkerProcess
+from tests.processes import WorkerProcess, run_cli
 
 
 async def _run(sb: Sandbox, command: str) -> dict[str, Any]:
@@ -31,7 +31,8 @@ async def _run(sb: Sandbox, command: str) -> dict[str, Any]:
 async def test_children_start_from_the_parent_and_are_independent(
     client: Client, worker: WorkerProcess
 ) -> None:
-    parent = await Sandbox(new_sandbox_id("fork"), client=client).start()
+    owner = new_sandbox_id("owner")
+    parent = await Sandbox(new_sandbox_id("fork"), client=client, user_id=owner).start()
     await parent.create_session("bash")
     await _run(parent, "mkdir -p proj && cd proj && echo base > a.txt && export STEP=3")
     # Written after the call answered: only the fork's fresh snapshot can have it.
@@ -63,10 +64,29 @@ async def test_children_start_from_the_parent_and_are_independent(
         assert parent_id in (await described.static_summary() or "")
         kinds = [e["kind"] for e in (await parent.get_events("bash", kind="fork"))["events"]]
         assert kinds == ["fork"]
+        await _listed_as_a_tree(client, owner, parent_id, {f"{i}:bash" for i in ids})
     finally:
         for c in children:
             await c.destroy_session("bash")
         await parent.destroy_session("bash")
+
+
+async def _listed_as_a_tree(client: Client, owner: str, parent: str, children: set[str]) -> None:
+    """``sessions ls --tree`` shows the children under their parent (visibility may take a
+    moment to list them)."""
+    address = client.service_client.config.target_host
+    for _ in range(50):
+        code, out = await run_cli(
+            "sessions", "ls", "--owner", owner, "--tree", "--address", address
+        )
+        assert code == 0, out
+        lines = [line for line in out.splitlines() if ":bash" in line]
+        if len(lines) == 1 + len(children):
+            break
+        await asyncio.sleep(0.2)
+    assert parent in lines[0] and "└─" not in lines[0], out
+    shown = {line.split("└─ ")[1].split()[0] for line in lines[1:] if "└─ " in line}
+    assert shown == children, out
 
 
 async def test_a_fork_from_a_checkpoint_and_bad_forks_refused(
