@@ -241,6 +241,10 @@ def _mark_and_sweep(store: BlobStore, grace: float) -> int:
         if blob.name not in marked and _older(blob, before):
             blob.unlink(missing_ok=True)
             removed += 1
+    for fan in _dirs(store.blobs):  # a blob's temporary file a crashed worker left
+        for tmp in fan.glob(".*.tmp"):
+            if _older(tmp, before):
+                tmp.unlink(missing_ok=True)
     for folder in _dirs(store.roots):
         if not _files(folder):
             try:

@@ -28,6 +28,7 @@ from backends.host import BackendHost
 from backends.workspace_store import BlobStore, manifest_hashes, sweep_store
 from client import Sandbox
 from contract import ErrorCode
+from runtime.payload_store import sweep_workspaces
 from tests.conftest import new_sandbox_id
 from tests.processes import WorkerProcess
 
@@ -80,6 +81,27 @@ async def test_the_sweep_keeps_blobs_a_kept_session_names_and_drops_the_rest(
     assert kept in have and gone not in have
     assert removed == 2  # the parent's manifest and the content only it named
     assert len(list((tmp_path / "roots").iterdir())) == 1  # the parent's roots went
+
+
+async def test_a_closed_session_loses_its_roots_and_a_running_one_keeps_them(
+    client: Client, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    store = BlobStore(tmp_path)
+    server = client.service_client.config.target_host
+    await sandbox.create_session("bash")
+    live = (server, client.namespace, f"{sandbox.sandbox_id}:bash")
+    unknown = (server, client.namespace, "never-started")
+    for owner, content in ((live, b"live"), (unknown, b"unknown")):
+        manifest = _manifest(content, store=store)
+        store.add_root(owner, manifest)
+        for digest in (manifest, *manifest_hashes(store.read(manifest))):
+            _age(store, digest, 7200)
+    assert await sweep_workspaces(client, store, retention=0) == 0  # running; unknown but new
+    await sandbox.destroy_session("bash")
+    await client.get_workflow_handle(live[2]).result()
+    assert await sweep_workspaces(client, store, retention=0) == 2  # its manifest and content
+    assert not store.path(hashlib.sha256(b"live").hexdigest()).exists()
+    assert store.path(hashlib.sha256(b"unknown").hexdigest()).exists()
 
 
 # --- snapshots and restores, backend alone (real jails) ---------------------------------------
