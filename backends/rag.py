@@ -18,6 +18,8 @@ from contract.extras import require
 CORPUS_ENV = "DURABLE_SESSIONS_RAG_CORPUS"
 DEFAULT_CORPUS = Path(__file__).with_name("rag_corpus")
 SUFFIXES = (".md", ".txt")
+#: ``rag:stats``' backend_version (AgentFlow's field).
+BACKEND_VERSION = "1.0.0"
 #: Paragraphs are merged into chunks of about this many characters.
 CHUNK_CHARS = 1200
 
@@ -98,6 +100,41 @@ class RagBackend(Backend):
             if score > 0
         ]
         return _answer(query, results, len(self._chunks))
+
+    @tool("rag:batch_search", idempotent=True)
+    async def batch_search(
+        self,
+        queries: Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=10_000)]],
+            Field(min_length=1, max_length=50),
+        ],
+        top_k: Annotated[int, Field(ge=1, le=50)] | None = 5,
+    ) -> dict[str, Any]:
+        """AgentFlow's batch: each query searched as ``rag:search`` does (1..50 queries);
+        returns AgentFlow's count and contexts (one context per query, in order) and our
+        results (one rag:search answer per query)."""
+        answers = [await self.search(query, top_k) for query in queries]
+        return {
+            "count": len(queries),
+            "contexts": [a["context"] for a in answers],
+            "results": answers,
+        }
+
+    @tool("rag:stats", idempotent=True)
+    async def stats(self) -> dict[str, Any]:
+        """AgentFlow's stats: initialized, backend_version and index (ours: the corpus folder,
+        documents and chunks indexed)."""
+        sources = {c.source for c in self._chunks}
+        return {
+            "initialized": self._index is not None,
+            "backend_version": BACKEND_VERSION,
+            "index": {
+                "kind": "bm25",
+                "corpus": str(Path(os.environ.get(CORPUS_ENV) or DEFAULT_CORPUS)),
+                "documents": len(sources),
+                "chunks": len(self._chunks),
+            },
+        }
 
 
 def _answer(query: str, results: list[dict[str, Any]], corpus_size: int) -> dict[str, Any]:

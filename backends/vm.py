@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from typing import Annotated, Any, Literal
@@ -281,6 +282,35 @@ class VmBackend(Backend):
         await display.xdotool(*press, *moves, "mouseup", _BUTTONS[button])
         ends = {"start_x": start_x, "start_y": start_y, "end_x": end_x, "end_y": end_y}
         return {**ends, "from": [start_x, start_y], "to": [end_x, end_y]}  # AgentFlow's: from, to
+
+    @tool("vm:wait")
+    async def wait(
+        self,
+        seconds: Annotated[float, Field(ge=0, le=600)] = 1.0,
+        *,
+        session_info: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Wait ``seconds`` (AgentFlow's: for the screen to settle); answers waited and
+        accessibility_tree (null here, as on vm:screenshot)."""
+        await asyncio.sleep(seconds)
+        return {"waited": seconds, "accessibility_tree": None}
+
+    @tool("vm:done")
+    async def done(self, *, session_info: dict[str, Any]) -> dict[str, Any]:
+        """Mark the task done (AgentFlow's episode end, recorded in the session's event log as
+        every call is; nothing on the desktop changes)."""
+        return {"done": True}
+
+    @tool("vm:fail")
+    async def fail(
+        self,
+        reason: Annotated[str, Field(max_length=2000)] | None = None,
+        *,
+        session_info: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Mark the task failed (AgentFlow's FAIL, for an infeasible task), with a reason;
+        recorded as vm:done is."""
+        return {"fail": True, **({"reason": reason} if reason else {})}
 
 
 async def _keys(

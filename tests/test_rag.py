@@ -63,6 +63,21 @@ async def test_the_corpus_folder_comes_from_the_worker_config(
         assert top["doc_id"] == "notes/lighthouse.txt#0"
         assert top["source"] == "notes/lighthouse.txt"
         assert "keeper" in top["content"]
+        # AgentFlow's batch: one context per query, in order; its stats.
+        batch = await sandbox.execute(
+            "rag:batch_search", {"queries": ["bread oven", "fog horns"], "top_k": 1}
+        )
+        assert batch["code"] == 0 and batch["data"]["count"] == 2, batch
+        first, second = batch["data"]["contexts"]
+        assert first.startswith("[kitchen.md]\n") and "Bread rises" in first, first
+        assert second.startswith("[notes/lighthouse.txt]\n"), second
+        assert batch["data"]["results"][1]["results"][0]["doc_id"] == "notes/lighthouse.txt#0"
+        empty = await sandbox.execute("rag:batch_search", {"queries": []})
+        assert empty["code"] == ErrorCode.WRONG_TYPE, empty
+        stats = await sandbox.execute("rag:stats", {})
+        assert stats["code"] == 0 and stats["data"]["initialized"] is True, stats
+        assert stats["data"]["index"]["documents"] == 2 and stats["data"]["index"]["chunks"] == 2
+        assert stats["data"]["backend_version"]
         await sandbox.shutdown_server()
     finally:
         await worker.stop()

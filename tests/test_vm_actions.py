@@ -271,6 +271,18 @@ async def test_bad_desktop_actions_are_refused_clearly(sandbox: Sandbox) -> None
         ("ctrl++", "ctrl+plus"),
     ]:
         assert await _ok(sandbox, "vm:key", {"key": key}) == {"pressed": x_name, "key": key}
+    # AgentFlow's wait, done and fail.
+    started = time.monotonic()
+    waited = await _ok(sandbox, "vm:wait", {"seconds": 0.3})
+    assert waited == {"waited": 0.3, "accessibility_tree": None}
+    assert time.monotonic() - started >= 0.3
+    negative = await sandbox.execute("vm:wait", {"seconds": -1})
+    assert negative["code"] == ErrorCode.WRONG_TYPE and "seconds" in negative["message"]
+    assert await _ok(sandbox, "vm:done", {}) == {"done": True}
+    assert await _ok(sandbox, "vm:fail", {"reason": "no such menu"}) == {
+        "fail": True,
+        "reason": "no such menu",
+    }
     assert await _ok(sandbox, "vm:scroll", {"clicks": 0}) == {
         "scrolled": "down",
         "amount": 0,
