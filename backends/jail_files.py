@@ -410,6 +410,8 @@ def serve(root: str, req: dict, reply_fd: int, data_fd: int) -> None:
     try:
         op = req.get("op")
         if op == "send":  # streamed straight onto the reply pipe, header first
+            if data_fd >= 0:  # the wanted hashes, too many for a control message
+                req = dict(req, hashes=json.loads(_read_all(data_fd, MAX_TRANSFER)))
             _archive().op_send(root, req, reply_fd)
             return
         streamed = op == "restore"

@@ -102,16 +102,17 @@ class _Reader:
 
 
 def _read_line(fd: int) -> dict[str, Any]:
-    return _Reader(fd).header()
+    """A helper's header line; the descriptor is closed after."""
+    try:
+        return _Reader(fd).header()
+    finally:
+        os.close(fd)
 
 
 async def list_new(box: JailedProcess, timeout: float) -> list[tuple[str, int]]:
     """Every content of the last manifest the worker has not confirmed stored."""
     reply, _ = await _helper(box, {"op": "send", "list_new": True}, data=False, timeout=timeout)
-    try:
-        header = await asyncio.to_thread(_read_line, reply)
-    finally:
-        os.close(reply)
+    header = await asyncio.wait_for(asyncio.to_thread(_read_line, reply), timeout)
     return [(str(h), int(size)) for h, size in header["new"]]
 
 
@@ -153,14 +154,26 @@ async def receive(
 ) -> tuple[bytes, int]:
     """The jail's last manifest, with the content of ``hashes`` put in the store (each hashed
     again here); answers the manifest and the bytes stored. Raises :class:`Inconsistent`."""
-    reply, _ = await _helper(box, {"op": "send", "hashes": hashes}, data=False, timeout=timeout)
-    try:
-        _, manifest, stored = await asyncio.wait_for(
-            asyncio.to_thread(_receive, reply, store), timeout
-        )
-    finally:
-        os.close(reply)
+    reply, data_w = await _helper(box, {"op": "send"}, data=True, timeout=timeout)
+    _, manifest, stored = await asyncio.wait_for(
+        asyncio.to_thread(_ask_and_receive, data_w, hashes, reply, store), timeout
+    )
     return manifest, stored
+
+
+def _ask_and_receive(
+    data_w: int, hashes: list[str], reply: int, store: BlobStore
+) -> tuple[dict[str, Any], bytes, int]:
+    """Send the wanted hashes on the data pipe (the helper reads them all before it answers),
+    then take the answer."""
+    try:
+        try:
+            _write(data_w, json.dumps(hashes).encode())
+        finally:
+            os.close(data_w)
+        return _receive(reply, store)
+    finally:
+        os.close(reply)  # here, not in the caller: a timed-out caller leaves this thread be
 
 
 def _stream(data_w: int, store: BlobStore, manifest: bytes) -> None:
@@ -189,7 +202,6 @@ async def restore(
     try:
         header = await asyncio.wait_for(asyncio.to_thread(_read_line, reply), timeout)
     finally:
-        os.close(reply)
         with contextlib.suppress(Exception):
             await feeder  # ends: the helper answered, so it read all it wanted or failed
     return header
