@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import posixpath
 import shlex
@@ -35,11 +36,13 @@ try:
     from agents.sandbox.session.sandbox_session_state import SandboxSessionState
     from agents.sandbox.types import ExecResult, User
     from pydantic import Field
+    from temporalio import activity
 except ModuleNotFoundError as exc:  # the [agents] extra
     raise (missing_extra(exc, "integrations.agents_sandbox_session") or exc) from None
 
 from client import Sandbox
 from contract import ErrorCode
+from integrations.activities import request_id_for_activity
 
 #: The bash session's workspace (docs/tools.md#files); the manifest's root must lie in it.
 WORKSPACE = "/workspace"
@@ -49,6 +52,8 @@ SCRATCH = ".durable-sessions-agents"
 LIVE = {"starting", "active", "idle", "paused"}
 #: Shells whose ``<shell> -c SCRIPT`` the persistent shell runs as SCRIPT itself.
 SHELLS = {"sh", "bash", "/bin/sh", "/bin/bash", "/usr/bin/sh", "/usr/bin/bash"}
+#: The longest request id a session takes (longer ones are hashed).
+MAX_REQUEST_ID = 200
 #: A call's parameters are at most 1 MiB: 640 KiB of data is ~853 KiB of base64.
 WRITE_CHUNK = 640 * 1024
 READ_CHUNK = 2 * 1024 * 1024
@@ -92,6 +97,8 @@ class DurableSessionsSandboxSession(BaseSandboxSession):
         self._set_start_state_preserved(reattached)
         #: One command at a time: the session has one shell (parallel tool calls queue here).
         self._shell_lock = asyncio.Lock()
+        #: Per activity (its request id): the attempt seen last and the calls it has made.
+        self._activity_calls: dict[str, tuple[int, int]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -116,6 +123,30 @@ class DurableSessionsSandboxSession(BaseSandboxSession):
 
     def supports_pty(self) -> bool:
         return False
+
+    async def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One tool call on the session. Inside an activity (the SDK's Temporal integration runs
+        each sandbox operation as one) its request id is the activity's plus the call's place in
+        it, so an attempt retried after a lost worker gets the first attempt's answers and its
+        commands run once."""
+        tool = f"{self.state.resource_type}:{action}"
+        return await self.sandbox.execute(tool, params, request_id=self._request_id())
+
+    def _request_id(self) -> str | None:
+        if not activity.in_activity():
+            return None
+        info = activity.info()
+        base = request_id_for_activity(info)
+        attempt, count = self._activity_calls.get(base, (info.attempt, 0))
+        if attempt != info.attempt:  # a new attempt makes the same calls again, from the first
+            count = 0
+        self._activity_calls[base] = (info.attempt, count + 1)
+        while len(self._activity_calls) > 64:  # the oldest activities are done with
+            del self._activity_calls[next(iter(self._activity_calls))]
+        request_id = f"{base}/{count}"
+        if len(request_id) <= MAX_REQUEST_ID:
+            return request_id
+        return "act-" + hashlib.sha256(request_id.encode()).hexdigest()
 
     # --- exec --------------------------------------------------------------------------------
 
@@ -149,7 +180,7 @@ class DurableSessionsSandboxSession(BaseSandboxSession):
         bound = timeout if timeout and timeout > 0 else self.state.exec_timeout
         params = {"command": self.shell_script(parts), "timeout": bound}
         async with self._shell_lock:
-            answer = await self.sandbox.execute(f"{self.state.resource_type}:run", params)
+            answer = await self.call("run", params)
         code, data = answer.get("code"), answer.get("data") or {}
         if code == ErrorCode.TIMEOUT:
             raise ExecTimeoutError(command=parts, timeout_s=bound, context=_context(answer))
@@ -183,7 +214,7 @@ class DurableSessionsSandboxSession(BaseSandboxSession):
         out, offset = bytearray(), 0
         while True:
             params = {"path": target, "offset": offset, "length": READ_CHUNK, "encoding": "base64"}
-            answer = await self.sandbox.execute(f"{self.state.resource_type}:read_file", params)
+            answer = await self.call("read_file", params)
             if answer.get("code") == ErrorCode.NOT_FOUND:
                 raise WorkspaceReadNotFoundError(path=Path(target), context=_context(answer))
             if answer.get("code") != ErrorCode.SUCCESS:
@@ -218,7 +249,7 @@ class DurableSessionsSandboxSession(BaseSandboxSession):
             }
             if more or offset:  # chunked: each at its offset, the snapshot waits for the last
                 params.update(offset=offset, more=more)
-            answer = await self.sandbox.execute(f"{self.state.resource_type}:write_file", params)
+            answer = await self.call("write_file", params)
             if answer.get("code") != ErrorCode.SUCCESS:
                 raise WorkspaceArchiveWriteError(path=Path(target), context=_context(answer))
             offset += len(chunk)

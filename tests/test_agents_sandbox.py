@@ -5,6 +5,7 @@ worker. The agent of the kill test runs in a child process (this module's ``__ma
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -25,6 +26,7 @@ from agents.sandbox.errors import InvalidManifestPathError, WorkspaceReadNotFoun
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from openai.types.responses import ResponseCustomToolCall
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 
 from integrations.agents_sandbox import (
     DurableSessionsSandboxClient,
@@ -231,6 +233,32 @@ async def test_resume_after_expiry_hydrates_a_replacement_from_the_snapshot(
         assert fresh.stdout == b"/workspace\nunset\n", fresh
     finally:
         await provider.delete(resumed)
+
+
+async def test_a_retried_activity_runs_its_exec_once(client: Client, worker: WorkerProcess) -> None:
+    """Under the SDK's Temporal integration each sandbox operation is an activity: a retried
+    attempt (its worker lost after the command ran) sends the same request ids and gets the first
+    attempt's answer; another activity runs the command again."""
+    provider = DurableSessionsSandboxClient(client=client)
+    session = await provider.create(options=DurableSessionsSandboxClientOptions(ttl_seconds=60))
+    env = ActivityEnvironment()
+    info = dataclasses.replace(
+        env.info, workflow_id=f"agent-{uuid.uuid4().hex[:8]}", workflow_run_id="r", attempt=1
+    )
+
+    async def append() -> bytes:
+        return (await session.exec("echo ran >> log.txt; wc -l < log.txt")).stdout
+
+    try:
+        env.info = info
+        first = await env.run(append)
+        env.info = dataclasses.replace(info, attempt=2)
+        retried = await env.run(append)
+        env.info = dataclasses.replace(info, activity_id="another")
+        other = await env.run(append)
+        assert (first, retried, other) == (b"1\n", b"1\n", b"2\n")
+    finally:
+        await provider.delete(session)
 
 
 async def _child(address: str, sandbox_id: str, state_file: str) -> None:
