@@ -8,11 +8,13 @@ It sets the data converter (pydantic, large payloads stored outside history, enc
 is configured) and the tracing interceptor, so no part of the product wires them by hand and the
 three cannot drift apart: a Replayer that decodes payloads differently from the worker that wrote
 them would not replay. It also spares the SDK's payload passes the sandbox entries that cannot
-change a payload (runtime/payload_visiting.py).
+change a payload (runtime/payload_visiting.py), and its workflows one cache of pydantic type
+adapters (runtime/type_adapters.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from temporalio.client import ClientConfig
@@ -22,6 +24,7 @@ from temporalio.plugin import SimplePlugin
 from runtime import payload_visiting
 from runtime.payload_store import data_converter, filesystem_drivers
 from runtime.telemetry import recording, tracing_interceptor
+from runtime.type_adapters import SharedAdaptersPayloadConverter
 
 PLUGIN_NAME = "durable_sessions.SessionsPlugin"
 
@@ -60,9 +63,13 @@ class SessionsPlugin(SimplePlugin):
             tracing = recording()
         # A worker's payload passes skip what cannot change a payload (runtime/payload_visiting).
         payload_visiting.install()
+        converter = data_converter(payload_store, threshold=payload_threshold, codec=codec)
         super().__init__(
             PLUGIN_NAME,
-            data_converter=data_converter(payload_store, threshold=payload_threshold, codec=codec),
+            # One cache of pydantic type adapters for every workflow (runtime/type_adapters.py).
+            data_converter=dataclasses.replace(
+                converter, payload_converter_class=SharedAdaptersPayloadConverter
+            ),
             interceptors=[tracing_interceptor()] if tracing else None,
         )
 

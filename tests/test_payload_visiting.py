@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import WorkflowSerializationContext
+from temporalio.converter import DataConverter, WorkflowSerializationContext
 from temporalio.worker._workflow import _CommandAwareDataConverter
 
 from runtime import payload_visiting
@@ -65,3 +65,23 @@ async def test_a_large_payload_is_still_stored_and_read_back(tmp_path: Path) -> 
     assert any(p.is_file() for p in tmp_path.rglob("*"))
     [back] = await dc._external_retrieve_payload_sequence([reference])
     assert back.data == large.data
+
+
+def test_every_workflow_s_payload_converter_shares_one_cache_of_type_adapters() -> None:
+    # A worker makes a payload converter per workflow; the adapters built for one serve all.
+    from contract import ToolOutcome
+    from runtime.plugin import SessionsPlugin
+    from runtime.type_adapters import SHARED
+
+    plugin = SessionsPlugin(codec=None)
+    assert isinstance(plugin.data_converter, DataConverter)
+    converter_class = plugin.data_converter.payload_converter_class
+    first, second = converter_class(), converter_class()
+    outcome = ToolOutcome(code=0, message="ok")
+    [payload] = first.to_payloads([outcome])
+    SHARED.cache_clear()
+    assert first.from_payloads([payload], [ToolOutcome]) == [outcome]
+    assert SHARED.cache_info().misses == 1  # built once, in the process-wide cache
+    assert second.from_payloads([payload], [ToolOutcome]) == [outcome]
+    assert SHARED.cache_info().misses == 1  # the second converter built nothing
+    assert SHARED.cache_info().hits == 1
