@@ -121,10 +121,11 @@ def op_manifest(root: str, req: dict) -> dict:
             files += 1
             taken += st.st_size
     _cache = cache
-    data = json.dumps({"v": 1, "entries": entries}, separators=(",", ":")).encode()
-    digest = _sha256()
-    digest.update(data)
-    _current = {"digest": digest.hexdigest(), "data": data, "paths": paths}
+    if entries != _current.get("entries"):  # unchanged: the last one's bytes and digest stand
+        data = json.dumps({"v": 1, "entries": entries}, separators=(",", ":")).encode()
+        digest = _sha256()
+        digest.update(data)
+        _current = {"digest": digest.hexdigest(), "data": data, "paths": paths, "entries": entries}
     if stored and stored == _current["digest"]:
         _stored = set(paths)
     new = [[h, size] for h, (_, size) in paths.items() if h not in _stored]
@@ -135,7 +136,7 @@ def op_manifest(root: str, req: dict) -> dict:
         "links": links,
         "entries": len(entries),
         "raw_bytes": taken,
-        "manifest_bytes": len(data),
+        "manifest_bytes": len(_current["data"]),
         "hashed": hashed,
         "new": new[:LISTED_NEW],
         "new_count": len(new),

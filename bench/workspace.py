@@ -67,8 +67,8 @@ async def _size(backend: BashBackend, host: BackendHost, megabytes: int) -> str:
         first = (time.perf_counter() - started) * 1000
         await asyncio.sleep(0.3)  # past the racy window: the next snapshots hash only changes
 
-        async def change() -> None:
-            command = "echo change >> /workspace/repo/src/m1.py"
+        async def change() -> None:  # content no other size made: each change is new
+            command = f"echo change {megabytes} $RANDOM$RANDOM >> /workspace/repo/src/m1.py"
             await host.invoke("bash:run", {"command": command}, info)
 
         snaps, unchanged, stored = [], [], []
