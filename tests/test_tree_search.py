@@ -1,6 +1,7 @@
 """examples/tree_search.py (issue 26 item 5) runs as a reader runs it, straight on Temporal and
 over our HTTP API: at each step it forks four branches, keeps the best and destroys the rest,
-and finds the hidden answer; no branch it made is left running."""
+and finds the hidden answer; no branch it made is left running. These are the commands of
+docs/fork-and-suspend.md (its HTTP one with this test's server's address)."""
 
 from __future__ import annotations
 
