@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -17,6 +19,13 @@ from backends.workspace import Workspace, WorkspaceTools, changed_snapshot
 from contract import ErrorCode, ToolOutcome
 
 LANGUAGES = ("python",)
+#: ``restore="replay"`` keeps at most this many cells, this many bytes of their code: past
+#: either, recording stops and a restore replays nothing (it says so) rather than a part.
+REPLAY_MAX_CELLS = 500
+REPLAY_MAX_BYTES = 256 * 1024
+#: The longest a restore spends replaying (the instance's creation has 120 s in all): past it,
+#: the cells left are not run, and the first answer after says so.
+REPLAY_BUDGET_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +54,12 @@ class CodeBackend(WorkspaceTools, Backend):
             python, _ = jail_python(requested)
         else:
             python = requested or sys.executable
+        restore = config.get("restore")
+        if restore not in (None, "replay"):
+            raise ValueError(f'restore must be "replay" or absent, not {restore!r}')
         info: dict[str, Any] = {"config": config}
+        if restore == "replay":
+            info["replay"] = {"cells": [], "bytes": 0, "overflow": False, "version": 0}
 
         async def on_jail(box: JailedProcess) -> None:
             await info["workspace"].attach(box)
@@ -61,14 +75,32 @@ class CodeBackend(WorkspaceTools, Backend):
         await session_info["interpreter"].close()
 
     async def snapshot(self, session_info: dict[str, Any]) -> dict[str, Any] | None:
-        """The workspace (``workspace``), when it changed since the last snapshot; else None."""
-        return await changed_snapshot(session_info)
+        """The workspace (``workspace``) and, with ``restore="replay"``, the recorded cells
+        (``replay``), when either changed since the last snapshot; else None."""
+        kept = session_info.get("replay")
+        if kept is None:
+            return await changed_snapshot(session_info)
+        workspace: Workspace = session_info["workspace"]
+        entry = await workspace.snapshot()
+        signature = json.dumps([workspace.version, kept["version"]])
+        if signature == session_info.get("snapshot_signature"):
+            return None
+        session_info["snapshot_signature"] = signature
+        return {
+            "workspace": entry,
+            "replay": {"cells": kept["cells"], "overflow": kept["overflow"]},
+        }
 
     async def restore(self, session_info: dict[str, Any], snapshot: dict[str, Any]) -> None:
+        """The snapshot's workspace; then, with ``restore="replay"``, its recorded cells run
+        again in order in this fresh interpreter (their side effects too)."""
         try:
             await session_info["workspace"].restore(snapshot.get("workspace"))
         except Exception:
             log.exception("restoring the workspace failed")
+        recorded = snapshot.get("replay")
+        if session_info.get("replay") is not None and isinstance(recorded, dict):
+            await _replay(session_info, recorded)
 
     def describe(self, session_info: dict[str, Any]) -> dict[str, Any]:
         interpreter: Interpreter = session_info["interpreter"]
@@ -84,11 +116,14 @@ class CodeBackend(WorkspaceTools, Backend):
         self,
         code: str,
         timeout: Annotated[float, Field(gt=0, le=86400)] = 30,
+        replay: bool = True,
         *,
         session_info: dict[str, Any],
     ) -> dict[str, Any] | ToolOutcome:
         """Run Python in the session's interpreter, like a notebook cell; returns stdout, stderr,
-        result (repr of a final expression) and error (type, message, traceback) or None."""
+        result (repr of a final expression) and error (type, message, traceback) or None. In a
+        session made with restore="replay", a cell that succeeds is recorded and run again
+        after a move; replay=False leaves this one out."""
         interpreter: Interpreter = session_info["interpreter"]
         cell = await interpreter.run(code, timeout)
         data: dict[str, Any] = {
@@ -98,6 +133,12 @@ class CodeBackend(WorkspaceTools, Backend):
             "error": cell.error,
             "cwd": cell.cwd,
         }
+        report = session_info.pop("replay_report", None)
+        if report is not None:  # the first answer after a restore says what was replayed
+            data["replay"] = report
+        succeeded = cell.error is None and not cell.timed_out and not cell.restarted
+        if replay and succeeded and session_info.get("replay") is not None:
+            _record(session_info["replay"], code, timeout)
         if cell.restarted:
             data["note"] = f"{cell.restarted}; variables and imports were lost"
         if cell.timed_out:
@@ -112,3 +153,53 @@ class CodeBackend(WorkspaceTools, Backend):
                 data=data,
             )
         return data
+
+
+def _record(kept: dict[str, Any], code: str, timeout: float) -> None:
+    """Keep a cell that succeeded, within the bounds; past them, stop keeping any."""
+    if kept["overflow"]:
+        return
+    size = len(code.encode("utf-8", "surrogatepass"))
+    if len(kept["cells"]) >= REPLAY_MAX_CELLS or kept["bytes"] + size > REPLAY_MAX_BYTES:
+        kept["overflow"] = True
+        kept["cells"] = []  # a part would rebuild a state that never was: replay none
+    else:
+        kept["cells"].append({"code": code, "timeout": timeout})
+        kept["bytes"] += size
+    kept["version"] += 1
+
+
+async def _replay(session_info: dict[str, Any], recorded: dict[str, Any]) -> None:
+    """Run the recorded cells in order, each within its own timeout and all within
+    :data:`REPLAY_BUDGET_SECONDS`, stopping at the first that fails; keep the log (this
+    session's cells from here on are added to it) and a report for the next answer."""
+    cells = [c for c in recorded.get("cells") or [] if isinstance(c, dict) and "code" in c]
+    kept = session_info["replay"]
+    kept.update(
+        cells=cells,
+        overflow=bool(recorded.get("overflow")),
+        bytes=sum(len(str(c["code"]).encode("utf-8", "surrogatepass")) for c in cells),
+    )
+    report: dict[str, Any] = {"cells": len(cells), "replayed": 0, "failed": None}
+    if kept["overflow"]:
+        report["skipped"] = (
+            f"the session's cells passed {REPLAY_MAX_CELLS} cells or {REPLAY_MAX_BYTES} bytes: "
+            "none were kept, none replayed"
+        )
+    interpreter: Interpreter = session_info["interpreter"]
+    started = time.monotonic()
+    for index, entry in enumerate(cells if not kept["overflow"] else []):
+        left = REPLAY_BUDGET_SECONDS - (time.monotonic() - started)
+        if left <= 0:
+            report["skipped"] = (
+                f"replay ran past {REPLAY_BUDGET_SECONDS:g}s: cells {index}.. not run"
+            )
+            break
+        cell = await interpreter.run(str(entry["code"]), min(float(entry.get("timeout", 30)), left))
+        if cell.error is not None or cell.timed_out or cell.restarted:
+            problem = cell.error or {"type": "Timeout" if cell.timed_out else "Restarted"}
+            report["failed"] = {"cell": index, "error": problem}
+            break
+        report["replayed"] = index + 1
+    report["took_ms"] = round((time.monotonic() - started) * 1000, 1)
+    session_info["replay_report"] = report
