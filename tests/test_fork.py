@@ -20,6 +20,7 @@ from http_api.keys import KeyStore, new_key, parse_lines
 from http_api.server import HttpService
 from tests.conftest import new_sandbox_id
 from tests.processes import WorkerProcess, run_cli
+from tests.replaying import replay
 
 
 async def _run(sb: Sandbox, command: str) -> dict[str, Any]:
@@ -187,3 +188,24 @@ async def test_http_fork_checks_the_owner_and_counts_the_quota(
                 url + "/api/v1/session/destroy", json={"resource_type": "bash"}, headers=headers
             ) as response:
                 assert response.status == 200
+
+
+async def test_fork_and_suspend_histories_replay(client: Client, worker: WorkerProcess) -> None:
+    """The new paths replay against the code (``tests/histories/fork_*.json`` keep them:
+    ``RECORD_HISTORIES=1`` with this test alone records them anew)."""
+    parent = await Sandbox(new_sandbox_id("replay-fork"), client=client).start()
+    await parent.create_session("bash", idle_suspend_seconds=0.5)
+    await _run(parent, "mkdir -p /workspace/r && cd /workspace/r && export R=1")
+    (child,) = await parent.fork("bash", n=1)
+    await _run(child, "echo $R > seen")
+    for _ in range(100):
+        view = await parent.describe_session("bash")
+        if view is not None and view["status"] == "paused":
+            break
+        await asyncio.sleep(0.1)
+    assert (await _run(parent, "pwd"))["meta"]["resumed"] is True
+    await child.destroy_session("bash")
+    await parent.destroy_session("bash")
+    for name, sb in (("fork_suspend_resume_parent", parent), ("fork_child", child)):
+        history = await client.get_workflow_handle(f"{sb.sandbox_id}:bash").fetch_history()
+        await replay(history, name)
