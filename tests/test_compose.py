@@ -85,3 +85,14 @@ def test_worker_image_runs_the_worker() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["python", "worker.py"]' in dockerfile
     assert (ROOT / _compose()["services"]["worker"]["build"]["dockerfile"]).exists()
+
+
+def test_the_worker_scales_and_its_replicas_share_one_payload_store() -> None:
+    # `docker compose up -d --scale worker=N`: nothing that only one container may have.
+    compose = _compose()
+    worker = compose["services"]["worker"]
+    for single in ("container_name", "hostname", "ports"):
+        assert single not in worker, f"--scale worker=N cannot give every replica one {single}"
+    store = worker["environment"]["SESSIONS_PAYLOAD_STORE"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in worker["volumes"]}
+    assert mounts[store] in compose["volumes"], "the payload folder is a volume they all mount"
