@@ -6,7 +6,8 @@ Three rows, each the same tool call (``echo`` of the tests' Python server, and t
 server's ``read_graph``), interleaved so that they see the same machine:
 - direct: the ``mcp`` package's stdio client on the server, started by this process (no jail);
 - backend: :class:`backends.mcp.McpBackend` in this process (the jail and its pipes, no Temporal);
-- session: ``Sandbox.execute("mcp:call")`` on the embedded dev server and a worker (everything).
+- session: ``Sandbox.execute("mcp:call")`` on the embedded dev server and a worker (everything);
+- by name: the same through the session, called as AgentFlow does, ``mcp:<server>.<tool>``.
 """
 
 from __future__ import annotations
@@ -114,6 +115,12 @@ async def main(samples: int) -> dict[str, dict[str, float]]:
                         )
                         assert result["code"] == 0, result
 
+                    async def named_call(
+                        s: str = server, t: str = tool, a: Any = arguments
+                    ) -> None:
+                        result = await sandbox.execute(f"mcp:{s}.{t}", dict(a))
+                        assert result["code"] == 0, result
+
                     async def direct_call(d: ClientSession = direct, s: str = server) -> None:
                         await d.call_tool(CALLS[s][0], CALLS[s][1])
 
@@ -124,6 +131,7 @@ async def main(samples: int) -> dict[str, dict[str, float]]:
                         "direct": direct_call,
                         "backend": backend_call,
                         "session": session_call,
+                        "by name": named_call,
                     }
                     times = await _interleaved(samples, paths)
                 for path, values in times.items():

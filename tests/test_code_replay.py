@@ -84,3 +84,24 @@ def test_past_the_cap_nothing_is_kept_rather_than_a_part() -> None:
     assert kept["overflow"] is True and kept["cells"] == [], kept
     _record(kept, "c = 3", 30)
     assert kept["cells"] == [], kept
+
+
+async def test_a_fork_of_a_replay_session_has_the_parents_names(
+    client: Client, worker: WorkerProcess
+) -> None:
+    parent = Sandbox(new_sandbox_id("replay-fork"), client=client)
+    created = await parent.create_session("code", {"restore": "replay"})
+    assert created["status"] == "success", created
+    await _ok(parent, "import json\nstate = {'step': 1}")
+    children = await parent.fork("code", 2)
+    try:
+        first, second = children
+        await _ok(first, "state['step'] = 2")  # forks are independent of each other
+        mine = await _ok(second, "json.dumps(state)")
+        assert mine["result"] == "'{\"step\": 1}'", mine
+        assert mine["replay"]["replayed"] == 1, mine
+        assert (await _ok(first, "state['step']"))["result"] == "2"
+        assert (await _ok(parent, "state['step']"))["result"] == "1"
+    finally:
+        for sandbox in (*children, parent):
+            await sandbox.destroy_session("code")
