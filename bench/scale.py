@@ -7,7 +7,9 @@
   update-with-start + local activity, update + local activity, update that ends it;
 - calls per core of the whole stack (server + worker + HTTP API + client CPU) at saturation,
   through the Python client and through the HTTP API; floor: update + local activity;
-- history events and bytes, and SQLite growth, per 1,000 calls; floor: the same updates.
+- history events and bytes, and SQLite growth, per 1,000 calls; floor: the same updates;
+- and one of issue 28's targets: a temporary ``code:execute`` over HTTP within 2x a temporary
+  ``bash:run`` (p50, sequential calls).
 
 .venv/bin/python -m bench.scale                      # ~6 minutes: 200 sessions, 60 s creations
 .venv/bin/python -m bench.scale --quick              # ~2 minutes: 50 sessions, 10 s creations
@@ -38,6 +40,7 @@ from bench.scale_memory import floors_per_gb, sessions_per_gb, suspend_supported
 from bench.scale_out import scale_out
 from bench.scale_report import report
 from bench.server import start_embedded
+from bench.temporary_http import temporary_http
 from http_api.keys import new_key
 from tests.processes import ROOT, WorkerProcess
 
@@ -77,6 +80,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 pids = {"worker": worker.pid, "floor_worker": floor.pid, "http": api.pid}
                 results["per_core"] = await per_core(client, pinned, pids, (url, key))
                 results["machine"]["after_per_core"] = _machine()
+                samples = 20 if args.quick else 60
+                results["temporary_http"] = await temporary_http(url, key, samples)
                 calls = 200 if args.quick else 1000
                 results["growth"] = await growth(client, pinned, db_file, calls)
             finally:

@@ -64,6 +64,17 @@ def _growth_lines(g: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _temporary_lines(t: dict[str, Any]) -> list[str]:
+    b, c = t["bash:run"], t["code:execute"]
+    verdict = "met" if t["met"] else "MISSED"
+    return [
+        "temporary calls over HTTP, one after another",
+        f"  bash:run     p50 {b['p50_ms']:7.1f} ms p95 {b['p95_ms']:7.1f} ms",
+        f"  code:execute p50 {c['p50_ms']:7.1f} ms p95 {c['p95_ms']:7.1f} ms  "
+        f"{t['ratio_p50']}x bash (target <= {t['target']}x: {verdict}; {t['errors']} errors)",
+    ]
+
+
 def _workers_lines(w: dict[str, Any]) -> list[str]:
     lines = ["worker processes on this machine"]
     for n, step in w["steps"].items():
@@ -87,6 +98,8 @@ def report(results: dict[str, Any]) -> str:
         lines += _core_lines(results["per_core"])
     if "growth" in results:
         lines += _growth_lines(results["growth"])
+    if "temporary_http" in results:
+        lines += _temporary_lines(results["temporary_http"])
     if "workers" in results:
         lines += _workers_lines(results["workers"])
     m = results["machine"]
