@@ -231,14 +231,14 @@ class SandboxSessions:
             except OverQuota as over:
                 for workflow_id in reserved:
                     quota.gone(who.user_id, workflow_id)
-                more = f"; {len(workflow_ids)} more were asked for" if len(workflow_ids) > 1 else ""
+                live = over.count - len(reserved)
+                more = f" ({len(workflow_ids)} more asked for)" if len(workflow_ids) > 1 else ""
                 raise ApiError(
                     429,
                     ErrorCode.QUOTA_EXCEEDED,
-                    f"quota exceeded: user {who.user_id!r} has {over.count - len(reserved)} live "
-                    f"sessions{more}, the most this key allows is {limit}; destroy one or wait "
-                    "for one to expire",
-                    data={"limit": limit, "live_sessions": over.count - len(reserved)},
+                    f"quota exceeded: user {who.user_id!r} has {live} live sessions{more}, the "
+                    f"most this key allows ({limit}); destroy one or wait for one to expire",
+                    data={"limit": limit, "live_sessions": live},
                     headers={"Retry-After": str(int(over.retry))},
                 ) from None
         try:
