@@ -90,6 +90,11 @@ class DurableSessionsSandboxClientOptions(BaseSandboxClientOptions):
     #: ``delete`` (the Runner's cleanup after a run it owns) leaves the session to its TTL
     #: instead of destroying it, so the next run's ``resume`` reattaches to the same shell.
     keep_on_delete: bool = False
+    #: The SDK's interactive processes (``write_stdin``), over the shell's soft timeouts:
+    #: ``exec_command`` answers once its command ends or goes quiet for its yield time, and the
+    #: model polls or feeds it (integrations/agents_sandbox_pty.py). Off: every command is one
+    #: ``exec`` bounded by the yield time (the shell tool's default, 10 s).
+    pty: bool = False
     #: The bound of an ``exec`` that names no timeout (seconds). Up to 30 s a call runs on the
     #: session's fast path (a local activity); a longer bound costs a regular activity.
     exec_timeout: float = Field(default=30.0, gt=0, le=86400)

@@ -43,6 +43,7 @@ except ModuleNotFoundError as exc:  # the [agents] extra
 from client import Sandbox
 from contract import ErrorCode
 from integrations.activities import request_id_for_activity
+from integrations.agents_sandbox_pty import ShellPty
 
 #: The bash session's workspace (docs/tools.md#files); the manifest's root must lie in it.
 WORKSPACE = "/workspace"
@@ -77,11 +78,12 @@ class DurableSessionsSandboxSessionState(SandboxSessionState):
     persistent_shell: bool = True
     keep_on_delete: bool = False
     exec_timeout: float = 30.0
+    pty: bool = False
     #: How many times resume had to make a replacement (the session had ended).
     replacements: int = 0
 
 
-class DurableSessionsSandboxSession(BaseSandboxSession):
+class DurableSessionsSandboxSession(ShellPty, BaseSandboxSession):
     """The SDK's session over one durable bash session (through ``client.Sandbox``)."""
 
     state: DurableSessionsSandboxSessionState
@@ -121,9 +123,6 @@ class DurableSessionsSandboxSession(BaseSandboxSession):
         view = await self.sandbox.describe_session(self.state.resource_type)
         return view is not None and str(view.get("status")) in LIVE
 
-    def supports_pty(self) -> bool:
-        return False
-
     async def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         """One tool call on the session. Inside an activity (the SDK's Temporal integration runs
         each sandbox operation as one) its request id is the activity's plus the call's place in
@@ -131,6 +130,20 @@ class DurableSessionsSandboxSession(BaseSandboxSession):
         commands run once."""
         tool = f"{self.state.resource_type}:{action}"
         return await self.sandbox.execute(tool, params, request_id=self._request_id())
+
+    async def run_command(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``bash:run`` (hold the shell lock). A command left running interactively by a process
+        that is gone (nobody here started it: ``pty=True`` and a dead agent, a lost worker) is
+        interrupted so that this one runs; without that the shell would refuse commands until
+        the old one's timeout."""
+        answer = await self.call("run", params)
+        left_over = answer.get("code") == ErrorCode.INVALID_INPUT and "still running" in str(
+            answer.get("message")
+        )
+        if not left_over or self._pty_process is not None:
+            return answer
+        await self.call("interrupt", {"grace": 2})
+        return await self.call("run", params)
 
     def _request_id(self) -> str | None:
         if not activity.in_activity():
@@ -180,7 +193,7 @@ class DurableSessionsSandboxSession(BaseSandboxSession):
         bound = timeout if timeout and timeout > 0 else self.state.exec_timeout
         params = {"command": self.shell_script(parts), "timeout": bound}
         async with self._shell_lock:
-            answer = await self.call("run", params)
+            answer = await self.run_command(params)
         code, data = answer.get("code"), answer.get("data") or {}
         if code == ErrorCode.TIMEOUT:
             raise ExecTimeoutError(command=parts, timeout_s=bound, context=_context(answer))

@@ -22,7 +22,17 @@ from agents.editor import ApplyPatchOperation
 from agents.run import RunConfig
 from agents.sandbox import LocalSnapshotSpec, SandboxAgent, SandboxRunConfig
 from agents.sandbox.capabilities import Filesystem, Shell
-from agents.sandbox.errors import InvalidManifestPathError, WorkspaceReadNotFoundError
+from agents.sandbox.capabilities.tools.shell_tool import (
+    ExecCommandArgs,
+    ExecCommandTool,
+    WriteStdinArgs,
+    WriteStdinTool,
+)
+from agents.sandbox.errors import (
+    InvalidManifestPathError,
+    PtySessionNotFoundError,
+    WorkspaceReadNotFoundError,
+)
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from openai.types.responses import ResponseCustomToolCall
 from temporalio.client import Client
@@ -259,6 +269,50 @@ async def test_a_retried_activity_runs_its_exec_once(client: Client, worker: Wor
         assert (first, retried, other) == (b"1\n", b"1\n", b"2\n")
     finally:
         await provider.delete(session)
+
+
+async def test_interactive_processes_over_the_shells_soft_timeouts(
+    client: Client, worker: WorkerProcess
+) -> None:
+    """With ``pty=True`` the shell tool's commands answer once they end or go quiet, and its
+    ``write_stdin`` tool feeds, polls and interrupts them, in the same persistent shell; a
+    process that resumes the session interrupts a command left running by another."""
+    provider = DurableSessionsSandboxClient(client=client)
+    session = await provider.create(
+        options=DurableSessionsSandboxClientOptions(ttl_seconds=60, pty=True)
+    )
+    exec_tool, stdin_tool = ExecCommandTool(session=session), WriteStdinTool(session=session)
+
+    def process_id(answer: str) -> int:
+        assert "Process running with session ID " in answer, answer
+        return int(answer.split("Process running with session ID ")[1].split()[0])
+
+    try:
+        await session.start()
+        asked = await exec_tool.run(
+            ExecCommandArgs(cmd="cd /tmp && export P=1 && read name && echo hello $name",
+                            yield_time_ms=500)
+        )  # fmt: skip
+        fed = await stdin_tool.run(WriteStdinArgs(session_id=process_id(asked), chars="ada\n"))
+        slow = await exec_tool.run(ExecCommandArgs(cmd="sleep 1; echo done", yield_time_ms=300))
+        polled = await stdin_tool.run(WriteStdinArgs(session_id=process_id(slow)))
+        endless = await exec_tool.run(ExecCommandArgs(cmd="sleep 30", yield_time_ms=300))
+        stopped = await stdin_tool.run(
+            WriteStdinArgs(session_id=process_id(endless), chars="\u0003")
+        )
+        with pytest.raises(PtySessionNotFoundError):
+            await session.pty_write_stdin(session_id=process_id(endless), chars="")
+        # Another process resumes while a command it did not start still runs: it takes over.
+        process_id(await exec_tool.run(ExecCommandArgs(cmd="sleep 30", yield_time_ms=300)))
+        payload = provider.serialize_session_state(session.state)
+        other = await provider.resume(provider.deserialize_session_state(payload))
+        after = await other.exec("pwd; echo $P")
+    finally:
+        await provider.delete(session)
+    assert "exited with code 0" in fed and fed.endswith("hello ada\n"), fed
+    assert "exited with code 0" in polled and polled.endswith("done\n"), polled
+    assert "exited with code 130" in stopped, stopped
+    assert after.stdout == b"/tmp\n1\n", after
 
 
 async def _child(address: str, sandbox_id: str, state_file: str) -> None:
