@@ -105,8 +105,9 @@ class DurableSessionsSandboxSession(ShellPty, BaseSandboxSession):
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def _ensure_backend_started(self) -> None:
-        # create() and resume() made or found the session; a call opens it again when it has
-        # ended since (a stop, a TTL), through the Sandbox's rule (4010 after an expiry).
+        # create() and resume() made or found the session. One that expires later answers 4010
+        # to every call (the Sandbox's rule: its state is gone), raised as ExecTransportError;
+        # resume the state again for a replacement.
         if self.state.manifest.users or self.state.manifest.groups:
             raise WorkspaceStartError(
                 path=Path(self.state.manifest.root),

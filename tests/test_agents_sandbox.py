@@ -165,6 +165,10 @@ async def test_session_contract(client: Client, worker: WorkerProcess) -> None:
         await second.exec("cd x && export KEPT=yes")  # one child process each
         fresh = await second.exec("pwd; echo ${KEPT:-none}")
         assert kept.stdout == b"/workspace/deep\nyes\n", kept
+        # A script that ends the shell (the SDK's `cd DIR || exit`) answers its code; the shell
+        # comes back where it was.
+        assert (await first.exec("exit 3")).exit_code == 3
+        assert (await first.exec("pwd; echo $KEPT")).stdout == kept.stdout
         assert fresh.stdout == b"/workspace\nnone\n", fresh
     finally:
         await provider.delete(first)
