@@ -346,6 +346,11 @@ async def test_over_http_and_through_the_mcp_server_front(
             entity = listed["mcp:memory.create_entities"]
             assert entity["params_schema"]["required"] == ["entities"], entity
             assert "mcp:filesystem.read_text_file" in listed, sorted(listed)
+            one = af.get_tool_schema("mcp:memory.create_entities")
+            async with http.get(url + one.path, headers=af.headers(w)) as response:
+                schema = await response.json()
+            assert response.status == 200 and schema["full_name"] == one.path.split("/")[-2]
+            assert schema["params_schema"]["required"] == ["entities"], schema
             async with http.get(url + "/api/v1/tools", headers=af.headers("nobody")) as response:
                 plain = {t["full_name"] for t in (await response.json())["tools"]}
             assert "mcp:memory.create_entities" not in plain
