@@ -21,8 +21,8 @@ from contract import ErrorCode, ToolOutcome
 LANGUAGES = ("python",)
 #: ``restore="replay"`` keeps at most this many cells, this many bytes of their code: past
 #: either, recording stops and a restore replays nothing (it says so) rather than a part.
-REPLAY_MAX_CELLS = 500
-REPLAY_MAX_BYTES = 256 * 1024
+REPLAY_MAX_CELLS = 200
+REPLAY_MAX_BYTES = 64 * 1024
 #: The longest a restore spends replaying (the instance's creation has 120 s in all): past it,
 #: the cells left are not run, and the first answer after says so.
 REPLAY_BUDGET_SECONDS = 60.0
