@@ -17,7 +17,13 @@ from client.workflow_api import SessionWorkflows
 from contract import ToolSpec
 from http_api.caller import Caller
 from http_api.keys import KeyStore
-from http_api.limits import RateLimiter, SessionQuota
+from http_api.limits import (
+    DEFAULT_BURST,
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_RATE,
+    RateLimiter,
+    SessionQuota,
+)
 
 #: Sandboxes kept for (user, admin, worker id): each remembers which resources are shared.
 _SANDBOX_CACHE = 4096
@@ -25,11 +31,11 @@ _SANDBOX_CACHE = 4096
 
 @dataclass
 class Limits:
-    """Defaults for keys that set none."""
+    """Defaults for keys that set none (why these: http_api/limits.py)."""
 
-    max_sessions: int = 50
-    rate: float = 50.0
-    burst: int = 100
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    rate: float = DEFAULT_RATE
+    burst: int = DEFAULT_BURST
     max_body_bytes: int = 2 * 1024 * 1024
 
 
