@@ -117,3 +117,23 @@ async def test_auto_resume_false_answers_4007_and_the_session_stays_paused(
         assert answer["meta"]["resumed"] is True
     finally:
         await manager.delete_session(sid)
+
+
+async def test_a_running_background_process_keeps_the_session_from_suspending(
+    client: Client, worker: WorkerProcess
+) -> None:
+    sb = await Sandbox(new_sandbox_id("susp-bg"), client=client).start()
+    await sb.create_session("bash", idle_suspend_seconds=SUSPEND_AFTER)
+    try:
+        started = await sb.execute("bash:start", {"command": "sleep 600"})
+        assert started["code"] == 0, started
+        await asyncio.sleep(SUSPEND_AFTER * 3)
+        view = await sb.describe_session("bash")
+        assert view is not None and view["status"] == "active", view
+        events = (await sb.get_events("bash", kind="suspend"))["events"]
+        assert events and "background" in events[0]["message"], events
+        killed = await sb.execute("bash:kill", {"handle": started["data"]["handle"]})
+        assert killed["code"] == 0, killed
+        await _wait_for_status(sb, "paused")  # once it has ended, the session suspends
+    finally:
+        await sb.destroy_session("bash")

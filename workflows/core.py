@@ -4,7 +4,8 @@ Deterministic helper (no handlers of its own): the phase (``workflows.phase``), 
 event log, the instance's lifecycle (create, release, pause, resume, reinitialize, lost), the
 caller's data (metadata, name, checkpoints), answered calls and admission of requests. The
 workflow class keeps the handlers, validators and the run loop; ``ExecutePath`` runs a call and
-hands its answer here. Nothing else assigns to ``state``.
+hands its answer here. Nothing else assigns to ``state`` but ``workflows.idle_suspend``, the
+suspend step.
 """
 
 from __future__ import annotations
@@ -183,26 +184,6 @@ class SessionCore:
         self.move(Phase.PAUSED)
         self.clock.move_deadline(self.input.paused_ttl_seconds)
         self.record("pause", message=reason)
-        self.show_details()
-
-    def suspend_in(self) -> float | None:
-        """Seconds until an idle session is suspended; None when it will not be (no
-        ``idle_suspend_seconds``, no instance to release)."""
-        if self.state.instance is None or self.phase not in (Phase.ACTIVE, Phase.IDLE):
-            return None
-        return self.clock.quiet_for(self.input.idle_suspend_seconds)
-
-    async def suspend(self) -> None:
-        """Idle long enough: a fresh snapshot, the instance released, PAUSED, the deadline
-        kept (call with the lock held; a call that came meanwhile keeps it running)."""
-        due = self.suspend_in()
-        if due is None or due > 0:
-            return
-        await self.fresh_snapshot()
-        await self.release_instance()
-        self.move(Phase.PAUSED)
-        self.state.suspended = True
-        self.record("suspend", message=f"idle {self.input.idle_suspend_seconds:g} s")
         self.show_details()
 
     def resumed_by_call(self) -> None:

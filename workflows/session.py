@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.execute_path import ExecutePath
     from workflows.failures import Rejected
     from workflows.forking import check_fork, fork
+    from workflows.idle_suspend import suspend, suspend_in
     from workflows.output_stream import SessionOutput
     from workflows.phase import Answer, Phase, Request
     from workflows.replies import Replies
@@ -117,16 +118,16 @@ class SessionWorkflow:
                 self._core.move(Phase.IDLE)
                 self._core.show_details()
                 continue
-            suspend_in = self._core.suspend_in()
-            if suspend_in is not None and suspend_in <= 0:
+            suspend_due = suspend_in(self._core)
+            if suspend_due is not None and suspend_due <= 0:
                 async with self._core.lock:  # after a running call, which makes it not idle
-                    await self._core.suspend()
+                    await suspend(self._core)
                 continue
             wait, summary = remaining, "TTL deadline"
             if idle_in is not None and idle_in < remaining:
                 wait, summary = idle_in, "idle timer"
-            if suspend_in is not None and suspend_in < wait:
-                wait, summary = suspend_in, "idle suspend"
+            if suspend_due is not None and suspend_due < wait:
+                wait, summary = suspend_due, "idle suspend"
             timed_out = await self._core.clock.sleep(
                 wait,
                 stop=lambda: self._core.phase is Phase.CLOSING or self._should_continue(),
