@@ -1,13 +1,16 @@
-"""The workspace's content-addressed snapshot inside a session's jail: its manifest, the file
-content the worker's store lacks (``send``), and filling a fresh workspace from a manifest and
-its blobs (``restore``); plus ``unpack`` of the earlier format (a gzipped tar), for old histories.
+"""The workspace's content-addressed snapshot inside a session's jail: its manifest, the blobs
+the worker's store lacks (``send``), and filling a fresh workspace from a manifest and its blobs
+(``restore``); plus ``unpack`` of the earlier format (a gzipped tar), for old histories.
 
 :func:`op_manifest` runs inline in the supervisor (``manifest`` on the control socket), which
 keeps a cache ``path -> ((size, mtime, ctime, inode), sha256)`` between calls, so a snapshot
 hashes only the files that changed; the forked helpers of ``send`` inherit the last manifest.
-A manifest is JSON, ``{"v": 1, "entries": [...]}`` in path order, one entry a list:
-``[path, "d", mode, mtime_ns]``, ``[path, "l", 0, mtime_ns, target]`` or
-``[path, "f", mode, mtime_ns, size, sha256]``; its own sha256 names it in the store.
+A manifest is a tree of blobs, as git's: each directory's tree is JSON, ``{"v": 2, "entries":
+[...]}`` in name order, one entry a list: ``[name, "d", mode, mtime_ns, tree sha256]``,
+``[name, "l", 0, mtime_ns, target]`` or ``[name, "f", mode, mtime_ns, size, sha256]``; the
+root directory's tree names the manifest. A change stores its file, its directory's tree and
+those above it, no more. ``restore`` reads the tree flattened by the worker, ``{"entries":
+[[path, kind, mode, mtime_ns, ...]]}`` in path order.
 
 Loaded with :mod:`backends.jail_files` by :mod:`backends.jail_init` (``Supervisor.files_module``,
 which registers both by name, so ``from jail_files import ...`` finds the module loaded first);
@@ -23,7 +26,7 @@ import stat
 import time
 from typing import Any
 
-from jail_files import OpError, locate, open_regular, walk, write_all
+from jail_files import MAX_ENTRIES, OpError, locate, open_regular, write_all
 
 #: Names of skipped files a manifest's answer lists (the count is always given).
 LISTED_SKIPS = 20
@@ -32,8 +35,12 @@ LISTED_NEW = 2000
 #: A file changed this recently (ns) may change again within the clock's tick with the same
 #: size and mtime: its hash is not cached (git's "racily clean" files).
 RACY_NS = 200_000_000
-#: The supervisor's state: the hash cache, the last manifest, the content the worker stored.
+#: Directories deeper than this are left out of a manifest (listed as skipped).
+MAX_DEPTH = 256
+#: The supervisor's state: the hash cache, each directory's last tree, the last manifest, and
+#: the blobs of the manifest the worker last confirmed stored.
 _cache: dict = {}
+_dirs: dict = {}
 _current: dict = {}
 _stored: set = set()
 
@@ -68,81 +75,132 @@ def _hash_file(full: str, st: os.stat_result) -> tuple[str, bool] | None:
     return digest.hexdigest(), still
 
 
-def op_manifest(root: str, req: dict) -> dict:
-    """The workspace's manifest (kept for ``send``), and what is new since the content the
-    worker last confirmed stored (``stored``: a manifest's digest). At most ``budget`` bytes of
-    file content are taken; files past it, in path order, are skipped and listed."""
-    global _cache, _current, _stored
-    started = time.perf_counter()
-    budget = int(req.get("budget", 0))
-    stored = req.get("stored")
-    if stored and _current.get("digest") == stored:
-        _stored = set(_current["paths"])
-    racy = time.time_ns() - RACY_NS
-    entries: list = []
-    paths: dict = {}  # sha256 -> (path, size) of its first file
-    cache: dict = {}
-    files = dirs = links = taken = hashed = 0
-    skipped: list = []
-    skipped_count = skipped_bytes = 0
-    for rel, st in walk(root):
-        mode = st.st_mode
-        if stat.S_ISDIR(mode):
-            entries.append([rel, "d", stat.S_IMODE(mode), st.st_mtime_ns])
-            dirs += 1
-        elif stat.S_ISLNK(mode):
+class _Tree:
+    """One manifest in the making: each directory's tree (its entries, a subdirectory by its
+    tree's hash), hashing only the files whose stat changed since the last manifest."""
+
+    def __init__(self, root: str, budget: int) -> None:
+        self.root = root
+        self.budget = budget
+        self.racy = time.time_ns() - RACY_NS
+        self.paths: dict = {}  # sha256 -> (path, size) of its first file
+        self.trees: dict = {}  # sha256 -> a directory's tree (JSON bytes)
+        self.cache: dict = {}  # the next manifest's hash cache
+        self.dirs_cache: dict = {}  # path -> (entries, sha256, bytes) of its tree
+        self.files = self.dirs = self.links = self.taken = self.hashed = self.entries = 0
+        self.skipped: list = []
+        self.skipped_count = self.skipped_bytes = 0
+
+    def skip(self, rel: str, size: int) -> None:
+        self.skipped_count += 1
+        self.skipped_bytes += size
+        if len(self.skipped) < LISTED_SKIPS:
+            self.skipped.append(rel)
+
+    def file(self, rel: str, st: os.stat_result) -> str | None:
+        if self.taken + st.st_size > self.budget:
+            self.skip(rel, st.st_size)
+            return None
+        key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        hit = _cache.get(rel)
+        if hit is not None and hit[0] == key:
+            digest, still = hit[1], True
+        else:
+            found = _hash_file(os.path.join(self.root, rel), st)
+            if found is None:
+                return None
+            digest, still = found
+            self.hashed += 1
+        if still and st.st_ctime_ns < self.racy:
+            self.cache[rel] = (key, digest)
+        self.paths.setdefault(digest, (rel, st.st_size))
+        self.files += 1
+        self.taken += st.st_size
+        return digest
+
+    def tree(self, rel: str, depth: int) -> str:
+        """The hash of ``rel``'s tree, its content walked in name order (files past the budget
+        and directories deeper than MAX_DEPTH are left out, listed)."""
+        try:
+            with os.scandir(os.path.join(self.root, rel) if rel else self.root) as it:
+                items = sorted(it, key=lambda e: e.name)
+        except OSError:
+            items = []
+        entries: list = []
+        for item in items:
+            if self.entries >= MAX_ENTRIES:
+                break
+            self.entries += 1
+            child = f"{rel}/{item.name}" if rel else item.name
             try:
-                target = os.readlink(os.path.join(root, rel))
+                st = item.stat(follow_symlinks=False)
             except OSError:
                 continue
-            entries.append([rel, "l", 0, st.st_mtime_ns, target])
-            links += 1
-        elif stat.S_ISREG(mode):
-            if taken + st.st_size > budget:
-                skipped_count += 1
-                skipped_bytes += st.st_size
-                if len(skipped) < LISTED_SKIPS:
-                    skipped.append(rel)
-                continue
-            key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-            hit = _cache.get(rel)
-            if hit is not None and hit[0] == key:
-                digest, still = hit[1], True
-            else:
-                found = _hash_file(os.path.join(root, rel), st)
-                if found is None:
+            mode = st.st_mode
+            if stat.S_ISDIR(mode):
+                if depth >= MAX_DEPTH:
+                    self.skip(child, 0)
                     continue
-                digest, still = found
-                hashed += 1
-            if still and st.st_ctime_ns < racy:
-                cache[rel] = (key, digest)
-            entries.append([rel, "f", stat.S_IMODE(mode), st.st_mtime_ns, st.st_size, digest])
-            paths.setdefault(digest, (rel, st.st_size))
-            files += 1
-            taken += st.st_size
-    _cache = cache
-    if entries != _current.get("entries"):  # unchanged: the last one's bytes and digest stand
-        data = json.dumps({"v": 1, "entries": entries}, separators=(",", ":")).encode()
-        digest = _sha256()
-        digest.update(data)
-        _current = {"digest": digest.hexdigest(), "data": data, "paths": paths, "entries": entries}
-    if stored and stored == _current["digest"]:
-        _stored = set(paths)
-    new = [[h, size] for h, (_, size) in paths.items() if h not in _stored]
+                subtree = self.tree(child, depth + 1)
+                entries.append([item.name, "d", stat.S_IMODE(mode), st.st_mtime_ns, subtree])
+                self.dirs += 1
+            elif stat.S_ISLNK(mode):
+                try:
+                    target = os.readlink(os.path.join(self.root, child))
+                except OSError:
+                    continue
+                entries.append([item.name, "l", 0, st.st_mtime_ns, target])
+                self.links += 1
+            elif stat.S_ISREG(mode):
+                digest = self.file(child, st)
+                if digest is not None:
+                    mtime = st.st_mtime_ns
+                    entries.append([item.name, "f", stat.S_IMODE(mode), mtime, st.st_size, digest])
+        last = _dirs.get(rel)
+        if last is not None and last[0] == entries:  # unchanged: no JSON, no hash
+            _, digest, data = last
+        else:
+            data = json.dumps({"v": 2, "entries": entries}, separators=(",", ":")).encode()
+            hasher = _sha256()
+            hasher.update(data)
+            digest = hasher.hexdigest()
+        self.dirs_cache[rel] = (entries, digest, data)
+        self.trees[digest] = data
+        return digest
+
+
+def op_manifest(root: str, req: dict) -> dict:
+    """The workspace's manifest (kept for ``send``): its root tree's hash, and the blobs (file
+    content, trees) new since the manifest the worker last confirmed stored (``stored``)."""
+    global _cache, _dirs, _current, _stored
+    started = time.perf_counter()
+    stored = req.get("stored")
+    if stored and _current.get("digest") == stored:
+        _stored = set(_current["blobs"])
+    made = _Tree(root, int(req.get("budget", 0)))
+    digest = made.tree("", 0)
+    _cache, _dirs = made.cache, made.dirs_cache
+    blobs = {h: size for h, (_, size) in made.paths.items()}
+    blobs.update((h, len(data)) for h, data in made.trees.items())
+    _current = {"digest": digest, "paths": made.paths, "trees": made.trees, "blobs": blobs}
+    if stored and stored == digest:
+        _stored = set(blobs)
+    new = [[h, size] for h, size in blobs.items() if h not in _stored]
     return {
-        "digest": _current["digest"],
-        "files": files,
-        "dirs": dirs,
-        "links": links,
-        "entries": len(entries),
-        "raw_bytes": taken,
-        "manifest_bytes": len(_current["data"]),
-        "hashed": hashed,
+        "digest": digest,
+        "files": made.files,
+        "dirs": made.dirs,
+        "links": made.links,
+        "entries": made.entries,
+        "raw_bytes": made.taken,
+        "trees": len(made.trees),
+        "manifest_bytes": sum(len(data) for data in made.trees.values()),
+        "hashed": made.hashed,
         "new": new[:LISTED_NEW],
         "new_count": len(new),
-        "skipped": skipped,
-        "skipped_count": skipped_count,
-        "skipped_bytes": skipped_bytes,
+        "skipped": made.skipped,
+        "skipped_count": made.skipped_count,
+        "skipped_bytes": made.skipped_bytes,
         "manifest_ms": round((time.perf_counter() - started) * 1000, 2),
     }
 
@@ -157,42 +215,48 @@ def _send_all(fd: int, data: bytes) -> None:
 
 
 def op_send(root: str, req: dict, reply_fd: int) -> None:
-    """Answer on ``reply_fd``: a header line (the manifest's size, the blobs that follow), the
-    last manifest, then each wanted file's content, exactly its manifest size (cut or padded if
-    it changed since: the worker's own hash of it then tells)."""
+    """Answer on ``reply_fd``: a header line (the blobs that follow), then each wanted blob: a
+    tree from memory, a file's content exactly its manifest size (cut or padded if it changed
+    since: the worker's own hash of it then tells)."""
     paths = _current.get("paths", {})
+    trees = _current.get("trees", {})
     if req.get("list_new"):
-        new = [[h, size] for h, (_, size) in paths.items() if h not in _stored]
+        blobs = _current.get("blobs", {})
+        new = [[h, size] for h, size in blobs.items() if h not in _stored]
         _send_all(reply_fd, json.dumps({"ok": True, "new": new}).encode() + b"\n")
         return
-    wanted = [h for h in req.get("hashes", []) if h in paths]
-    blobs = [[h, paths[h][1]] for h in wanted]
-    data = _current.get("data", b"")
-    header = {"ok": True, "digest": _current.get("digest"), "manifest": len(data), "blobs": blobs}
+    wanted = [h for h in req.get("hashes", []) if h in trees or h in paths]
+    sizes = [[h, len(trees[h]) if h in trees else paths[h][1]] for h in wanted]
+    header = {"ok": True, "digest": _current.get("digest"), "blobs": sizes}
     _send_all(reply_fd, json.dumps(header).encode() + b"\n")
-    _send_all(reply_fd, data)
-    for h, size in blobs:
-        rel = paths[h][0]
-        try:
-            fd = open_regular(os.path.join(root, rel), rel, os.O_RDONLY)
-        except (OpError, OSError):
-            fd = -1
-        left = size
-        try:
-            while fd >= 0 and left > 0:
-                try:
-                    sent = os.sendfile(reply_fd, fd, None, min(left, 1 << 20))
-                except InterruptedError:
-                    continue
-                if sent == 0:
-                    break
-                left -= sent
-        finally:
-            if fd >= 0:
-                os.close(fd)
-        while left > 0:  # it shrank or went: zeros, which cannot match its hash
-            _send_all(reply_fd, b"\0" * min(left, 1 << 16))
-            left -= min(left, 1 << 16)
+    for h, size in sizes:
+        if h in trees:
+            _send_all(reply_fd, trees[h])
+        else:
+            _send_file(root, paths[h][0], size, reply_fd)
+
+
+def _send_file(root: str, rel: str, size: int, reply_fd: int) -> None:
+    try:
+        fd = open_regular(os.path.join(root, rel), rel, os.O_RDONLY)
+    except (OpError, OSError):
+        fd = -1
+    left = size
+    try:
+        while fd >= 0 and left > 0:
+            try:
+                sent = os.sendfile(reply_fd, fd, None, min(left, 1 << 20))
+            except InterruptedError:
+                continue
+            if sent == 0:
+                break
+            left -= sent
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    while left > 0:  # it shrank or went: zeros, which cannot match its hash
+        _send_all(reply_fd, b"\0" * min(left, 1 << 16))
+        left -= min(left, 1 << 16)
 
 
 def _read_exactly(fd: int, size: int) -> bytes:

@@ -35,7 +35,7 @@ from backends.base import tool
 from backends.host import ToolCallError
 from backends.jail import JailedProcess
 from backends.jail_settings import ControlError, FileOpError
-from backends.workspace_store import BlobStore, Owner, default_store
+from backends.workspace_store import BlobStore, Owner, default_store, flatten
 from backends.workspace_sync import Inconsistent, list_new, receive, restore
 from contract import ErrorCode
 
@@ -191,8 +191,10 @@ class Workspace:
         if found["new_count"] > len(new):
             new = await list_new(box, SNAPSHOT_TIMEOUT)
         lacking = await asyncio.to_thread(store.missing, [h for h, _ in new])
-        manifest, stored_bytes = await receive(box, store, lacking, SNAPSHOT_TIMEOUT)
-        digest = await asyncio.to_thread(store.put, manifest)
+        stored_bytes = await receive(box, store, lacking, SNAPSHOT_TIMEOUT)
+        digest = str(found["digest"])
+        if await asyncio.to_thread(store.missing, [digest], touch=False):
+            raise Inconsistent("the manifest's root tree did not reach the store")
         await asyncio.to_thread(store.add_root, _owner(), digest)
         self._digest = self._stored = digest
         took = (time.perf_counter() - started) * 1000
@@ -203,7 +205,7 @@ class Workspace:
             "hashed": found.get("hashed"),
             "blobs_new": len(lacking),
             "bytes_new": stored_bytes,
-            "manifest_bytes": len(manifest),
+            "manifest_bytes": found.get("manifest_bytes"),
         }
         return {
             "format": FORMAT,
@@ -236,10 +238,10 @@ class Workspace:
             store = self.store
             # A root of this session first: its blobs stay even when the one that made them goes.
             await asyncio.to_thread(store.add_root, _owner(), digest)
-            manifest = await asyncio.to_thread(store.read, digest)
+            flat = await asyncio.to_thread(flatten, store, digest)
             started = time.perf_counter()
             async with _heartbeats():
-                await restore(box, store, manifest, RESTORE_TIMEOUT)
+                await restore(box, store, flat, RESTORE_TIMEOUT)
             self.last = {"restore_ms": round((time.perf_counter() - started) * 1000, 1)}
             self._stored = digest
         else:  # "tar+gzip": a snapshot of the earlier format, in an old history

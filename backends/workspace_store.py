@@ -3,9 +3,9 @@
 A folder beside the payload store's (``$SESSIONS_WORKSPACE_STORE``, else ``workspaces/`` in the
 folder of ``$SESSIONS_PAYLOAD_STORE``, else in the default payload folder)::
 
-    blobs/ab/ab12...ef        a file's content, named by its sha256 (a manifest is a blob too)
+    blobs/ab/ab12...ef        a file's content or a directory's tree, named by its sha256
     roots/w-<hash>/owner.json the session (server, namespace, workflow id) the roots below are of
-    roots/w-<hash>/<sha256>   an empty file: a manifest this session made or restored
+    roots/w-<hash>/<sha256>   an empty file: a manifest (root tree) this session made or restored
     roots/unowned/<sha256>    a manifest made outside any session (a bench, a test)
 
 Only the worker writes here; what a sandbox sends is hashed again before it is stored, so no
@@ -145,19 +145,58 @@ def default_store() -> BlobStore:
     return _store_at(store_dir())
 
 
-def manifest_hashes(data: bytes) -> list[str]:
-    """The distinct content hashes a manifest names, in the order of their first file."""
-    entries = json.loads(data)["entries"]
-    return list(dict.fromkeys(e[5] for e in entries if e[1] == "f"))
+def _tree(store: BlobStore, digest: str, seen: dict[str, list[Any]]) -> list[Any]:
+    if digest not in seen:
+        seen[digest] = json.loads(store.read(digest))["entries"]
+    return seen[digest]
 
 
-def manifest_sizes(data: bytes) -> list[tuple[str, int]]:
-    """(hash, size) of each distinct content of a manifest, in the order of its first file."""
+def flatten(store: BlobStore, root: str) -> list[list[Any]]:
+    """A manifest's entries with whole paths, in path order (directories before their
+    content): ``[path, "d", mode, mtime]``, ``[path, "l", 0, mtime, target]``,
+    ``[path, "f", mode, mtime, size, sha256]`` (what a restore streams into the jail)."""
+    flat: list[list[Any]] = []
+    seen: dict[str, list[Any]] = {}
+    stack: list[tuple[str, int, list[Any]]] = [("", 0, _tree(store, root, seen))]
+    while stack:
+        prefix, index, entries = stack.pop()
+        while index < len(entries):
+            entry = entries[index]
+            index += 1
+            path = f"{prefix}/{entry[0]}" if prefix else str(entry[0])
+            if entry[1] == "d":
+                flat.append([path, "d", entry[2], entry[3]])
+                stack.append((prefix, index, entries))
+                stack.append((path, 0, _tree(store, str(entry[4]), seen)))
+                break
+            flat.append([path, *entry[1:]])
+    return flat
+
+
+def content_sizes(flat: list[list[Any]]) -> list[tuple[str, int]]:
+    """(sha256, size) of each distinct file content of a flattened manifest, in the order of
+    its first file (the order a restore streams them in)."""
     sizes: dict[str, int] = {}
-    for entry in json.loads(data)["entries"]:
+    for entry in flat:
         if entry[1] == "f" and entry[5] not in sizes:
-            sizes[entry[5]] = int(entry[4])
+            sizes[str(entry[5])] = int(entry[4])
     return list(sizes.items())
+
+
+def reachable(store: BlobStore, root: str, marked: set[str]) -> None:
+    """Add to ``marked`` every blob of a manifest: its trees and the file content they name
+    (a tree already marked was walked already: forks share theirs)."""
+    stack = [root]
+    while stack:
+        digest = stack.pop()
+        if digest in marked:
+            continue
+        marked.add(digest)
+        for entry in json.loads(store.read(digest))["entries"]:
+            if entry[1] == "f":
+                marked.add(str(entry[5]))
+            elif entry[1] == "d":
+                stack.append(str(entry[4]))
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -230,11 +269,10 @@ def _mark_and_sweep(store: BlobStore, grace: float) -> int:
     marked: set[str] = set()
     for folder in _dirs(store.roots):
         for root in _files(folder):
-            marked.add(root.name)
             try:
-                marked.update(manifest_hashes(store.read(root.name)))
+                reachable(store, root.name, marked)
             except (OSError, ValueError, KeyError, IndexError, TypeError):
-                pass  # a manifest gone or unreadable: its blobs cannot be told apart
+                marked.add(root.name)  # a tree gone or unreadable: what it named goes
     before = time.time() - grace
     removed = 0
     for blob in _all_blobs(store):

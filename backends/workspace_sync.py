@@ -20,7 +20,7 @@ from typing import Any
 
 from backends.jail import JailedProcess
 from backends.jail_settings import FileOpError
-from backends.workspace_store import BlobStore, manifest_sizes
+from backends.workspace_store import BlobStore, content_sizes
 
 #: The size the transfer pipes ask for (Linux's default ceiling for an unprivileged process).
 PIPE_BYTES = 1 << 20
@@ -116,12 +116,9 @@ async def list_new(box: JailedProcess, timeout: float) -> list[tuple[str, int]]:
     return [(str(h), int(size)) for h, size in header["new"]]
 
 
-def _receive(reply: int, store: BlobStore) -> tuple[dict[str, Any], bytes, int]:
+def _receive(reply: int, store: BlobStore) -> tuple[dict[str, Any], int]:
     reader = _Reader(reply)
     header = reader.header()
-    manifest = reader.exactly(int(header["manifest"]))
-    if hashlib.sha256(manifest).hexdigest() != header.get("digest"):
-        raise Inconsistent("the manifest does not match its digest")
     stored = 0
     for digest, size in header["blobs"]:
         fd, tmp = store.temporary(str(digest))
@@ -140,7 +137,7 @@ def _receive(reply: int, store: BlobStore) -> tuple[dict[str, Any], bytes, int]:
             raise Inconsistent(f"a file changed while the snapshot was taken ({digest[:12]})")
         store.commit(tmp, str(digest))
         stored += int(size)
-    return header, manifest, stored
+    return header, stored
 
 
 def _write(fd: int, data: bytes) -> None:
@@ -149,21 +146,19 @@ def _write(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-async def receive(
-    box: JailedProcess, store: BlobStore, hashes: list[str], timeout: float
-) -> tuple[bytes, int]:
-    """The jail's last manifest, with the content of ``hashes`` put in the store (each hashed
-    again here); answers the manifest and the bytes stored. Raises :class:`Inconsistent`."""
+async def receive(box: JailedProcess, store: BlobStore, hashes: list[str], timeout: float) -> int:
+    """Put the blobs ``hashes`` of the jail's last manifest in the store (each hashed again
+    here); answers the bytes stored. Raises :class:`Inconsistent`."""
     reply, data_w = await _helper(box, {"op": "send"}, data=True, timeout=timeout)
-    _, manifest, stored = await asyncio.wait_for(
+    _, stored = await asyncio.wait_for(
         asyncio.to_thread(_ask_and_receive, data_w, hashes, reply, store), timeout
     )
-    return manifest, stored
+    return stored
 
 
 def _ask_and_receive(
     data_w: int, hashes: list[str], reply: int, store: BlobStore
-) -> tuple[dict[str, Any], bytes, int]:
+) -> tuple[dict[str, Any], int]:
     """Send the wanted hashes on the data pipe (the helper reads them all before it answers),
     then take the answer."""
     try:
@@ -176,11 +171,12 @@ def _ask_and_receive(
         os.close(reply)  # here, not in the caller: a timed-out caller leaves this thread be
 
 
-def _stream(data_w: int, store: BlobStore, manifest: bytes) -> None:
-    """The restore stream: header line, manifest, each distinct content once, in order."""
+def _stream(data_w: int, store: BlobStore, flat: list[list[Any]]) -> None:
+    """The restore stream: header line, the flattened manifest, each distinct content once."""
+    manifest = json.dumps({"entries": flat}, separators=(",", ":")).encode()
     _write(data_w, json.dumps({"manifest": len(manifest)}).encode() + b"\n")
     _write(data_w, manifest)
-    for digest, size in manifest_sizes(manifest):
+    for digest, size in content_sizes(flat):
         fd = os.open(store.path(digest), os.O_RDONLY)
         try:
             left = size
@@ -194,11 +190,11 @@ def _stream(data_w: int, store: BlobStore, manifest: bytes) -> None:
 
 
 async def restore(
-    box: JailedProcess, store: BlobStore, manifest: bytes, timeout: float
+    box: JailedProcess, store: BlobStore, flat: list[list[Any]], timeout: float
 ) -> dict[str, Any]:
-    """Fill the jail's (fresh) workspace from a manifest and the store's blobs."""
+    """Fill the jail's (fresh) workspace from a flattened manifest and the store's blobs."""
     reply, data_w = await _helper(box, {"op": "restore"}, data=True, timeout=timeout)
-    feeder = asyncio.create_task(asyncio.to_thread(_feed, data_w, store, manifest))
+    feeder = asyncio.create_task(asyncio.to_thread(_feed, data_w, store, flat))
     try:
         header = await asyncio.wait_for(asyncio.to_thread(_read_line, reply), timeout)
     finally:
@@ -207,9 +203,9 @@ async def restore(
     return header
 
 
-def _feed(data_w: int, store: BlobStore, manifest: bytes) -> None:
+def _feed(data_w: int, store: BlobStore, flat: list[list[Any]]) -> None:
     try:
-        _stream(data_w, store, manifest)
+        _stream(data_w, store, flat)
     except BrokenPipeError:
         pass  # the helper stopped reading: its answer says why
     finally:

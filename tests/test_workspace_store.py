@@ -25,7 +25,7 @@ from temporalio.client import Client
 
 from backends.bash import BashBackend
 from backends.host import BackendHost
-from backends.workspace_store import BlobStore, manifest_hashes, sweep_store
+from backends.workspace_store import BlobStore, reachable, sweep_store
 from client import Sandbox
 from contract import ErrorCode
 from runtime.payload_store import sweep_workspaces
@@ -45,9 +45,16 @@ LISTING = (
 
 
 def _manifest(*contents: bytes, store: BlobStore) -> str:
-    entries = [[f"f{i}", "f", 0o644, 0, len(c), store.put(c)] for i, c in enumerate(contents)]
+    """A manifest of a directory ``d`` holding one file per content."""
+    files = [[f"f{i}", "f", 0o644, 0, len(c), store.put(c)] for i, c in enumerate(contents)]
+    tree = store.put(json.dumps({"v": 2, "entries": files}).encode())
+    return store.put(json.dumps({"v": 2, "entries": [["d", "d", 0o755, 0, tree]]}).encode())
 
-    return store.put(json.dumps({"v": 1, "entries": entries}).encode())
+
+def _blobs_of(store: BlobStore, manifest: str) -> set[str]:
+    marked: set[str] = set()
+    reachable(store, manifest, marked)
+    return marked
 
 
 def _age(store: BlobStore, digest: str, seconds: float) -> None:
@@ -67,7 +74,7 @@ async def test_the_sweep_keeps_blobs_a_kept_session_names_and_drops_the_rest(
     store.add_root(parent, gone)
     store.add_root(child, kept)
     store.put(fresh)  # no manifest names it yet: a snapshot in flight
-    for digest in (gone, kept, *manifest_hashes(store.read(gone))):
+    for digest in _blobs_of(store, gone) | _blobs_of(store, kept):
         _age(store, digest, 7200)
 
     async def judge(owner: dict[str, Any] | None) -> float | None:
@@ -79,7 +86,7 @@ async def test_the_sweep_keeps_blobs_a_kept_session_names_and_drops_the_rest(
     names = {hashlib.sha256(c).hexdigest(): c for c in (shared, mine, fresh)}
     assert {names[h] for h in have if h in names} == {shared, fresh}
     assert kept in have and gone not in have
-    assert removed == 2  # the parent's manifest and the content only it named
+    assert removed == 3  # the parent's two trees and the content only it named
     assert len(list((tmp_path / "roots").iterdir())) == 1  # the parent's roots went
 
 
@@ -94,12 +101,12 @@ async def test_a_closed_session_loses_its_roots_and_a_running_one_keeps_them(
     for owner, content in ((live, b"live"), (unknown, b"unknown")):
         manifest = _manifest(content, store=store)
         store.add_root(owner, manifest)
-        for digest in (manifest, *manifest_hashes(store.read(manifest))):
+        for digest in _blobs_of(store, manifest):
             _age(store, digest, 7200)
     assert await sweep_workspaces(client, store, retention=0) == 0  # running; unknown but new
     await sandbox.destroy_session("bash")
     await client.get_workflow_handle(live[2]).result()
-    assert await sweep_workspaces(client, store, retention=0) == 2  # its manifest and content
+    assert await sweep_workspaces(client, store, retention=0) == 3  # its trees and content
     assert not store.path(hashlib.sha256(b"live").hexdigest()).exists()
     assert store.path(hashlib.sha256(b"unknown").hexdigest()).exists()
 
@@ -157,10 +164,11 @@ async def test_a_snapshot_stores_only_what_changed_and_restores_into_other_sessi
         snapshot = await backend.snapshot(parent)
         changed = snapshot["workspace"]
         times.append((time.perf_counter() - started) * 1000)
-        assert changed["blobs_new"] == 1 and changed["bytes_new"] == len(
-            "mod 7\n" + "".join(f"change {j}\n" for j in range(i + 1))
-        )
-    assert _blob_count(store) == blobs + 2 * 5  # each: the changed file and a manifest
+        # The file, and the trees of proj/src, proj and the root: the rest is the store's.
+        assert changed["blobs_new"] == 4, changed
+        content = len("mod 7\n" + "".join(f"change {j}\n" for j in range(i + 1)))
+        assert content < changed["bytes_new"] < content + 40_000, changed
+    assert _blob_count(store) == blobs + 4 * 5
     print(f"one-file change, 303 files / 6 MB: snapshot p50 {statistics.median(times):.1f} ms")
     assert statistics.median(times) < 250  # the target is ~50 ms; a loaded machine's margin
     expected = await run(parent, LISTING)
