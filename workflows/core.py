@@ -387,7 +387,8 @@ class SessionCore:
         """The input continue-as-new starts the next run with: this one's state, carried."""
         self.state.status = self.life.status
         self.state.output_stream = output
-        return self.input.model_copy(update={"carried": self.state})
+        # A fork's start snapshot is in the state now (or a newer one): not carried twice.
+        return self.input.model_copy(update={"carried": self.state, "restore": None})
 
     # --- state helpers -----------------------------------------------------------------------
 
