@@ -33,7 +33,7 @@ from agents.sandbox.errors import (
     PtySessionNotFoundError,
     WorkspaceReadNotFoundError,
 )
-from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
+from agents.testing import ScriptedModel, assistant_message, function_call
 from openai.types.responses import ResponseCustomToolCall
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
@@ -41,6 +41,7 @@ from temporalio.testing import ActivityEnvironment
 from integrations.agents_sandbox import (
     DurableSessionsSandboxClient,
     DurableSessionsSandboxClientOptions,
+    DurableSessionsSandboxSession,
 )
 from tests.processes import WorkerProcess
 
@@ -192,7 +193,7 @@ async def test_a_killed_agent_process_is_resumed_on_the_same_session(
         assert child.stdout is not None
         line = await asyncio.wait_for(child.stdout.readline(), 60)
         assert line.strip() == b"SLEEPING", line
-        await asyncio.sleep(1)  # the command is running in the session
+        await asyncio.sleep(1.5)  # the call reaches the session: its command runs
         workflow_id = f"{sandbox_id}:bash"
         before = await run_id(client, workflow_id)
         child.send_signal(signal.SIGKILL)
@@ -327,10 +328,16 @@ async def _child(address: str, sandbox_id: str, state_file: str) -> None:
     session = await provider.create(options=options)
     Path(state_file).write_text(json.dumps(provider.serialize_session_state(session.state)))
 
-    def announce(_call: Any) -> Any:
-        print("SLEEPING", flush=True)
-        return [shell_call("c3", "sleep 4; echo late > late.txt", wait_ms=60_000)]
+    inner = session._inner
+    assert isinstance(inner, DurableSessionsSandboxSession)
+    send = inner.call
 
+    async def announced(action: str, params: dict[str, Any]) -> dict[str, Any]:
+        if "late.txt" in str(params.get("command")):  # tell the test as the command is sent
+            print("SLEEPING", flush=True)
+        return await send(action, params)
+
+    inner.call = announced  # type: ignore[method-assign]
     setup = (
         "mkdir -p proj && cd proj && export RUN_MARK=alpha && python3 ../notes/hello.py > out.txt"
     )
@@ -338,7 +345,7 @@ async def _child(address: str, sandbox_id: str, state_file: str) -> None:
         [
             [patch_call("c1", PATCH)],
             [shell_call("c2", setup)],
-            ModelStep.respond(announce),
+            [shell_call("c3", "sleep 4; echo late > late.txt", wait_ms=60_000)],
             [assistant_message("never reached")],
         ]
     )
