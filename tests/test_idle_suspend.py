@@ -33,20 +33,23 @@ async def _wait_for_status(sb: Sandbox, status: str) -> dict[str, Any]:
 
 
 async def _write_suspend_resume_loop(
-    sb: Sandbox, between: Any = None, *, rounds: int = ROUNDS
+    sb: Sandbox, between: Any = None, *, before: Any = None, rounds: int = ROUNDS
 ) -> None:
     """Each round writes a file, waits for the suspend, then the next call resumes the
-    session and finds every file written so far with its content."""
+    session and finds every file written so far with its content. ``before`` runs while the
+    session goes idle, ``between`` once it is paused."""
     for i in range(rounds):
         # Absolute paths: the working directory comes back too (the listing's cd).
         command = f"mkdir -p /workspace/n && echo content-{i} > /workspace/n/f{i}"
         wrote = await sb.execute("bash:run", {"command": command})
         assert wrote["code"] == 0, wrote
-        before = await sb.describe_session("bash")
-        assert before is not None
+        view = await sb.describe_session("bash")
+        assert view is not None
+        if before is not None:
+            await before()
         paused = await _wait_for_status(sb, "paused")
         assert paused["suspended"] and paused["session_id"] is None, paused
-        assert paused["deadline"] == before["deadline"]  # suspending moves no deadline
+        assert paused["deadline"] == view["deadline"]  # suspending moves no deadline
         if between is not None:
             await between()
         answer = await sb.execute(
@@ -78,14 +81,18 @@ async def test_every_write_survives_suspends_with_the_worker_killed_while_paused
     sb = await Sandbox(new_sandbox_id("susp-kill"), client=client, task_queue=queue).start()
     await sb.create_session("bash", idle_suspend_seconds=SUSPEND_AFTER)
     current = [holder]
+    successors: list[asyncio.Task[WorkerProcess]] = []
+
+    async def start_a_successor() -> None:  # while the session goes idle
+        successors.append(asyncio.create_task(start_on(address, queue, workers)))
 
     async def kill_the_worker() -> None:
-        successor = await start_on(address, queue, workers)
+        successor = await successors.pop()
         await current[0].kill()
         current[0] = successor
 
     try:
-        await _write_suspend_resume_loop(sb, kill_the_worker)
+        await _write_suspend_resume_loop(sb, kill_the_worker, before=start_a_successor)
     finally:
         await sb.destroy_session("bash")
 
