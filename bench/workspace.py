@@ -71,8 +71,7 @@ async def _size(backend: BashBackend, host: BackendHost, megabytes: int) -> str:
             command = f"echo change {megabytes} $RANDOM$RANDOM >> /workspace/repo/src/m1.py"
             await host.invoke("bash:run", {"command": command}, info)
 
-        snaps, unchanged, stored = [], [], []
-        manifest = 0
+        snaps, unchanged, stored, stored_bytes = [], [], [], []
         latest: dict[str, Any] = {}
         for _ in range(CHANGES):
             await change()
@@ -82,7 +81,7 @@ async def _size(backend: BashBackend, host: BackendHost, megabytes: int) -> str:
             assert snapshot is not None, "a change makes a snapshot"
             latest = snapshot
             stored.append(workspace.last.get("blobs_new", 0))
-            manifest = workspace.last.get("manifest_bytes", manifest)
+            stored_bytes.append(workspace.last.get("bytes_new", 0))
             await host.invoke("bash:run", {"command": "true"}, info)
             started = time.perf_counter()
             assert await backend.snapshot(info) is None
@@ -97,8 +96,9 @@ async def _size(backend: BashBackend, host: BackendHost, megabytes: int) -> str:
         return (
             f"| {total / 1e6:.0f} MB, {entries} entries | {first:.0f} ms | "
             f"{statistics.median(snaps):.1f} / {_p(snaps, 0.95):.1f} ms | "
-            f"{statistics.median(unchanged):.1f} ms | {manifest / 1000:.0f} kB | "
-            f"{statistics.median(restores):.0f} ms | {max(stored)} |"
+            f"{statistics.median(unchanged):.1f} ms | {max(stored)} blobs, "
+            f"{statistics.median(stored_bytes) / 1000:.1f} kB | "
+            f"{statistics.median(restores):.0f} ms |"
         )
     finally:
         for other in others:
@@ -114,9 +114,9 @@ async def main() -> None:
         host = BackendHost([backend])
         print(
             "| workspace | first snapshot | one-file change: snapshot p50 / p95 | "
-            "nothing changed | manifest | restore (p50) | blobs stored per change, at most |"
+            "nothing changed | stored per change | restore (p50) |"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- |")
         for megabytes in sizes:
             print(await _size(backend, host, megabytes), flush=True)
         info = await backend.initialize("bench", {})
