@@ -26,6 +26,7 @@ from temporalio.client import Client
 from backends.bash import BashBackend
 from backends.host import BackendHost
 from backends.workspace_store import BlobStore, reachable, sweep_store
+from backends.workspace_sync import Inconsistent, receive
 from client import Sandbox
 from contract import ErrorCode
 from runtime.payload_store import sweep_workspaces
@@ -182,6 +183,24 @@ async def test_a_snapshot_stores_only_what_changed_and_restores_into_other_sessi
     await run(forks[0], "echo mine > proj/only-here")
     assert "only-here" not in await run(forks[1], "ls proj")
     assert "only-here" not in await run(parent, "ls proj")
+
+
+async def test_content_that_changed_after_it_was_hashed_is_not_stored(bash: Any) -> None:
+    backend, session, run, store = bash
+    info = await session()
+    await run(info, "echo first > f")
+    box = info["shell"].box
+    assert box is not None
+    found, _ = await box.request("manifest", budget=1 << 30)
+    await run(info, "echo other > f")  # same size, other bytes: the jail's hash is stale now
+    wanted = [h for h, _ in found["new"]]
+    with pytest.raises(Inconsistent):
+        await receive(box, store, wanted, 30)
+    assert store.missing([hashlib.sha256(b"first\n").hexdigest()], touch=False)
+    assert store.missing([hashlib.sha256(b"other\n").hexdigest()], touch=False)
+    # The session's next snapshot takes the file as it is now.
+    snapshot = await backend.snapshot(info)
+    assert snapshot is not None and not store.missing([hashlib.sha256(b"other\n").hexdigest()])
 
 
 async def test_an_entry_of_the_earlier_format_still_restores(bash: Any) -> None:
