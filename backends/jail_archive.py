@@ -107,7 +107,8 @@ class _Tree:
             digest, still = hit[1], True
         else:
             found = _hash_file(os.path.join(self.root, rel), st)
-            if found is None:
+            if found is None:  # unreadable (mode 000), or gone meanwhile: listed
+                self.skip(rel, st.st_size)
                 return None
             digest, still = found
             self.hashed += 1
@@ -124,7 +125,9 @@ class _Tree:
         try:
             with os.scandir(os.path.join(self.root, rel) if rel else self.root) as it:
                 items = sorted(it, key=lambda e: e.name)
-        except OSError:
+        except OSError:  # unreadable: the directory is kept, empty; its path is listed
+            if rel:
+                self.skip(rel, 0)
             items = []
         entries: list = []
         for item in items:

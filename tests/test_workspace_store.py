@@ -203,6 +203,18 @@ async def test_content_that_changed_after_it_was_hashed_is_not_stored(bash: Any)
     assert snapshot is not None and not store.missing([hashlib.sha256(b"other\n").hexdigest()])
 
 
+async def test_what_a_snapshot_cannot_read_or_take_is_listed(bash: Any) -> None:
+    backend, session, run, _ = bash
+    info = await session()
+    info["workspace"].keep = 2_000_000  # as workspace_snapshot_mb would, smaller
+    await run(info, "echo no > closed && chmod 000 closed && mkdir shut && chmod 000 shut")
+    await run(info, "head -c 1500000 /dev/zero > a_big && head -c 800000 /dev/zero > b_past")
+    entry = (await backend.snapshot(info))["workspace"]
+    assert entry["skipped"] == ["b_past", "closed", "shut"], entry
+    assert entry["skipped_count"] == 3 and entry["skipped_bytes"] == 800_003, entry
+    assert entry["files"] == 1 and entry["raw_bytes"] == 1_500_000
+
+
 async def test_an_entry_of_the_earlier_format_still_restores(bash: Any) -> None:
     backend, session, run, _ = bash
     packed = io.BytesIO()
