@@ -3,8 +3,9 @@
 Side by side, one run: for workspaces of 8 MB, 100 MB and 500 MB (a virtual environment, a git
 repository of 300 source files in two commits, and random data files to the size), the first
 snapshot, then the snapshot after a one-file change (p50, p95), a call that changed nothing, and
-the restore into a fresh sandbox (a lost worker's replacement, a fork). Then a small file's write
-and read. The store is a temporary folder (``$SESSIONS_WORKSPACE_STORE``). ``--quick``: 8 MB only.
+the restore into a fresh sandbox (a lost worker's replacement, a fork), the sizes interleaved
+round by round. Then a small file's write and read. The store is a temporary folder
+(``$SESSIONS_WORKSPACE_STORE``). ``--quick``: 8 MB only.
 """
 
 from __future__ import annotations
@@ -50,60 +51,80 @@ def _p(times: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _size(backend: BashBackend, host: BackendHost, megabytes: int) -> str:
-    info = await backend.initialize("bench", {})
-    others: list[dict[str, Any]] = []
-    try:
-        venv = "python3 -m venv venv >/dev/null; " if megabytes >= 100 else ""
-        base = 25 if venv else 1
-        data = max(1, megabytes - base)
+class _Size:
+    """One workspace size: its session, what it measured."""
+
+    def __init__(self, backend: BashBackend, host: BackendHost, megabytes: int) -> None:
+        self.backend, self.host, self.megabytes = backend, host, megabytes
+        self.info: dict[str, Any] = {}
+        self.others: list[dict[str, Any]] = []
+        self.snaps: list[float] = []
+        self.unchanged: list[float] = []
+        self.restores: list[float] = []
+        self.stored: list[int] = []
+        self.stored_bytes: list[int] = []
+        self.latest: dict[str, Any] = {}
+        self.first = 0.0
+        self.total = self.entries = 0
+
+    async def make(self) -> None:
+        self.info = await self.backend.initialize("bench", {})
+        venv = "python3 -m venv venv >/dev/null; " if self.megabytes >= 100 else ""
+        data = max(1, self.megabytes - (25 if venv else 1))
         files = max(1, data // 10)
         command = MAKE.format(venv=venv, files=files, chunk=data * 1_000_000 // files)
-        made = await host.invoke("bash:run", {"command": command, "timeout": 600}, info)
-        total, entries = (int(x) for x in made.data["stdout"].split())
-        workspace = info["workspace"]
+        made = await self.host.invoke("bash:run", {"command": command, "timeout": 600}, self.info)
+        self.total, self.entries = (int(x) for x in made.data["stdout"].split())
         started = time.perf_counter()
-        await backend.snapshot(info)
-        first = (time.perf_counter() - started) * 1000
-        await asyncio.sleep(0.3)  # past the racy window: the next snapshots hash only changes
+        await self.backend.snapshot(self.info)
+        self.first = (time.perf_counter() - started) * 1000
 
-        async def change() -> None:  # content no other size made: each change is new
-            command = f"echo change {megabytes} $RANDOM$RANDOM >> /workspace/repo/src/m1.py"
-            await host.invoke("bash:run", {"command": command}, info)
+    async def change(self) -> None:
+        """A one-file change (content no other size made), its snapshot, then a call that
+        changes nothing and its snapshot."""
+        command = f"echo change {self.megabytes} $RANDOM$RANDOM >> /workspace/repo/src/m1.py"
+        await self.host.invoke("bash:run", {"command": command}, self.info)
+        started = time.perf_counter()
+        snapshot = await self.backend.snapshot(self.info)
+        self.snaps.append((time.perf_counter() - started) * 1000)
+        assert snapshot is not None, "a change makes a snapshot"
+        self.latest = snapshot
+        last = self.info["workspace"].last
+        self.stored.append(last.get("blobs_new", 0))
+        self.stored_bytes.append(last.get("bytes_new", 0))
+        await self.host.invoke("bash:run", {"command": "true"}, self.info)
+        started = time.perf_counter()
+        assert await self.backend.snapshot(self.info) is None
+        self.unchanged.append((time.perf_counter() - started) * 1000)
 
-        snaps, unchanged, stored, stored_bytes = [], [], [], []
-        latest: dict[str, Any] = {}
-        for _ in range(CHANGES):
-            await change()
-            started = time.perf_counter()
-            snapshot = await backend.snapshot(info)
-            snaps.append((time.perf_counter() - started) * 1000)
-            assert snapshot is not None, "a change makes a snapshot"
-            latest = snapshot
-            stored.append(workspace.last.get("blobs_new", 0))
-            stored_bytes.append(workspace.last.get("bytes_new", 0))
-            await host.invoke("bash:run", {"command": "true"}, info)
-            started = time.perf_counter()
-            assert await backend.snapshot(info) is None
-            unchanged.append((time.perf_counter() - started) * 1000)
-        restores = []
-        for _ in range(RESTORES):
-            other = await backend.initialize("bench", {})
-            others.append(other)
-            started = time.perf_counter()
-            await backend.restore(other, latest)
-            restores.append((time.perf_counter() - started) * 1000)
+    async def restore(self) -> None:
+        other = await self.backend.initialize("bench", {})
+        self.others.append(other)
+        started = time.perf_counter()
+        await self.backend.restore(other, self.latest)
+        self.restores.append((time.perf_counter() - started) * 1000)
+
+    def row(self) -> str:
         return (
-            f"| {total / 1e6:.0f} MB, {entries} entries | {first:.0f} ms | "
-            f"{statistics.median(snaps):.1f} / {_p(snaps, 0.95):.1f} ms | "
-            f"{statistics.median(unchanged):.1f} ms | {max(stored)} blobs, "
-            f"{statistics.median(stored_bytes) / 1000:.1f} kB | "
-            f"{statistics.median(restores):.0f} ms |"
+            f"| {self.total / 1e6:.0f} MB, {self.entries} entries | {self.first:.0f} ms | "
+            f"{statistics.median(self.snaps):.1f} / {_p(self.snaps, 0.95):.1f} ms | "
+            f"{statistics.median(self.unchanged):.1f} ms | {max(self.stored)} blobs, "
+            f"{statistics.median(self.stored_bytes) / 1000:.1f} kB | "
+            f"{statistics.median(self.restores):.0f} ms |"
         )
-    finally:
-        for other in others:
-            await backend.cleanup("bench", other)
-        await backend.cleanup("bench", info)
+
+    async def close(self) -> None:
+        for info in [*self.others, self.info]:
+            if info:
+                await self.backend.cleanup("bench", info)
+
+
+async def _interleaved(sizes: list[_Size], step: str, rounds: int) -> None:
+    """``step`` of every size in turn, the order rotated each round: a shared machine's load
+    shifts during a run, and weighs on every size alike."""
+    for round_ in range(rounds):
+        for size in sizes[round_ % len(sizes) :] + sizes[: round_ % len(sizes)]:
+            await getattr(size, step)()
 
 
 async def main() -> None:
@@ -117,8 +138,18 @@ async def main() -> None:
             "nothing changed | stored per change | restore (p50) |"
         )
         print("| --- | --- | --- | --- | --- | --- |")
-        for megabytes in sizes:
-            print(await _size(backend, host, megabytes), flush=True)
+        measured = [_Size(backend, host, megabytes) for megabytes in sizes]
+        try:
+            for size in measured:
+                await size.make()
+            await asyncio.sleep(0.3)  # past the racy window: snapshots hash only changes
+            await _interleaved(measured, "change", CHANGES)
+            await _interleaved(measured, "restore", RESTORES)
+            for size in measured:
+                print(size.row())
+        finally:
+            for size in measured:
+                await size.close()
         info = await backend.initialize("bench", {})
         write = {"path": "small.txt", "content": "x" * 1000}
         writes = await _timed(lambda: host.invoke("bash:write_file", write, info), 50)
