@@ -209,3 +209,19 @@ async def test_fork_and_suspend_histories_replay(client: Client, worker: WorkerP
     for name, sb in (("fork_suspend_resume_parent", parent), ("fork_child", child)):
         history = await client.get_workflow_handle(f"{sb.sandbox_id}:bash").fetch_history()
         await replay(history, name)
+
+
+async def test_a_code_child_replays_the_parents_cells(
+    client: Client, worker: WorkerProcess
+) -> None:
+    """With ``restore: replay`` a child's interpreter has the parent's names (docs say so)."""
+    parent = await Sandbox(new_sandbox_id("fork-code"), client=client).start()
+    await parent.create_session("code", {"restore": "replay"})
+    try:
+        assert (await parent.execute("code:execute", {"code": "x = 41"}))["code"] == 0
+        (child,) = await parent.fork("code", n=1)
+        answer = await child.execute("code:execute", {"code": "x + 1"})
+        assert answer["code"] == 0 and answer["data"]["result"] == "42", answer
+        await child.destroy_session("code")
+    finally:
+        await parent.destroy_session("code")
