@@ -75,6 +75,7 @@ class BlobStore:
         self.root = root
         self.blobs = root / "blobs"
         self.roots = root / "roots"
+        self._fans: set[str] = set()  # blob folders known to exist (a sweep never removes one)
 
     def path(self, digest: str) -> Path:
         if not _HASH.fullmatch(digest):
@@ -100,7 +101,9 @@ class BlobStore:
     def temporary(self, digest: str) -> tuple[int, Path]:
         """A descriptor to write a blob's content to, and its temporary path (see commit)."""
         final = self.path(digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        if digest[:2] not in self._fans:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._fans.add(digest[:2])
         tmp = final.with_name(f".{digest}.{os.getpid()}.{time.monotonic_ns()}.tmp")
         return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), tmp
 
