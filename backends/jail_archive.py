@@ -210,7 +210,7 @@ def op_manifest(root: str, req: dict) -> dict:
     }
 
 
-def _send_all(fd: int, data: bytes) -> None:
+def _send_all(fd: int, data: bytes | bytearray) -> None:
     view = memoryview(data)
     while view:
         try:
