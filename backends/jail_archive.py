@@ -30,8 +30,9 @@ from jail_files import MAX_ENTRIES, OpError, locate, open_regular, write_all
 
 #: Names of skipped files a manifest's answer lists (the count is always given).
 LISTED_SKIPS = 20
-#: Hashes of new content a ``manifest`` answer carries at most (the rest: ``op_new``).
-LISTED_NEW = 2000
+#: Hashes of new blobs a ``manifest`` answer carries at most (the rest: ``send`` with
+#: ``list_new``): one control message must stay within the socket's buffer (~208 kB).
+LISTED_NEW = 500
 #: A file changed this recently (ns) may change again within the clock's tick with the same
 #: size and mtime: its hash is not cached (git's "racily clean" files).
 RACY_NS = 200_000_000
