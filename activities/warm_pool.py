@@ -76,7 +76,9 @@ class WarmPool:
         now = time.monotonic()
         while taken and now - taken[0] > DEMAND_WINDOW:
             taken.popleft()
-        rate = len(taken) / DEMAND_WINDOW
+        # Takes a second over the time they span (a second at least): a config that just got
+        # busy is seen as busy at once, not after a whole window.
+        rate = len(taken) / min(DEMAND_WINDOW, max(1.0, now - taken[0]))
         start = self._start_seconds.get(backend.name, 0.1)
         # Little's law, twice over: what is taken while one is started (after the answer).
         wanted = math.ceil(2 * rate * (start + AFTER_THE_ANSWER))

@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import Client
+
 from bench.creations import creations
 from bench.floor import FLOOR_QUEUE, start_floor_worker
 from bench.growth import growth
@@ -50,50 +52,62 @@ def _machine() -> dict[str, Any]:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    sessions = args.sessions or (50 if args.quick else 200)
-    seconds = args.seconds or (10.0 if args.quick else 60.0)
     results: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "machine": {"before": _machine()},
     }
+    seconds = args.seconds or (10.0 if args.quick else 60.0)
     with tempfile.TemporaryDirectory() as tmp:
         db_file = Path(tmp) / "temporal.db"
         env = await start_embedded(db_file)
-        client = env.client
-        address = client.service_client.config.target_host
+        address = env.client.service_client.config.target_host
         pinned = f"{FLOOR_QUEUE}/pinned-{uuid.uuid4().hex[:6]}"
         floor = await start_floor_worker(address, pinned)
         try:
             if args.workers:
                 counts = [int(n) for n in args.workers.split(",")]
-                results["workers"] = await scale_out(client, address, pinned, counts, seconds)
-                return results
-            worker = await WorkerProcess.start(address)
-            key, line = new_key("bench")
-            api, url = await _start_api(address, line, beside_worker=False)
-            try:
-                results["memory"] = await _memory(client, worker.pid, floor.pid, pinned, sessions)
-                results["machine"]["after_memory"] = _machine()
-                results["creations"] = await creations(client, pinned, seconds)
-                results["machine"]["after_creations"] = _machine()
-                pids = {"worker": worker.pid, "floor_worker": floor.pid, "http": api.pid}
-                results["per_core"] = await per_core(client, pinned, pids, (url, key))
-                results["machine"]["after_per_core"] = _machine()
-                samples = 20 if args.quick else 60
-                results["temporary_http"] = await temporary_http(url, key, samples)
-                calls = 200 if args.quick else 1000
-                results["growth"] = await growth(client, pinned, db_file, calls)
-            finally:
-                api.terminate()
-                await api.wait()
-                await worker.stop()
+                results["workers"] = await scale_out(env.client, address, pinned, counts, seconds)
+            else:
+                await _one_worker(results, env.client, db_file, pinned, floor.pid, args)
         finally:
             floor.terminate()
             await floor.wait()
             await env.shutdown()
     results["machine"]["after"] = _machine()
     return results
+
+
+async def _one_worker(
+    results: dict[str, Any],
+    client: Client,
+    db_file: Path,
+    pinned: str,
+    floor_pid: int,
+    args: argparse.Namespace,
+) -> None:
+    """Every measurement on one worker process, beside the floor's, in ``results``."""
+    address = client.service_client.config.target_host
+    sessions = args.sessions or (50 if args.quick else 200)
+    seconds = args.seconds or (10.0 if args.quick else 60.0)
+    worker = await WorkerProcess.start(address)
+    key, line = new_key("bench")
+    api, url = await _start_api(address, line, beside_worker=False)
+    loads = results["machine"]
+    try:
+        results["memory"] = await _memory(client, worker.pid, floor_pid, pinned, sessions)
+        loads["after_memory"] = _machine()
+        results["creations"] = await creations(client, pinned, seconds)
+        loads["after_creations"] = _machine()
+        pids = {"worker": worker.pid, "floor_worker": floor_pid, "http": api.pid}
+        results["per_core"] = await per_core(client, pinned, pids, (url, key))
+        loads["after_per_core"] = _machine()
+        results["temporary_http"] = await temporary_http(url, key, 20 if args.quick else 60)
+        results["growth"] = await growth(client, pinned, db_file, 200 if args.quick else 1000)
+    finally:
+        api.terminate()
+        await api.wait()
+        await worker.stop()
 
 
 async def _memory(
