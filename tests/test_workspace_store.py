@@ -264,12 +264,14 @@ async def test_a_500_mb_workspace_comes_back_complete_after_sigkill_of_its_worke
     made = await sandbox.execute("bash:run", {"command": BIG, "timeout": 300})
     assert made["code"] == 0 and made["data"]["return_code"] == 0, made
     assert int(made["data"]["stdout"]) >= 500_000_000, made
-    calls = []
-    for i in range(5):  # one-file changes, each a snapshot of the change
-        started = time.monotonic()
-        change = f"echo {i} >> repo/src/m1.py"
-        assert (await sandbox.execute("bash:run", {"command": change}))["code"] == 0
-        calls.append((time.monotonic() - started) * 1000)
+    changed: list[float] = []
+    unchanged: list[float] = []
+    for i in range(6):  # a one-file change (a snapshot of it), then a call that changes nothing
+        for command, times in ((f"echo {i} >> repo/src/m1.py", changed), ("true", unchanged)):
+            started = time.monotonic()
+            assert (await sandbox.execute("bash:run", {"command": command}))["code"] == 0
+            times.append((time.monotonic() - started) * 1000)
+    added = statistics.median(changed) - statistics.median(unchanged)
     listing = await sandbox.execute("bash:run", {"command": LISTING, "timeout": 120})
     expected = listing["data"]["stdout"]
 
@@ -291,8 +293,11 @@ async def test_a_500_mb_workspace_comes_back_complete_after_sigkill_of_its_worke
     history = await handle.fetch_history()
     size = sum(HistoryEvent.ByteSize(e) for e in history.events)
     print(
-        f"500 MB workspace: one-file change calls p50 {statistics.median(calls):.0f} ms "
-        f"end to end; back after SIGKILL in {restored_in:.1f} s; history {size} bytes"
+        f"500 MB workspace, end to end: a one-file change's call p50 "
+        f"{statistics.median(changed):.0f} ms, one that changed nothing "
+        f"{statistics.median(unchanged):.0f} ms (+{added:.0f} ms); back after SIGKILL in "
+        f"{restored_in:.1f} s; history {size} bytes"
     )
     assert size < 1024 * 1024, size
+    assert added < 300, (changed, unchanged)  # the target is ~50 ms; a loaded machine's margin
     await sandbox.destroy_session()
