@@ -186,6 +186,8 @@ class SessionWorkflows:
             id_reuse_policy=reuse,
             search_attributes=start_search_attributes(inp),
             static_summary=summary,
+            # A fork's lineage in the UI's memo too (the search attribute is for queries).
+            memo={"parent_session": inp.parent_session} if inp.parent_session else None,
         )
         return tracked(operation)
 

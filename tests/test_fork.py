@@ -63,6 +63,7 @@ async def test_children_start_from_the_parent_and_are_independent(
         described = await client.get_workflow_handle(f"{children[1].sandbox_id}:bash").describe()
         assert described.typed_search_attributes.get(ParentSessionAttr) == parent_id
         assert parent_id in (await described.static_summary() or "")
+        assert (await described.memo()) == {"parent_session": parent_id}
         kinds = [e["kind"] for e in (await parent.get_events("bash", kind="fork"))["events"]]
         assert kinds == ["fork"]
         await _listed_as_a_tree(client, owner, parent_id, {f"{i}:bash" for i in ids})
