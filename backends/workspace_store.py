@@ -126,6 +126,8 @@ class BlobStore:
 
     def add_root(self, owner: Owner, manifest: str) -> None:
         """Record that ``owner`` holds ``manifest``: its blobs stay while the owner is kept."""
+        if not _HASH.fullmatch(manifest):
+            raise ValueError(f"not a manifest's name: {manifest[:80]!r}")
         folder = self.roots / owner_dir(owner)
         folder.mkdir(parents=True, exist_ok=True)
         if owner is not None and not (folder / OWNER_FILE).exists():
