@@ -106,6 +106,11 @@ def show(session_id: str, address: str | None, namespace: str | None, as_json: b
     ]
     if view.metadata:
         rows.append(("metadata", json.dumps(view.metadata, default=str)))
+    if view.parent_session:
+        rows.append(("forked from", view.parent_session))
+    if view.idle_suspend_seconds is not None:
+        resume = "a call resumes it" if view.auto_resume else "a call answers 4007"
+        rows.append(("idle suspend", f"after {view.idle_suspend_seconds:g} s; {resume}"))
     for field, value in rows:
         table.add_row(field, value if field == "state" else escape(value))  # names, metadata
     console = rich_console()

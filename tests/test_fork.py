@@ -89,6 +89,9 @@ async def _listed_as_a_tree(client: Client, owner: str, parent: str, children: s
     assert parent in lines[0] and "└─" not in lines[0], out
     shown = {line.split("└─ ")[1].split()[0] for line in lines[1:] if "└─ " in line}
     assert shown == children, out
+    code, out = await run_cli("sessions", "show", min(children), "--address", address)
+    assert code == 0, out
+    assert any("forked from" in line and parent in line for line in out.splitlines()), out
 
 
 async def test_a_fork_from_a_checkpoint_and_bad_forks_refused(
