@@ -38,6 +38,8 @@ async def test_children_start_from_the_parent_and_are_independent(
     await _run(parent, "mkdir -p proj && cd proj && echo base > a.txt && export STEP=3")
     # Written after the call answered: only the fork's fresh snapshot can have it.
     await _run(parent, "(sleep 0.3; echo late > late.txt) > /dev/null 2>&1 &")
+    started = await parent.execute("bash:start", {"command": "sleep 600"})
+    assert started["code"] == 0, started
     await asyncio.sleep(1.0)
     children = await parent.fork("bash", n=3)
     try:
@@ -46,6 +48,10 @@ async def test_children_start_from_the_parent_and_are_independent(
         )
         for answer in seen:
             assert answer["data"]["stdout"].split() == ["/workspace/proj", "3", "base", "late"]
+        # A background process stays the parent's: a child lists it as lost.
+        for sb, status in ((children[0], "lost"), (parent, "running")):
+            listed = (await sb.execute("bash:status", {}))["data"]["processes"]
+            assert [p["status"] for p in listed] == [status], listed
         # A write in one is seen by no other, nor by the parent; the parent's by no child.
         await _run(children[0], "echo mine > only0.txt")
         await _run(parent, "echo p > onlyp.txt")
