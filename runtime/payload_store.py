@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -47,8 +47,10 @@ from temporalio.converter import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from backends.workspace_store import BlobStore, default_store, sweep_store
 from runtime.encryption import codec_from_env
+
+if TYPE_CHECKING:
+    from backends.workspace_store import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +261,9 @@ async def sweep_workspaces(
     manifest roots go as its payloads do, then every blob no remaining manifest names (and
     unused for an hour) goes; answers how many blobs went. A blob another session's manifest
     names (a fork's) stays with that session."""
+    # Here, not at the top: ``import client`` (which uses this module) loads no backend code.
+    from backends.workspace_store import default_store, sweep_store
+
     keep = retention if retention is not None else retention_seconds()
     server = client.service_client.config.target_host
 
