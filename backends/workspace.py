@@ -35,7 +35,14 @@ from backends.base import tool
 from backends.host import ToolCallError
 from backends.jail import JailedProcess
 from backends.jail_settings import ControlError, FileOpError
-from backends.workspace_store import BlobStore, Owner, default_store, flatten
+from backends.workspace_store import (
+    BlobStore,
+    Owner,
+    default_store,
+    flatten,
+    reachable,
+    unproven,
+)
 from backends.workspace_sync import Inconsistent, list_new, receive, restore
 from contract import ErrorCode
 
@@ -88,6 +95,8 @@ class Workspace:
         self._digest: str | None = None
         #: The manifest whose content is all in the store (told to the supervisor next time).
         self._stored: str | None = None
+        #: Every blob this session has held: sent by its jail, or restored into it.
+        self._known: set[str] = set()
         #: A chunked write is under way: the next snapshot leaves the workspace as it was.
         self._defer = False
         #: Measures of the latest snapshot, for bench/README.md's figures and logs.
@@ -190,11 +199,29 @@ class Workspace:
         new = found["new"]
         if found["new_count"] > len(new):
             new = await list_new(box, SNAPSHOT_TIMEOUT)
+        # What the store has but this session never held is sent too: its content is the
+        # proof that the session has it (a name alone could reach another session's files).
+        present = set(h for h, _ in new) - set(self._known)
         lacking = await asyncio.to_thread(store.missing, [h for h, _ in new])
-        stored_bytes = await receive(box, store, lacking, SNAPSHOT_TIMEOUT)
+        wanted = list(dict.fromkeys([*lacking, *present]))
+        stored_bytes, received = await receive(box, store, wanted, SNAPSHOT_TIMEOUT)
         digest = str(found["digest"])
-        if await asyncio.to_thread(store.missing, [digest], touch=False):
-            raise Inconsistent("the manifest's root tree did not reach the store")
+        for _ in range(3):  # a tree named only by a new tree: its own round
+            try:
+                missing, seen = await asyncio.to_thread(
+                    unproven, store, digest, self._known, received
+                )
+            except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+                raise Inconsistent(f"the snapshot's trees do not hold: {exc}") from None
+            if not missing:
+                break
+            more, got = await receive(box, store, missing, SNAPSHOT_TIMEOUT)
+            if not got:
+                raise Inconsistent(f"the sandbox names {len(missing)} blobs it cannot send")
+            stored_bytes, received = stored_bytes + more, received | got
+        else:
+            raise Inconsistent("the snapshot's trees name blobs the sandbox did not send")
+        self._known |= seen
         await asyncio.to_thread(store.add_root, _owner(), digest)
         self._digest = self._stored = digest
         took = (time.perf_counter() - started) * 1000
@@ -203,7 +230,7 @@ class Workspace:
             "stored": True,
             "took_ms": round(took, 1),
             "hashed": found.get("hashed"),
-            "blobs_new": len(lacking),
+            "blobs_new": len(received),
             "bytes_new": stored_bytes,
             "manifest_bytes": found.get("manifest_bytes"),
         }
@@ -214,7 +241,7 @@ class Workspace:
             "dirs": found["dirs"],
             "links": found["links"],
             "raw_bytes": found["raw_bytes"],
-            "blobs_new": len(lacking),
+            "blobs_new": len(received),
             "bytes_new": stored_bytes,
             "skipped": found["skipped"],
             "skipped_count": found["skipped_count"],
@@ -239,6 +266,7 @@ class Workspace:
             # A root of this session first: its blobs stay even when the one that made them goes.
             await asyncio.to_thread(store.add_root, _owner(), digest)
             flat = await asyncio.to_thread(flatten, store, digest)
+            await asyncio.to_thread(reachable, store, digest, self._known)
             started = time.perf_counter()
             async with _heartbeats():
                 await restore(box, store, flat, RESTORE_TIMEOUT)

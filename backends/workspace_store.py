@@ -204,6 +204,43 @@ def reachable(store: BlobStore, root: str, marked: set[str]) -> None:
                 stack.append(str(entry[4]))
 
 
+#: A tree blob larger than this is not read as one (200,000 entries take ~20 MB).
+MAX_TREE_BYTES = 64 * 1024 * 1024
+
+
+def unproven(
+    store: BlobStore, root: str, known: set[str], received: set[str]
+) -> tuple[list[str], set[str]]:
+    """What a new manifest names that its session neither sent now nor held before (a jail
+    that names content it cannot send may not claim it: the store having it proves nothing),
+    and every blob of the manifest seen on the way (the session holds those once proven).
+
+    Only trees received now are read: a known tree's whole subtree is the session's already."""
+    missing: list[str] = []
+    seen: set[str] = set()
+    stack = [root]
+    while stack:
+        tree = stack.pop()
+        if tree in known or tree in seen:
+            continue
+        seen.add(tree)
+        if tree not in received:
+            missing.append(tree)
+            continue
+        path = store.path(tree)
+        if path.stat().st_size > MAX_TREE_BYTES:
+            raise ValueError(f"blob {tree[:12]} is too large to be a directory's tree")
+        for entry in json.loads(path.read_bytes())["entries"]:
+            if entry[1] == "d":
+                stack.append(str(entry[4]))
+            elif entry[1] == "f":
+                digest = str(entry[5])
+                seen.add(digest)
+                if digest not in known and digest not in received:
+                    missing.append(digest)
+    return missing, seen
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:

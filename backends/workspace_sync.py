@@ -146,14 +146,16 @@ def _write(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-async def receive(box: JailedProcess, store: BlobStore, hashes: list[str], timeout: float) -> int:
+async def receive(
+    box: JailedProcess, store: BlobStore, hashes: list[str], timeout: float
+) -> tuple[int, set[str]]:
     """Put the blobs ``hashes`` of the jail's last manifest in the store (each hashed again
-    here); answers the bytes stored. Raises :class:`Inconsistent`."""
+    here); answers the bytes stored and the blobs received. Raises :class:`Inconsistent`."""
     reply, data_w = await _helper(box, {"op": "send"}, data=True, timeout=timeout)
-    _, stored = await asyncio.wait_for(
+    header, stored = await asyncio.wait_for(
         asyncio.to_thread(_ask_and_receive, data_w, hashes, reply, store), timeout
     )
-    return stored
+    return stored, {str(h) for h, _ in header["blobs"]}
 
 
 def _ask_and_receive(
