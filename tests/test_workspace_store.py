@@ -25,7 +25,7 @@ from temporalio.client import Client
 
 from backends.bash import BashBackend
 from backends.host import BackendHost
-from backends.workspace_store import BlobStore, reachable, sweep_store
+from backends.workspace_store import BlobStore, reachable, sweep_store, unproven
 from backends.workspace_sync import Inconsistent, receive
 from client import Sandbox
 from contract import ErrorCode
@@ -112,6 +112,21 @@ async def test_a_closed_session_loses_its_roots_and_a_running_one_keeps_them(
     assert store.path(hashlib.sha256(b"unknown").hexdigest()).exists()
 
 
+def test_a_manifest_may_name_only_content_its_session_sent_or_held(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    theirs = store.put(b"another session's secret")
+    mine = store.put(b"mine")
+    tree = store.put(json.dumps({"v": 2, "entries": [["s", "f", 0o644, 0, 24, theirs]]}).encode())
+    root = store.put(json.dumps({"v": 2, "entries": [["d", "d", 0o755, 0, tree]]}).encode())
+    missing, _ = unproven(store, root, known=set(), received={root, tree})
+    assert missing == [theirs]  # in the store, but never this session's: it must send it
+    missing, seen = unproven(store, root, known={theirs}, received={root, tree})
+    assert missing == [] and seen == {root, tree, theirs}
+    assert unproven(store, root, known=set(), received={root})[0] == [tree]
+    assert unproven(store, root, known={tree}, received={root})[0] == []  # a subtree it held
+    assert mine not in unproven(store, root, known=set(), received={root, tree})[1]
+
+
 # --- snapshots and restores, backend alone (real jails) ---------------------------------------
 
 
@@ -183,6 +198,21 @@ async def test_a_snapshot_stores_only_what_changed_and_restores_into_other_sessi
     await run(forks[0], "echo mine > proj/only-here")
     assert "only-here" not in await run(forks[1], "ls proj")
     assert "only-here" not in await run(parent, "ls proj")
+
+
+async def test_content_the_store_has_is_still_sent_by_a_session_that_never_held_it(
+    bash: Any,
+) -> None:
+    backend, session, run, store = bash
+    first, second = await session(), await session()
+    await run(first, "echo same content > f")
+    assert (await backend.snapshot(first))["workspace"]["blobs_new"] == 2  # f and the root tree
+    await run(second, "mkdir d && echo same content > d/g")
+    entry = (await backend.snapshot(second))["workspace"]
+    # g's content was in the store already, and came again: d's tree, the root, and g.
+    assert entry["blobs_new"] == 3 and entry["bytes_new"] > len("same content\n"), entry
+    await run(second, "echo more > d/h")  # what it sent once, it holds: not sent again
+    assert (await backend.snapshot(second))["workspace"]["blobs_new"] == 3  # h, d's tree, root
 
 
 async def test_content_that_changed_after_it_was_hashed_is_not_stored(bash: Any) -> None:
