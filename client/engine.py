@@ -73,6 +73,7 @@ class Engine(Protocol):
         trace_id: str | None,
         stream: bool = False,
         strict_params: bool = False,
+        auto_resume: bool | None = None,
     ) -> dict[str, Any]: ...
     async def execute_batch(
         self, items: list[dict[str, Any]], parallel: bool, stop_on_error: bool, trace_id: str
@@ -138,6 +139,7 @@ async def send_call(
     *,
     stream: bool = False,
     strict_params: bool = False,
+    auto_resume: bool | None = None,
 ) -> dict[str, Any]:
     """A call, refused here when it cannot be sent as it is (``call_problem``)."""
     problem = call_problem(action, params, extra)
@@ -152,6 +154,7 @@ async def send_call(
         trace_id=trace_id,
         stream=stream,
         strict_params=strict_params,
+        auto_resume=auto_resume,
     )
 
 

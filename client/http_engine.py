@@ -240,6 +240,7 @@ class HttpEngine:
         trace_id: str | None,
         stream: bool = False,
         strict_params: bool = False,
+        auto_resume: bool | None = None,
     ) -> dict[str, Any]:
         """One call (the server answers its output at the end: ``stream`` has no effect)."""
         body = {
@@ -250,6 +251,7 @@ class HttpEngine:
             "session_id": session_id,
             "trace_id": trace_id,
             "strict_params": strict_params,
+            "auto_resume": auto_resume,
         }
         _, answer = await self.post(
             "/api/v1/execute", body, timeout=self._wait_for(params, timeout)

@@ -217,6 +217,7 @@ class Sandbox:
         session_id: str | None = None,
         trace_id: str | None = None,
         strict_params: bool | None = None,
+        auto_resume: bool | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         """Run a tool; always answers with an envelope dict.
@@ -231,11 +232,12 @@ class Sandbox:
         answered in ``meta`` (default: the call's OpenTelemetry trace, or a new id).
         A parameter the tool does not declare is dropped and named in ``meta.ignored_params``;
         ``strict_params=True`` (default the sandbox's) answers 4000 for it instead.
+        ``auto_resume=False``: a paused session answers 4007 (default: the session's setting).
         """
         request_id = request_id or uuid.uuid4().hex
         call = (action, params, timeout, kwargs, request_id, session_id, trace_id)
         strict = self.strict_params if strict_params is None else strict_params
-        return await send_call(self._engine, *call, strict_params=strict)
+        return await send_call(self._engine, *call, strict_params=strict, auto_resume=auto_resume)
 
     async def execute_stream(
         self,

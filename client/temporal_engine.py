@@ -266,6 +266,7 @@ class TemporalEngine:
         trace_id: str | None,
         stream: bool = False,
         strict_params: bool = False,
+        auto_resume: bool | None = None,
     ) -> dict[str, Any]:
         return await self.calls.call(
             action,
@@ -276,6 +277,7 @@ class TemporalEngine:
             trace_id=trace_id,
             stream=stream,
             strict_params=strict_params,
+            auto_resume=auto_resume,
         )
 
     async def stream_target(self, action: str) -> str | None:

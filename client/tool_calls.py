@@ -74,6 +74,7 @@ class ToolCalls:
         trace_id: str | None,
         stream: bool = False,
         strict_params: bool = False,
+        auto_resume: bool | None = None,
     ) -> dict[str, Any]:
         """Run a checked call in a span; always an envelope dict, ``meta.trace_id`` set.
         ``strict_params``: a parameter the tool does not declare answers 4000 (else it is
@@ -86,7 +87,7 @@ class ToolCalls:
         }
         with span(f"execute {action}", attributes) as current:
             result = await self._resolved(
-                action, params, timeout, request_id, session_id, stream, strict_params
+                action, params, timeout, request_id, session_id, stream, strict_params, auto_resume
             )
             current.set_attribute("session.result_code", result["code"])
             if result["meta"].get("session_id"):
@@ -116,6 +117,7 @@ class ToolCalls:
         session_id: str | None,
         stream: bool,
         strict_params: bool = False,
+        auto_resume: bool | None = None,
     ) -> dict[str, Any]:
         """The call with its tool name read and AgentFlow's ``timeout`` applied: the call's
         ``timeout`` parameter, which a tool that has one keeps and the worker enforces for one
@@ -139,7 +141,9 @@ class ToolCalls:
                 code = ErrorCode.WRONG_TYPE if wrong else ErrorCode.INVALID_INPUT
                 return _dumped(code, f"{action}: {problem}", meta)
             params.setdefault("timeout", timeout)
-        return await self._any(action, params, request_id, session_id, stream, strict_params)
+        return await self._any(
+            action, params, request_id, session_id, stream, strict_params, auto_resume
+        )
 
     async def _any(
         self,
@@ -149,6 +153,7 @@ class ToolCalls:
         session_id: str | None,
         stream: bool = False,
         strict_params: bool = False,
+        auto_resume: bool | None = None,
     ) -> dict[str, Any]:
         """The call where it runs: a shared tool's workflow, or the sandbox's session."""
         meta = EnvelopeMeta(tool=action, request_id=request_id, session_id=session_id)
@@ -163,6 +168,7 @@ class ToolCalls:
                 admin=self.owner.admin,
                 stream=stream,
                 strict_params=strict_params,
+                auto_resume=auto_resume,
             )
             timeout = timeout_problem(req.params)
             if timeout is not None:

@@ -55,6 +55,10 @@ class ExecuteBody(WorkerBody):
         description="a parameter the tool does not declare answers 4000 instead of being "
         "dropped and named in meta.ignored_params (ours; also the X-Strict-Params header)",
     )
+    auto_resume: bool | None = Field(
+        default=None,
+        description="false: a paused session answers 4007 instead of resuming (ours)",
+    )
 
 
 class BatchBody(WorkerBody):

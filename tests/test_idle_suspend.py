@@ -12,6 +12,9 @@ from typing import Any
 from temporalio.client import Client
 
 from client import Sandbox, SessionManager
+from http_api.app import create_app
+from http_api.keys import KeyStore
+from http_api.server import HttpService
 from tests.conftest import new_sandbox_id
 from tests.processes import WorkerProcess, start_on
 
@@ -144,3 +147,26 @@ async def test_a_running_background_process_keeps_the_session_from_suspending(
         await _wait_for_status(sb, "paused")  # once it has ended, the session suspends
     finally:
         await sb.destroy_session("bash")
+
+
+async def test_auto_resume_per_call_through_the_client_and_over_http(
+    client: Client, worker: WorkerProcess
+) -> None:
+    service = HttpService(create_app(client=client, keys=KeyStore()), "127.0.0.1", 0)
+    url = await service.start()
+    direct = await Sandbox(new_sandbox_id("susp-call"), client=client).start()
+    over_http = await Sandbox(new_sandbox_id("susp-http"), server_url=url).start()
+    try:
+        for sb in (direct, over_http):
+            await sb.create_session("bash", idle_suspend_seconds=SUSPEND_AFTER)
+            assert (await sb.execute("bash:run", {"command": "echo y > y"}))["code"] == 0
+            await _wait_for_status(sb, "paused")
+            refused = await sb.execute("bash:run", {"command": "cat y"}, auto_resume=False)
+            assert refused["code"] == 4007 and "suspended" in refused["message"], refused
+            answer = await sb.execute("bash:run", {"command": "cat y"})
+            assert answer["code"] == 0 and answer["meta"]["resumed"] is True, answer
+            assert answer["data"]["stdout"] == "y\n"
+            await sb.destroy_session("bash")
+    finally:
+        await over_http.close()
+        await service.stop()

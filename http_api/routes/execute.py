@@ -34,6 +34,7 @@ async def execute(
         session_id=body.session_id,
         trace_id=body.trace_id,
         strict_params=bool(strict),
+        auto_resume=body.auto_resume,
     )
     return answer(http_status(result["code"]), result)
 
