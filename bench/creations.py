@@ -18,6 +18,7 @@ from temporalio.client import Client
 from backends.bash import BashBackend
 from bench.floor import FloorWorkflow, start_floor
 from bench.measure import stats
+from bench.procs import created
 from client import Sandbox
 
 #: Loops running at once: enough to keep two cores busy, few enough to keep each cycle short.
@@ -29,7 +30,7 @@ Cycle = Callable[[], Awaitable[None]]
 def ours_cycle(client: Client) -> Cycle:
     async def cycle() -> None:
         sb = Sandbox(f"bench-new-{uuid.uuid4().hex[:8]}", client=client)
-        await sb.create_session("bash")
+        await created(sb, "bash")
         answer = await sb.execute("bash:run", {"command": "echo hi"})
         await sb.destroy_session("bash")
         if answer["code"] != 0:

@@ -14,6 +14,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 
 from bench.floor import FloorWorkflow, new_floor
+from bench.procs import created
 from client import Sandbox
 from contract import session_workflow_id
 
@@ -62,7 +63,7 @@ async def _measure(
 
 async def growth(client: Client, pinned: str, db_file: Path, calls: int) -> dict[str, Any]:
     boxes = [Sandbox(f"bench-grow-{uuid.uuid4().hex[:8]}", client=client) for _ in range(WORKFLOWS)]
-    await asyncio.gather(*(sb.create_session("bash") for sb in boxes))
+    await asyncio.gather(*(created(sb, "bash") for sb in boxes))
     handles = [
         client.get_workflow_handle(session_workflow_id(sb.sandbox_id, "bash")) for sb in boxes
     ]

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from temporalio.client import Client
 
 from bench.floor import FloorWorkflow, new_floor
+from bench.procs import created
 from bench.throughput import _drive, _round
 from client import Sandbox
 
@@ -45,7 +47,8 @@ async def per_core(
     """``pids``: worker, floor_worker and (with ``http``, the API's url and key) http."""
     floors = await asyncio.gather(*(new_floor(client, pinned) for _ in range(sessions)))
     boxes = [Sandbox(f"bench-core-{uuid.uuid4().hex[:8]}", client=client) for _ in range(sessions)]
-    await asyncio.gather(*(sb.create_session("bash") for sb in boxes))
+    failed: list[str] = []  # creations that failed once (a jail start under load), then retried
+    await _each(boxes, lambda sb: _retried(lambda: created(sb, "bash"), failed))
 
     async def floor(i: int) -> bool:
         await floors[i].execute_update(FloorWorkflow.with_local_activity, "x")
@@ -54,7 +57,7 @@ async def per_core(
     async def python(i: int) -> bool:
         return (await boxes[i].execute("bash:run", ECHO))["code"] == 0
 
-    out: dict[str, Any] = {"sessions": sessions, "calls_each": calls}
+    out: dict[str, Any] = {"sessions": sessions, "calls_each": calls, "failed_creations": failed}
     rounds = {"floor": floor, "python": python}
     counted: dict[str, tuple[str, ...]] = {
         "floor": ("server", "floor_worker", "client"),
@@ -68,9 +71,15 @@ async def per_core(
             headers={"Authorization": f"Bearer {key}"},
             connector=aiohttp.TCPConnector(limit=sessions),
         )
-        await asyncio.gather(
-            *(_post(web, f"{url}/api/v1/session/create", w, resource_type="bash") for w in ids)
-        )
+
+        async def create(worker_id: str) -> None:
+            assert web is not None
+            path = f"{url}/api/v1/session/create"
+            answer = await _post(web, path, worker_id, resource_type="bash")
+            if answer.get("code") != 0:
+                raise RuntimeError(f"creating a session over HTTP failed: {answer}")
+
+        await _each(ids, lambda w: _retried(lambda: create(w), failed))
 
         async def over_http(i: int) -> bool:
             assert web is not None
@@ -101,6 +110,25 @@ async def per_core(
                 out[name]["calls_per_core_second"] / out["floor"]["calls_per_core_second"], 2
             )
     return out
+
+
+async def _each(items: list[Any], make: Callable[[Any], Awaitable[None]]) -> None:
+    """``make`` for every item, 10 at once (the calls are measured, not the creations)."""
+    gate = asyncio.Semaphore(10)
+
+    async def one(item: Any) -> None:
+        async with gate:
+            await make(item)
+
+    await asyncio.gather(*(one(item) for item in items))
+
+
+async def _retried(make: Callable[[], Awaitable[None]], failed: list[str]) -> None:
+    try:
+        await make()
+    except Exception as exc:
+        failed.append(str(exc)[:300])
+        await make()
 
 
 async def _post(web: aiohttp.ClientSession, url: str, worker_id: str, **body: Any) -> Any:

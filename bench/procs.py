@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.throughput import _proc_table
 
@@ -59,3 +60,11 @@ def tree_memory(*roots: int) -> TreeMemory:
         rss += r
         pss += p
     return TreeMemory(round(rss / 1024, 1), round(pss / 1024, 1), len(pids))
+
+
+async def created(sandbox: Any, resource_type: str, **options: Any) -> None:
+    """Create a session, raising when it failed: a call on a sandbox with no session would run as
+    a temporary one and succeed, hiding the failure."""
+    answer = await sandbox.create_session(resource_type, **options)
+    if answer.get("status") not in ("success", "exists"):
+        raise RuntimeError(f"creating a {resource_type} session failed: {answer}")

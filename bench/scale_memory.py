@@ -19,7 +19,7 @@ from typing import Any
 from temporalio.client import Client
 
 from bench.floor import FloorWorkflow, new_floor
-from bench.procs import tree_memory
+from bench.procs import created, tree_memory
 from client import Sandbox
 
 FIRST_CALL = {
@@ -70,7 +70,7 @@ async def sessions_per_gb(
 
     async def make() -> Sandbox:
         sb = Sandbox(f"bench-mem-{uuid.uuid4().hex[:8]}", client=client)
-        await sb.create_session(resource_type, **options)
+        await created(sb, resource_type, **options)
         answer = await sb.execute(tool, params)
         if answer["code"] != 0:
             raise RuntimeError(f"{tool}: {answer['message']}")

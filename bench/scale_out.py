@@ -11,6 +11,7 @@ from typing import Any
 from temporalio.client import Client
 
 from bench.creations import creations
+from bench.procs import created
 from bench.throughput import _drive, _round
 from client import Sandbox
 from tests.processes import WorkerProcess
@@ -21,7 +22,7 @@ SESSIONS, CALLS = 50, 20
 async def _throughput(client: Client, pids: dict[str, int]) -> dict[str, Any]:
     """50 sessions x 20 bash:run at once, the better of two rounds."""
     boxes = [Sandbox(f"bench-out-{uuid.uuid4().hex[:8]}", client=client) for _ in range(SESSIONS)]
-    await asyncio.gather(*(sb.create_session("bash") for sb in boxes))
+    await asyncio.gather(*(created(sb, "bash") for sb in boxes))
 
     async def call(i: int) -> bool:
         return (await boxes[i].execute("bash:run", {"command": "echo hi"}))["code"] == 0

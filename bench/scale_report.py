@@ -38,6 +38,8 @@ def _creation_lines(c: dict[str, Any]) -> list[str]:
 
 def _core_lines(p: dict[str, Any]) -> list[str]:
     lines = [f"calls per core at saturation ({p['sessions']} sessions x {p['calls_each']} calls)"]
+    if p.get("failed_creations"):
+        lines.append(f"  creations that failed once and were retried: {p['failed_creations']}")
     for name in ("floor", "python", "http"):
         if name not in p:
             continue
