@@ -38,6 +38,7 @@ from backends.jail_settings import ControlError, FileOpError
 from backends.workspace_store import (
     BlobStore,
     Owner,
+    StoreUnavailable,
     default_store,
     flatten,
     reachable,
@@ -57,6 +58,8 @@ SNAPSHOT_TIMEOUT = 300.0
 RESTORE_TIMEOUT = 300.0
 #: The snapshot entry's format: a manifest in the content-addressed store (docs/workspaces.md).
 FORMAT = "cas"
+#: The store's setting was found wrong (said once per process).
+_warned: list[str] = []
 #: A file or directory name, and a whole path, at most (UTF-8 bytes), and how deep a path may
 #: go: Linux's NAME_MAX is 255; its PATH_MAX (4096) also counts the workspace root, which is a
 #: host directory with isolation "none". Past them the system answers with errors of its own
@@ -183,6 +186,11 @@ class Workspace:
                 entry = await self._store_snapshot(box, found, started)
         except Inconsistent as exc:  # the next call's snapshot tries again
             log.info("workspace snapshot skipped: %s", exc)
+            return self._entry
+        except StoreUnavailable as exc:  # a setting to fix, said once, not at every call
+            if not _warned:
+                _warned.append(str(exc))
+                log.warning("workspace snapshots are off: %s", exc)
             return self._entry
         except (FileOpError, OSError, ConnectionError, ControlError, TimeoutError, RuntimeError):
             log.exception("workspace snapshot failed; the previous one stays")

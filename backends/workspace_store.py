@@ -40,6 +40,10 @@ _OWNER_DIR = re.compile(r"w-[0-9a-f]{32}")
 Owner = tuple[str | None, str, str] | None
 
 
+class StoreUnavailable(RuntimeError):
+    """The workspace store's setting names no folder this process can use."""
+
+
 def default_payload_dir() -> Path:
     cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache_home) / "durable-sessions" / "payloads"
@@ -52,7 +56,7 @@ def store_dir() -> Path:
         return Path(explicit.removeprefix("file://"))
     payloads = os.environ.get(PAYLOAD_ENV) or ""
     if payloads.startswith("s3://"):
-        raise RuntimeError(
+        raise StoreUnavailable(
             f"the payload store is {payloads}: set ${STORE_ENV} to the workspace store's folder "
             "(a shared mount); object storage for workspaces is not built yet"
         )
