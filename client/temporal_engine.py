@@ -24,7 +24,7 @@ from client.agentflow import (
     warmup_status,
     with_names,
 )
-from client.catalog import ToolCatalog
+from client.catalog import ToolCatalog, session_tools
 from client.engine import SandboxIdentity, open_checked, refused
 from client.errors import PermissionDenied, SessionError, code_of, error_envelope
 from client.forking import Child, fork_sessions
@@ -344,7 +344,15 @@ class TemporalEngine:
         return warmup_status(backends | self.warmed, self.warmed)
 
     async def tools(self, include_hidden: bool) -> list[dict[str, Any]]:
-        return [tool_info(s) for s in await self.catalog.specs() if visible(s, include_hidden)]
+        specs = await self.catalog.specs()
+        # An mcp session's servers' tools are the session's own, not the workers' catalog.
+        specs += await session_tools(self.describe, self._list_call, [s.name for s in specs])
+        return [tool_info(s) for s in specs if visible(s, include_hidden)]
+
+    async def _list_call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.execute(
+            action, params, None, request_id=uuid.uuid4().hex, session_id=None, trace_id=None
+        )
 
     async def tool_schema(self, tool_name: str) -> dict[str, Any] | None:
         resolved = await self.catalog.resolve(tool_name)

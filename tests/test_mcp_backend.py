@@ -124,6 +124,9 @@ async def test_filesystem_and_python_servers_in_the_session(
         view = await sandbox.describe_session("mcp")
         assert view is not None and "mcp:echo.add" in view["tools"], view
         assert "mcp:filesystem.write_file" in view["tools"] and "mcp:call" in view["tools"]
+        # The client's listing has them too, with the schemas the servers listed.
+        listing = {t["full_name"]: t for t in await sandbox.get_tools()}
+        assert listing["mcp:echo.add"]["params_schema"]["required"] == ["a", "b"], listing
 
         # The initial workspace and the preprocess step, as the filesystem server sees them.
         hello = await sandbox.execute(
