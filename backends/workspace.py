@@ -39,6 +39,7 @@ from backends.workspace_store import (
     BlobStore,
     Owner,
     StoreUnavailable,
+    content_sizes,
     default_store,
     flatten,
     reachable,
@@ -275,6 +276,8 @@ class Workspace:
             await asyncio.to_thread(store.add_root, _owner(), digest)
             flat = await asyncio.to_thread(flatten, store, digest)
             await asyncio.to_thread(reachable, store, digest, self._known)
+            # Only what this host lacks comes from object storage (a folder has it all).
+            await asyncio.to_thread(store.fetch, [h for h, _ in content_sizes(flat)])
             started = time.perf_counter()
             async with _heartbeats():
                 await restore(box, store, flat, RESTORE_TIMEOUT)

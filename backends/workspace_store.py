@@ -128,6 +128,55 @@ class BlobStore:
     def read(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()
 
+    def fetch(self, digests: Iterable[str]) -> None:
+        """Make the blobs readable here (a store in front of object storage downloads what
+        this host lacks; a folder has them all)."""
+
+    # --- what a sweep needs (backends.workspace_store.sweep_store) -----------------------------
+
+    def owners(self, everyone: bool = False) -> list[tuple[str, dict[str, Any] | None]]:
+        """(folder, owner.json's content; None for unowned) of every roots folder; one whose
+        owner.json cannot be read yet is left out unless ``everyone``."""
+        found: list[tuple[str, dict[str, Any] | None]] = []
+        for folder in _dirs(self.roots):
+            if folder.name == UNOWNED:
+                found.append((folder.name, None))
+            elif _OWNER_DIR.fullmatch(folder.name):
+                try:
+                    found.append((folder.name, json.loads((folder / OWNER_FILE).read_text())))
+                except (OSError, ValueError):
+                    if everyone:
+                        found.append((folder.name, None))
+        return found
+
+    def roots_in(self, folder: str) -> list[tuple[str, float]]:
+        return [(p.name, _mtime(p)) for p in _files(self.roots / folder)]
+
+    def drop_root(self, folder: str, digest: str) -> None:
+        (self.roots / folder / digest).unlink(missing_ok=True)
+
+    def blob_list(self) -> Iterator[tuple[str, float]]:
+        for fan in _dirs(self.blobs):
+            for blob in _files(fan):
+                yield blob.name, _mtime(blob)
+
+    def drop_blob(self, digest: str) -> None:
+        self.path(digest).unlink(missing_ok=True)
+
+    def tidy(self, before: float) -> None:
+        """Temporary files a crashed worker left, and roots folders left empty."""
+        for fan in _dirs(self.blobs):
+            for tmp in fan.glob(".*.tmp"):
+                if _mtime(tmp) < before:
+                    tmp.unlink(missing_ok=True)
+        for folder in _dirs(self.roots):
+            if not _files(folder):
+                try:
+                    (folder / OWNER_FILE).unlink(missing_ok=True)
+                    folder.rmdir()
+                except OSError:
+                    pass  # a root came in meanwhile
+
     def add_root(self, owner: Owner, manifest: str) -> None:
         """Record that ``owner`` holds ``manifest``: its blobs stay while the owner is kept."""
         if not _HASH.fullmatch(manifest):
@@ -142,6 +191,27 @@ class BlobStore:
             tmp.replace(folder / OWNER_FILE)
         marker = folder / manifest
         marker.touch()
+
+
+def _files(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if _HASH.fullmatch(p.name)]
+    except FileNotFoundError:
+        return []
+
+
+def _dirs(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir()]
+    except FileNotFoundError:
+        return []
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")  # gone meanwhile: never older than anything
 
 
 @cache
@@ -258,82 +328,34 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 Judge = Callable[[dict[str, Any] | None], Awaitable[float | None]]
 
 
-def _files(folder: Path) -> list[Path]:
-    try:
-        return [p for p in folder.iterdir() if _HASH.fullmatch(p.name)]
-    except FileNotFoundError:
-        return []
-
-
-def _older(path: Path, before: float) -> bool:
-    try:
-        return path.stat().st_mtime < before
-    except FileNotFoundError:
-        return False
-
-
-def _all_blobs(store: BlobStore) -> Iterator[Path]:
-    try:
-        fans = list(store.blobs.iterdir())
-    except FileNotFoundError:
-        return
-    for fan in fans:
-        if fan.is_dir():
-            yield from _files(fan)
-
-
 async def sweep_store(store: BlobStore, judge: Judge, *, grace: float = GRACE_SECONDS) -> int:
     """Drop the roots ``judge`` lets go, then the blobs no remaining root's manifest names and
     nothing used within ``grace`` seconds; answers how many blobs went."""
     import asyncio
 
-    folders = [p for p in _dirs(store.roots) if p.name == UNOWNED or _OWNER_DIR.fullmatch(p.name)]
-    for folder in folders:
-        owner: dict[str, Any] | None = None
-        if folder.name != UNOWNED:
-            try:
-                owner = json.loads((folder / OWNER_FILE).read_text())
-            except (OSError, ValueError):
-                continue  # being written: the next sweep decides
+    for folder, owner in await asyncio.to_thread(store.owners):
         before = await judge(owner)
         if before is None:
             continue
-        for root in _files(folder):
-            if _older(root, before):
-                root.unlink(missing_ok=True)
+        for digest, mtime in await asyncio.to_thread(store.roots_in, folder):
+            if mtime < before:
+                await asyncio.to_thread(store.drop_root, folder, digest)
     return await asyncio.to_thread(_mark_and_sweep, store, grace)
-
-
-def _dirs(folder: Path) -> list[Path]:
-    try:
-        return [p for p in folder.iterdir() if p.is_dir()]
-    except FileNotFoundError:
-        return []
 
 
 def _mark_and_sweep(store: BlobStore, grace: float) -> int:
     marked: set[str] = set()
-    for folder in _dirs(store.roots):
-        for root in _files(folder):
+    for folder, _ in store.owners(everyone=True):
+        for digest, _ in store.roots_in(folder):
             try:
-                reachable(store, root.name, marked)
+                reachable(store, digest, marked)
             except (OSError, ValueError, KeyError, IndexError, TypeError):
-                marked.add(root.name)  # a tree gone or unreadable: what it named goes
+                marked.add(digest)  # a tree gone or unreadable: what it named goes
     before = time.time() - grace
     removed = 0
-    for blob in _all_blobs(store):
-        if blob.name not in marked and _older(blob, before):
-            blob.unlink(missing_ok=True)
+    for digest, mtime in store.blob_list():
+        if digest not in marked and mtime < before:
+            store.drop_blob(digest)
             removed += 1
-    for fan in _dirs(store.blobs):  # a blob's temporary file a crashed worker left
-        for tmp in fan.glob(".*.tmp"):
-            if _older(tmp, before):
-                tmp.unlink(missing_ok=True)
-    for folder in _dirs(store.roots):
-        if not _files(folder):
-            try:
-                (folder / OWNER_FILE).unlink(missing_ok=True)
-                folder.rmdir()
-            except OSError:
-                pass  # a root came in meanwhile
+    store.tidy(before)
     return removed
