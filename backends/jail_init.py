@@ -337,12 +337,16 @@ def main() -> None:
     control = spec.get("control_fd")
     if control is not None:
         sup.control = socket.socket(fileno=int(control))
-    watched = [0, wake_r] + ([sup.control] if sup.control is not None else [])
+    # poll, not select: the control descriptor keeps the worker's number, which a busy worker
+    # (hundreds of sessions) has past select's limit of 1024.
+    poller = select.poll()
+    for fd in [0, wake_r] + ([sup.control.fileno()] if sup.control is not None else []):
+        poller.register(fd, select.POLLIN)
     sup.spawn()
     try:
         while True:
             try:
-                ready, _, _ = select.select(watched, [], [])
+                ready = {fd for fd, _ in poller.poll()}
             except InterruptedError:
                 continue
             if wake_r in ready:
@@ -352,8 +356,9 @@ def main() -> None:
                 except BlockingIOError:
                     pass
             sup.reap()
-            if sup.control is not None and sup.control in ready and not sup.on_control():
-                watched.remove(sup.control)  # the worker closed it: requests are over
+            control = sup.control
+            if control is not None and control.fileno() in ready and not sup.on_control():
+                poller.unregister(control.fileno())  # the worker closed it: requests are over
             if 0 not in ready:
                 continue
             try:
