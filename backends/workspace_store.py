@@ -1,7 +1,9 @@
 """The content-addressed store of workspace files, outside history (docs/workspaces.md).
 
 A folder beside the payload store's (``$SESSIONS_WORKSPACE_STORE``, else ``workspaces/`` in the
-folder of ``$SESSIONS_PAYLOAD_STORE``, else in the default payload folder)::
+folder of ``$SESSIONS_PAYLOAD_STORE``, else in the default payload folder), or a bucket
+(``s3://bucket/prefix``, the default beside an ``s3://`` payload store: backends/workspace_s3.py,
+with this host's folder as a cache in front)::
 
     blobs/ab/ab12...ef        a file's content or a directory's tree, named by its sha256
     roots/w-<hash>/owner.json the session (server, namespace, workflow id) the roots below are of
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 STORE_ENV = "SESSIONS_WORKSPACE_STORE"
+CACHE_ENV = "SESSIONS_WORKSPACE_CACHE"
 PAYLOAD_ENV = "SESSIONS_PAYLOAD_STORE"
 OWNER_FILE = "owner.json"
 UNOWNED = "unowned"
@@ -49,19 +52,23 @@ def default_payload_dir() -> Path:
     return Path(cache_home) / "durable-sessions" / "payloads"
 
 
-def store_dir() -> Path:
-    """Where this process's workspace store is (see the module's docstring)."""
+def store_spec() -> str:
+    """Where this process's workspace store is: a folder, or ``s3://bucket/prefix`` (see the
+    module's docstring)."""
     explicit = os.environ.get(STORE_ENV)
     if explicit:
-        return Path(explicit.removeprefix("file://"))
+        return explicit
     payloads = os.environ.get(PAYLOAD_ENV) or ""
     if payloads.startswith("s3://"):
-        raise StoreUnavailable(
-            f"the payload store is {payloads}: set ${STORE_ENV} to the workspace store's folder "
-            "(a shared mount); object storage for workspaces is not built yet"
-        )
+        return payloads.rstrip("/") + "/workspaces"
     base = Path(payloads.removeprefix("file://")) if payloads else default_payload_dir()
-    return base / "workspaces"
+    return str(base / "workspaces")
+
+
+def cache_dir() -> Path:
+    """This host's cache in front of a bucket (``$SESSIONS_WORKSPACE_CACHE``)."""
+    explicit = os.environ.get(CACHE_ENV)
+    return Path(explicit) if explicit else default_payload_dir().parent / "workspace-cache"
 
 
 def owner_dir(owner: Owner) -> str:
@@ -215,13 +222,22 @@ def _mtime(path: Path) -> float:
 
 
 @cache
-def _store_at(root: Path) -> BlobStore:
-    return BlobStore(root)
+def _store_at(spec: str) -> BlobStore:
+    if not spec.startswith("s3://"):
+        return BlobStore(Path(spec.removeprefix("file://")))
+    try:
+        from backends.workspace_s3 import s3_store
+
+        return s3_store(spec, cache_dir())
+    except ImportError as exc:
+        raise StoreUnavailable(
+            f"the workspace store is {spec}, which needs boto3 (pip install aioboto3 boto3): {exc}"
+        ) from None
 
 
 def default_store() -> BlobStore:
-    """This process's store (one object per folder)."""
-    return _store_at(store_dir())
+    """This process's store (one object per setting)."""
+    return _store_at(store_spec())
 
 
 def _tree(store: BlobStore, digest: str, seen: dict[str, list[Any]]) -> list[Any]:
