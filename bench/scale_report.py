@@ -109,3 +109,66 @@ def report(results: dict[str, Any]) -> str:
         f"machine before: {_load(m['before'])}; after: {_load(m.get('after', m['before']))}"
     )
     return "\n".join(lines)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """The figures of a results file as bench/README.md shows them."""
+    m, c, p, g, t = r["memory"], r["creations"], r["per_core"], r["growth"], r["temporary_http"]
+    rows = [
+        "| measure | ours | floor (bare Temporal) | ours / floor |",
+        "| --- | --- | --- | --- |",
+    ]
+    f = m["floor"]
+    for name, what in (("bash", "bash"), ("code", "code"), ("bash_suspended", "bash, suspended")):
+        row = m[name]
+        if isinstance(row, str):
+            rows.append(f"| live {what} sessions per GB | {row} | | |")
+            continue
+        per = f"{row['per_gb']:,}" if row["per_gb"] else "below resolution"
+        rows.append(
+            f"| live {what} sessions per GB (worker tree PSS, {row['sessions']} held) | {per} "
+            f"({row['per_session_kb'] / 1024:.2f} MB each; tree {row['tree_pss_before_mb']:.0f} "
+            f"-> {row['tree_pss_after_mb']:.0f} MB, {row['processes_after']} processes) | "
+            f"{f['per_gb']:,} workflows ({f['per_session_kb']:.0f} kB each) | |"
+        )
+    o, fl, d = c["ours"], c["floor"], c["direct"]
+    rows.append(
+        f"| creations a second, {c['loops']} loops x {c['seconds_each']:g} s (create, first call, "
+        f"destroy); cycle p50 / p95 | {o['per_second']} ({o['p50_ms']:.0f} / {o['p95_ms']:.0f} "
+        f"ms, {o['errors']} errors) | {fl['per_second']} ({fl['p50_ms']:.0f} / "
+        f"{fl['p95_ms']:.0f} ms); jails alone in-process: {d['per_second']} | {c['ratio']}x |"
+    )
+    for name, what in (("python", "Python client"), ("http", "HTTP API")):
+        row, fr = p[name], p["floor"]
+        cpu = ", ".join(f"{k} {v}" for k, v in row["cpu_ms_per_call"].items())
+        fcpu = ", ".join(f"{k} {v}" for k, v in fr["cpu_ms_per_call"].items())
+        rows.append(
+            f"| calls per core-second, {what}, {p['sessions']} sessions x {p['calls_each']} "
+            f"calls (CPU ms a call) | {row['calls_per_core_second']} ({cpu}); "
+            f"{row['calls_per_second']} calls/s | {fr['calls_per_core_second']} ({fcpu}); "
+            f"{fr['calls_per_second']} calls/s | {row['ratio_to_floor']}x per core, "
+            f"{row['calls_per_second'] / fr['calls_per_second']:.2f}x calls/s |"
+        )
+    go, gf = g["ours"], g["floor"]
+    rows.append(
+        f"| growth per 1,000 calls: events, history, SQLite pages in use | "
+        f"{go['events_per_1000_calls']:,}, {go['history_kb_per_1000_calls']:,.0f} kB, "
+        f"{go['db_kb_per_1000_calls']:,.0f} kB | {gf['events_per_1000_calls']:,}, "
+        f"{gf['history_kb_per_1000_calls']:,.0f} kB, {gf['db_kb_per_1000_calls']:,.0f} kB | "
+        f"{g['ratio_history_kb_per_1000_calls']}x history |"
+    )
+    tb, tc = t["bash:run"], t["code:execute"]
+    rows.append(
+        f"| temporary `code:execute` over HTTP beside temporary `bash:run`, p50 / p95 | "
+        f"{tc['p50_ms']:.1f} / {tc['p95_ms']:.1f} ms | `bash:run` {tb['p50_ms']:.1f} / "
+        f"{tb['p95_ms']:.1f} ms | {t['ratio_p50']}x (target <= 2x) |"
+    )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    from pathlib import Path
+
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))
