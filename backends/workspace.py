@@ -210,7 +210,7 @@ class Workspace:
             new = await list_new(box, SNAPSHOT_TIMEOUT)
         # What the store has but this session never held is sent too: its content is the
         # proof that the session has it (a name alone could reach another session's files).
-        present = set(h for h, _ in new) - set(self._known)
+        present = [h for h, _ in new if h not in self._known]
         lacking = await asyncio.to_thread(store.missing, [h for h, _ in new])
         wanted = list(dict.fromkeys([*lacking, *present]))
         stored_bytes, received = await receive(box, store, wanted, SNAPSHOT_TIMEOUT)
