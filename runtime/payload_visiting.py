@@ -6,15 +6,18 @@ For each payload sequence it meets, each pass first asks the workflow which seri
 context the payload belongs to, and with the sandboxed runner that question enters the sandbox
 (an ``exec`` of a small source string, a restricted-import context): six sandbox entries per
 payload per task, whether or not the pass can do anything to it. A profile of the throughput
-bench put this at about a fifth of our worker's Python CPU per call (bench/README.md, "Calls per
-core").
+bench put this at about a fifth of our worker's Python CPU per call (bench/README.md, "Scale").
 
 :func:`install` makes each pass answer its payloads unchanged, without asking for the context,
 when it cannot change them: no codec (the codec passes), no payload at or over the external
 storage's threshold (the store pass), no storage reference among them (the retrieve and reference
-passes). What a pass does when it can change a payload is the SDK's own code, untouched. The
-upstream change would be the same test inside ``_CommandAwareDataConverter``; until then it is
-applied only to the pinned SDK version, and not at all to any other (the SDK's behaviour stays).
+passes). Without a codec it also skips the walks of the codec and reference passes altogether
+(four of the six walks per task): with no codec they change nothing, and the storage reference
+marker they would check is never written by this SDK (``_ENCODE_STORAGE_REFERENCES`` is off).
+What a pass does when it can change a payload is the SDK's own code, untouched. The upstream
+change would be the same tests inside ``_CommandAwareDataConverter`` and ``encode_completion`` /
+``decode_activation``; until then this applies only to the pinned SDK version, and not at all to
+any other (the SDK's behaviour stays).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import temporalio
+import temporalio.bridge.worker as bridge_worker
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import _data_converter, _extstore
 from temporalio.worker import _workflow
+from temporalio.worker._command_aware_visitor import CommandAwarePayloadVisitor
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,48 @@ def _shortcut(original: Pass, may_change: Callable[[Any, Sequence[Payload]], boo
     return visit
 
 
+async def decode_activation(
+    activation: Any, data_converter: Any, decode_headers: bool, storage_concurrency_limit: int
+) -> Any:
+    """The SDK's three passes over an activation; without a codec only the one that can change
+    a payload (external storage retrieve): the other two would walk every payload for nothing."""
+    if data_converter.payload_codec is not None or _extstore._ENCODE_STORAGE_REFERENCES:
+        return await _ORIGINAL["decode_activation"](
+            activation, data_converter, decode_headers, storage_concurrency_limit
+        )
+    metrics = _extstore.StorageOperationMetrics()
+    with metrics.track():
+        await CommandAwarePayloadVisitor(
+            skip_search_attributes=True,
+            skip_headers=not decode_headers,
+            concurrency_limit=storage_concurrency_limit,
+        ).visit(
+            bridge_worker._Visitor(data_converter._external_retrieve_payload_sequence), activation
+        )
+    return metrics
+
+
+async def encode_completion(
+    completion: Any, data_converter: Any, encode_headers: bool, storage_concurrency_limit: int
+) -> Any:
+    """The SDK's three passes over a completion; without a codec only external storage's."""
+    if data_converter.payload_codec is not None or _extstore._ENCODE_STORAGE_REFERENCES:
+        return await _ORIGINAL["encode_completion"](
+            completion, data_converter, encode_headers, storage_concurrency_limit
+        )
+    metrics = _extstore.StorageOperationMetrics()
+    with metrics.track():
+        await CommandAwarePayloadVisitor(
+            skip_search_attributes=True,
+            skip_headers=not encode_headers,
+            concurrency_limit=storage_concurrency_limit,
+        ).visit(bridge_worker._Visitor(data_converter._external_store_payload_sequence), completion)
+    return metrics
+
+
+_ORIGINAL: dict[str, Any] = {}
+
+
 def install() -> bool:
     """Apply the shortcuts once per process; False (and nothing changed) on another SDK."""
     global _installed
@@ -95,5 +142,11 @@ def install() -> bool:
         return False
     for name, may_change in _MAY_CHANGE.items():
         setattr(target, name, _shortcut(getattr(target, name), may_change))
+    for name, replacement in (
+        ("decode_activation", decode_activation),
+        ("encode_completion", encode_completion),
+    ):
+        _ORIGINAL[name] = getattr(bridge_worker, name)
+        setattr(bridge_worker, name, replacement)
     _installed = True
     return True
