@@ -23,6 +23,7 @@ any other (the SDK's behaviour stays).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -37,6 +38,14 @@ log = logging.getLogger(__name__)
 
 #: The SDK version whose private ``_CommandAwareDataConverter`` this was written against.
 SDK_VERSION = "1.35.0"
+#: ``0`` turns this module's shortcuts and the shared type adapters off (the SDK as it ships):
+#: an escape hatch, and the "before" of bench/shortcuts.py.
+SHORTCUTS_ENV = "DURABLE_SESSIONS_SDK_SHORTCUTS"
+
+
+def enabled() -> bool:
+    return os.environ.get(SHORTCUTS_ENV, "1") != "0"
+
 
 Pass = Callable[[Any, Sequence[Payload]], Awaitable[list[Payload]]]
 
@@ -135,6 +144,8 @@ def install() -> bool:
     global _installed
     if _installed:
         return True
+    if not enabled():
+        return False
     version = getattr(temporalio, "__version__", None)
     target = getattr(_workflow, "_CommandAwareDataConverter", None)
     if version != SDK_VERSION or target is None:

@@ -69,7 +69,9 @@ class SessionsPlugin(SimplePlugin):
             # One cache of pydantic type adapters for every workflow (runtime/type_adapters.py).
             data_converter=dataclasses.replace(
                 converter, payload_converter_class=SharedAdaptersPayloadConverter
-            ),
+            )
+            if payload_visiting.enabled()
+            else converter,
             interceptors=[tracing_interceptor()] if tracing else None,
         )
 
