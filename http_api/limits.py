@@ -18,11 +18,12 @@ from client.workflow_api import SessionQuery, SessionWorkflows
 #: The limits of a key whose line sets none (the server's ``--rate``, ``--burst`` and
 #: ``--max-sessions`` change them), from what one machine serves (bench/scale.py, figures in
 #: bench/README.md "Scale"): a key may use a whole 2-core machine and the limiter only stops a
-#: runaway client. Calls: this machine serves ~50-100 calls a second over HTTP at saturation,
-#: so 200 a second is twice that. Burst: 64 parallel rollouts sending a few calls each at once
-#: (a batch counts each action) fit in 400. Sessions: a bash session's whole process tree takes
-#: ~9 MB and a code session's ~14 MB, so 256 live sessions (bash and code for 128 rollouts) take
-#: under 4 GB. The limits are per HTTP process: docs/scaling.md says how to divide them.
+#: runaway client. Calls: this 2-core machine served 70-140 calls a second over HTTP at
+#: saturation (loaded and less loaded), so 200 a second is above it. Burst: 64 parallel rollouts
+#: sending a few calls each at once (a batch counts each action) fit in 400. Sessions: a bash
+#: session's whole process tree takes ~8.6 MB and a code session's ~13.7 MB, so 256 live sessions
+#: (bash and code for 128 rollouts) take under 4 GB. The limits are per HTTP process:
+#: docs/scaling.md says how to divide them.
 DEFAULT_RATE = 200.0
 DEFAULT_BURST = 400
 DEFAULT_MAX_SESSIONS = 256
