@@ -11,7 +11,7 @@
 - and one of issue 28's targets: a temporary ``code:execute`` over HTTP within 2x a temporary
   ``bash:run`` (p50, sequential calls).
 
-.venv/bin/python -m bench.scale                      # ~6 minutes: 90 sessions, 60 s creations
+.venv/bin/python -m bench.scale                      # ~6 minutes: 200 sessions, 60 s creations
 .venv/bin/python -m bench.scale --quick              # ~2 minutes: 50 sessions, 10 s creations
 .venv/bin/python -m bench.scale --workers 1,2,4      # throughput and creations, 1, 2, 4 workers
 
@@ -88,7 +88,7 @@ async def _one_worker(
 ) -> None:
     """Every measurement on one worker process, beside the floor's, in ``results``."""
     address = client.service_client.config.target_host
-    sessions = args.sessions or (50 if args.quick else 90)
+    sessions = args.sessions or (50 if args.quick else 200)
     seconds = args.seconds or (10.0 if args.quick else 60.0)
     worker = await WorkerProcess.start(address)
     key, line = new_key("bench")
@@ -100,8 +100,7 @@ async def _one_worker(
         results["creations"] = await creations(client, pinned, seconds)
         loads["after_creations"] = _machine()
         pids = {"worker": worker.pid, "floor_worker": floor_pid, "http": api.pid}
-        # 40 + 40 live bash sessions: under the ~100 one worker holds today (see bench/README.md)
-        results["per_core"] = await per_core(client, pinned, pids, (url, key), sessions=40)
+        results["per_core"] = await per_core(client, pinned, pids, (url, key))
         loads["after_per_core"] = _machine()
         results["temporary_http"] = await temporary_http(url, key, 20 if args.quick else 60)
         results["growth"] = await growth(client, pinned, db_file, 200 if args.quick else 1000)
@@ -129,11 +128,7 @@ async def _memory(
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer sessions, shorter runs")
-    parser.add_argument(
-        "--sessions",
-        type=int,
-        help="sessions held for memory (default 90: one worker starts no bash session past ~100)",
-    )
+    parser.add_argument("--sessions", type=int, help="sessions held for memory (default 200)")
     parser.add_argument("--seconds", type=float, help="seconds of creations (default 60)")
     parser.add_argument(
         "--workers", help="compare worker process counts, e.g. 1,2,4 (throughput, creations)"
