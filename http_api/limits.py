@@ -21,7 +21,7 @@ from client.workflow_api import SessionQuery, SessionWorkflows
 #: runaway client. Calls: this 2-core machine served 70-140 calls a second over HTTP at
 #: saturation (loaded and less loaded), so 200 a second is above it. Burst: 64 parallel rollouts
 #: sending a few calls each at once (a batch counts each action) fit in 400. Sessions: a bash
-#: session's whole process tree takes ~8.6 MB and a code session's ~13.7 MB, so 256 live sessions
+#: session's whole process tree takes ~8.7 MB and a code session's ~13.9 MB, so 256 live sessions
 #: (bash and code for 128 rollouts) take under 4 GB. The limits are per HTTP process:
 #: docs/scaling.md says how to divide them.
 DEFAULT_RATE = 200.0
