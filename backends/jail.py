@@ -383,7 +383,32 @@ class JailedProcess(ControlChannel):
 
 async def _ended(pid: int, timeout: float = 5) -> None:
     """Until a process is gone or a zombie: for a jail's pid 1, the kernel has then ended
-    every other process of its pid namespace."""
+    every other process of its pid namespace. A pidfd says so the moment it happens (a close
+    is on every temporary call's path); polling /proc is the fallback."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:
+        await _polled_until_ended(pid, timeout)
+        return
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(exited, timeout)
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def _polled_until_ended(pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
