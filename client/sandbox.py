@@ -249,6 +249,7 @@ class Sandbox:
         session_id: str | None = None,
         trace_id: str | None = None,
         strict_params: bool | None = None,
+        auto_resume: bool | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[OutputChunk | dict[str, Any]]:
         """Run a tool as :meth:`execute` does, seeing its output while it runs: ``OutputChunk``s
@@ -261,7 +262,9 @@ class Sandbox:
         call = (action, params, timeout, kwargs, request_id, session_id, trace_id)
         strict = self.strict_params if strict_params is None else strict_params
         answer = asyncio.ensure_future(
-            send_call(self._engine, *call, stream=True, strict_params=strict)
+            send_call(
+                self._engine, *call, stream=True, strict_params=strict, auto_resume=auto_resume
+            )
         )
         target = None
         if call_problem(action, params, kwargs) is None:  # a refused call has no output

@@ -61,6 +61,12 @@ async def test_a_streaming_execute_sends_output_as_it_runs_then_the_envelope(url
         last_time, last_kind, envelope = seen[-1]
         assert last_kind == "result" and envelope["code"] == 0, envelope
         assert envelope["data"]["stdout"].split() == ["line-1", "line-2", "line-3"]
+        # X-Strict-Params holds here as on execute: an undeclared parameter answers 4000.
+        strict = {**body, "params": {"command": "true", "nope": 1}}
+        headers = {"X-Strict-Params": "true"}
+        async with http.post(url + "/api/v1/execute/stream", json=strict, headers=headers) as r:
+            kinds = [(k, d) async for k, d in _events(r)]
+        assert [k for k, _ in kinds] == ["result"] and kinds[0][1]["code"] == 4000, kinds
         destroy = af.destroy_session(w, "bash")
         async with http.post(url + destroy.path, json=destroy.body) as response:
             assert response.status == 200

@@ -9,6 +9,7 @@ import asyncio
 import time
 from typing import Any
 
+import aiohttp
 from temporalio.client import Client
 
 from client import Sandbox, SessionManager
@@ -163,6 +164,17 @@ async def test_auto_resume_per_call_through_the_client_and_over_http(
             await _wait_for_status(sb, "paused")
             refused = await sb.execute("bash:run", {"command": "cat y"}, auto_resume=False)
             assert refused["code"] == 4007 and "suspended" in refused["message"], refused
+            # A streaming call is refused the same way (its envelope, no output).
+            stream = sb.execute_stream("bash:run", {"command": "cat y"}, auto_resume=False)
+            items = [i async for i in stream]
+            assert len(items) == 1 and isinstance(items[0], dict), items
+            assert items[0]["code"] == 4007, items
+            body = {"worker_id": sb.sandbox_id, "action": "bash:run", "auto_resume": False,
+                    "params": {"command": "cat y"}}  # fmt: skip
+            async with aiohttp.ClientSession() as http:  # noqa: SIM117
+                async with http.post(url + "/api/v1/execute/stream", json=body) as response:
+                    text = await response.text()
+            assert text.startswith("event: result\n") and '"code":4007' in text, text
             answer = await sb.execute("bash:run", {"command": "cat y"})
             assert answer["code"] == 0 and answer["meta"]["resumed"] is True, answer
             assert answer["data"]["stdout"] == "y\n"

@@ -3,12 +3,12 @@ sandbox answered, under its code's status."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
-from http_api.access import Gate
+from http_api.access import Access, Gate
 from http_api.answers import answer, http_status
 from http_api.caller import own_request_id
 from http_api.models import BatchBody, ExecuteBody
@@ -20,22 +20,25 @@ router = APIRouter(tags=["execute"])
 StrictHeader = Annotated[bool | None, Header(alias="X-Strict-Params")]
 
 
+def call_options(body: ExecuteBody, gate: Access, strict_header: bool | None) -> dict[str, Any]:
+    """The keyword arguments of one call's ``Sandbox.execute`` (or ``execute_stream``)."""
+    strict = body.strict_params if body.strict_params is not None else strict_header
+    return {
+        "request_id": own_request_id(gate.who, body.request_id or body.message_id),
+        "session_id": body.session_id,
+        "trace_id": body.trace_id,
+        "strict_params": bool(strict),
+        "auto_resume": body.auto_resume,
+    }
+
+
 @router.post("/api/v1/execute")
 async def execute(
     body: ExecuteBody, gate: Gate, x_strict_params: StrictHeader = None
 ) -> JSONResponse:
     sandbox = gate.sandbox(gate.worker(body))
-    strict = body.strict_params if body.strict_params is not None else x_strict_params
-    result = await sandbox.execute(
-        body.action,
-        body.params or {},
-        body.timeout,
-        request_id=own_request_id(gate.who, body.request_id or body.message_id),
-        session_id=body.session_id,
-        trace_id=body.trace_id,
-        strict_params=bool(strict),
-        auto_resume=body.auto_resume,
-    )
+    options = call_options(body, gate, x_strict_params)
+    result = await sandbox.execute(body.action, body.params or {}, body.timeout, **options)
     return answer(http_status(result["code"]), result)
 
 

@@ -17,10 +17,10 @@ from pydantic import Field
 
 from client import SessionError
 from http_api.access import Gate
-from http_api.caller import own_request_id
 from http_api.inputs import checked_resource
 from http_api.models import ExecuteBody, SessionBody
 from http_api.owners import check_read
+from http_api.routes.execute import StrictHeader, call_options
 
 router = APIRouter(tags=["live output"])
 
@@ -41,18 +41,13 @@ def _sse(events: AsyncIterator[str]) -> StreamingResponse:
 
 
 @router.post("/api/v1/execute/stream")
-async def execute_stream(body: ExecuteBody, gate: Gate) -> StreamingResponse:
+async def execute_stream(
+    body: ExecuteBody, gate: Gate, x_strict_params: StrictHeader = None
+) -> StreamingResponse:
     """Ours: ``execute`` with its output as it arrives (``chunk`` events), then ``result``."""
     sandbox = gate.sandbox(gate.worker(body))
-    items = sandbox.execute_stream(
-        body.action,
-        body.params or {},
-        body.timeout,
-        request_id=own_request_id(gate.who, body.request_id or body.message_id),
-        session_id=body.session_id,
-        trace_id=body.trace_id,
-        strict_params=body.strict_params,
-    )
+    options = call_options(body, gate, x_strict_params)
+    items = sandbox.execute_stream(body.action, body.params or {}, body.timeout, **options)
 
     async def events() -> AsyncIterator[str]:
         async for item in items:
