@@ -23,6 +23,7 @@ from typing import Any
 
 from backends.input_pipe import InputPipe
 from backends.jail import JailedProcess
+from backends.jail_control import SpawnRefused
 
 #: Output kept per process (the newest bytes), and how fast a process's output is read at most.
 KEEP_BYTES = 1024 * 1024
@@ -224,28 +225,13 @@ class Background:
         if not command.strip():
             raise ValueError("the command is empty: there is nothing to start")
         handle = f"p{self._next}"
-        stdin_r, stdin_w = os.pipe()
-        out_r, out_w = os.pipe()
+        argv = [BASH, "--noprofile", "--norc", "-c", command]
         try:
-            answer, _ = await box.request(
-                "spawn",
-                [stdin_r, out_w],
-                handle=handle,
-                argv=[BASH, "--noprofile", "--norc", "-c", command],
-                env=env,
-                cwd=cwd,
-            )
-            if "refused" in answer:  # nothing started: its cwd is no directory it can enter
-                raise FileNotFoundError(answer["refused"])
-        except BaseException:
-            for fd in (stdin_w, out_r):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (stdin_r, out_w):
-                os.close(fd)
+            pid, stdin_w, out_r = await box.spawn_piped(handle, argv, env, cwd)
+        except SpawnRefused as exc:  # nothing started: its cwd is no directory it can enter
+            raise FileNotFoundError(str(exc)) from None
         self._next += 1
-        process = BackgroundProcess(handle, command, _now(), pid=int(answer["pid"]))
+        process = BackgroundProcess(handle, command, _now(), pid=pid)
         process.stdin = InputPipe(stdin_w)
         process.follow(out_r)
         self._processes[handle] = process

@@ -21,6 +21,10 @@ from typing import Any
 from backends.jail_settings import ControlError, FileOpError
 
 
+class SpawnRefused(Exception):
+    """The supervisor started nothing; the message says why."""
+
+
 class ControlChannel:
     """Requests to the supervisor and its events; mixed into :class:`JailedProcess`, which
     opens the socket when the jail starts (``_control``) and says whether it lives (``alive``)."""
@@ -116,6 +120,30 @@ class ControlChannel:
                 os.close(fd)
             raise ControlError(str(answer["error"]))
         return answer, received
+
+    async def spawn_piped(
+        self, handle: str, argv: Sequence[str], env: Mapping[str, str], cwd: str
+    ) -> tuple[int, int, int]:
+        """Start ``argv`` in the jail beside its program, with a pipe for its stdin and one for
+        its output (stdout and stderr): its pid, the stdin pipe's write end and the output
+        pipe's read end (the caller owns both). Raises :class:`SpawnRefused` when the supervisor
+        started nothing (a cwd it cannot enter)."""
+        stdin_r, stdin_w = os.pipe()
+        out_r, out_w = os.pipe()
+        try:
+            answer, _ = await self.request(
+                "spawn", [stdin_r, out_w], handle=handle, argv=list(argv), env=dict(env), cwd=cwd
+            )
+            if "refused" in answer:
+                raise SpawnRefused(str(answer["refused"]))
+        except BaseException:
+            for fd in (stdin_w, out_r):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (stdin_r, out_w):
+                os.close(fd)
+        return int(answer["pid"]), stdin_w, out_r
 
     async def file_op(
         self,

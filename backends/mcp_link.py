@@ -23,6 +23,7 @@ from mcp.shared.message import SessionMessage
 
 from backends.input_pipe import InputClosed, InputPipe
 from backends.jail import JailedProcess
+from backends.jail_control import SpawnRefused
 
 #: The longest line (one JSON-RPC message) read from a server.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -63,28 +64,14 @@ class ServerLink:
     async def start(self, box: JailedProcess) -> None:
         """Start the server in ``box`` and wait for its ``initialize`` and tool list."""
         self._box = box
-        stdin_r, stdin_w = os.pipe()
-        out_r, out_w = os.pipe()
         wrapped = ["/bin/sh", "-c", 'exec "$@" 2>>"$MCP_STDERR"', "sh", *self.spec.argv]
+        env = {**self.spec.env, "MCP_STDERR": self.spec.stderr_path}
         try:
-            answer, _ = await box.request(
-                "spawn",
-                [stdin_r, out_w],
-                handle=f"mcp:{self.spec.name}",
-                argv=wrapped,
-                env={**self.spec.env, "MCP_STDERR": self.spec.stderr_path},
-                cwd=self.spec.cwd,
+            self.pid, stdin_w, out_r = await box.spawn_piped(
+                f"mcp:{self.spec.name}", wrapped, env, self.spec.cwd
             )
-            if "refused" in answer:
-                raise RuntimeError(str(answer["refused"]))
-        except BaseException:
-            for fd in (stdin_w, out_r):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (stdin_r, out_w):
-                os.close(fd)
-        self.pid = int(answer["pid"])
+        except SpawnRefused as exc:
+            raise RuntimeError(str(exc)) from None
         self._task = asyncio.create_task(self._hold(InputPipe(stdin_w), out_r))
         try:
             await asyncio.wait_for(self._ready.wait(), START_TIMEOUT)
